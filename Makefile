@@ -1,0 +1,51 @@
+# The front door. `make run` serves, `make test` tests; both install what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv manages Python and every dependency (pinned in uv.lock). Bring it along when missing.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+GENERATED := backend/contract clients/python/roundtable_client
+
+.PHONY: help install run test check generate lint types specs migrations-check generated-check
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+install: $(UV) ## Install the pinned dependencies into .venv
+	$(UV) sync --frozen
+
+run: install ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unless DATABASE_URL)
+	$(RUN) python -m backend serve
+
+test: install ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
+	$(RUN) pytest
+
+generate: install ## Regenerate backend/contract and clients/python from the specs
+	$(RUN) datamodel-codegen --all-jobs
+
+check: install specs generated-check lint types migrations-check ## Everything CI checks besides tests
+
+specs: ## Validate openapi/openapi.yaml and asyncapi/asyncapi.yaml
+	$(RUN) python -m tests.tools.validate_specs
+
+generated-check: ## Fail when generated code differs from what the specs produce now
+	$(RUN) python -m tests.tools.check_generated
+
+lint: ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+types: ## mypy, strict on hand-written code
+	$(RUN) mypy
+
+migrations-check: ## Fail unless migrations and models agree
+	$(RUN) python -m backend check-migrations

@@ -1,0 +1,58 @@
+"""`python -m backend [serve|migrate|check-migrations]`: find or start PostgreSQL, migrate, serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from backend.core.config import get_settings
+from backend.core.runtime import check_migrations, migrate, resolve_database_url
+
+
+def serve() -> int:
+    """Migrate the database and serve until stopped."""
+    settings = get_settings()
+    if settings.workers > 1 and not settings.redis_url:
+        print(
+            f"WORKERS={settings.workers} needs REDIS_URL: without Redis each worker would only "
+            "hear its own rooms' events. Set REDIS_URL=redis://127.0.0.1:6379/0 or use WORKERS=1.",
+            file=sys.stderr,
+        )
+        return 2
+    migrate(resolve_database_url())
+    uvicorn.run(
+        "backend.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def main() -> int:
+    """Run the command named on the command line."""
+    parser = argparse.ArgumentParser(prog="python -m backend")
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate", "check-migrations"]
+    )
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if args.command == "migrate":
+        migrate(resolve_database_url())
+        return 0
+    if args.command == "check-migrations":
+        check_migrations(resolve_database_url())
+        print("migrations match the models")
+        return 0
+    return serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The ASGI application: the hand-written contract, served and implemented."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+import yaml
+from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from backend.core.config import PROJECT_ROOT, Settings, get_settings
+from backend.core.db import Database, create_engine
+from backend.core.limits import BodyLimitMiddleware
+from backend.core.problems import install_problem_handlers
+from backend.core.runtime import resolve_database_url
+from backend.ops.endpoints import router as ops_router
+from backend.rooms.endpoints import router as rooms_router
+
+OPENAPI_PATH = PROJECT_ROOT / "openapi" / "openapi.yaml"
+# Routes that serve the contract itself rather than implement it.
+DOC_ROUTES = frozenset({"/openapi.json", "/docs"})
+
+
+@lru_cache
+def load_openapi() -> dict[str, Any]:
+    """Return the hand-written OpenAPI document."""
+    document: dict[str, Any] = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return document
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    """Build the app; it serves `openapi/openapi.yaml` as its spec, never a derived one."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url()
+        app.state.db = Database(create_engine(url, settings))
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Roundtable",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(ops_router)
+    app.include_router(rooms_router)
+
+    spec_body = json.dumps(load_openapi()).encode()
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> Response:
+        return Response(spec_body, media_type="application/json")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Roundtable API")
+
+    return app

@@ -1,0 +1,67 @@
+"""Where the database is, creating scratch databases, and bringing schemas up to date."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from backend.core.config import PROJECT_ROOT, get_settings
+from backend.core.database_url import with_database
+from backend.core.embedded import embedded_database_url
+
+
+def resolve_database_url() -> str:
+    """Return DATABASE_URL, or the URL of the embedded server when it is unset."""
+    url = os.environ.get("DATABASE_URL") or get_settings().database_url
+    if url:
+        return url
+    url = embedded_database_url(get_settings().data_dir)
+    # Workers started after us (uvicorn --workers) find the same server without a new start.
+    os.environ["DATABASE_URL"] = url
+    return url
+
+
+def alembic_config(database_url: str) -> Config:
+    """Return the Alembic config from pyproject.toml, pointed at `database_url`."""
+    config = Config(toml_file=str(PROJECT_ROOT / "pyproject.toml"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Apply every migration not yet applied."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def check_migrations(database_url: str) -> None:
+    """Fail unless the migrations, applied to an empty database, match the models."""
+    scratch = recreate_database(database_url, "roundtable_migrations_check")
+    migrate(scratch)
+    command.check(alembic_config(scratch))
+
+
+def recreate_database(server_url: str, name: str) -> str:
+    """Drop and create database `name` on the server of `server_url`; return its URL."""
+
+    async def run() -> None:
+        admin = make_url(server_url).set(drivername="postgresql", database="postgres")
+        conn = await asyncpg.connect(
+            user=admin.username,
+            password=admin.password,
+            host=admin.query.get("host", admin.host),
+            port=admin.port,
+            database="postgres",
+        )
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return with_database(server_url, name)

@@ -1,0 +1,58 @@
+"""Liveness and readiness for operators and load balancers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from backend.contract import api
+from backend.core.db import Database
+from backend.core.problems import problem_response
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=api.Health)
+async def healthz() -> api.Health:
+    """Answer while the process serves requests."""
+    return api.Health(status="ok")
+
+
+async def _postgres_ok(db: Database) -> bool:
+    try:
+        async with asyncio.timeout(2), db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+async def _redis_status(url: str | None) -> api.CheckStatus:
+    if not url:
+        return api.CheckStatus.disabled
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.ping()
+        return api.CheckStatus.ok
+    except Exception:
+        return api.CheckStatus.unavailable
+    finally:
+        await client.aclose()
+
+
+@router.get("/readyz", response_model=api.Readiness)
+async def readyz(request: Request) -> api.Readiness | JSONResponse:
+    """Answer 200 when PostgreSQL (and Redis, when configured) answer."""
+    postgres = api.CheckStatus.ok if await _postgres_ok(request.app.state.db) else api.CheckStatus.unavailable
+    redis = await _redis_status(request.app.state.settings.redis_url)
+    if api.CheckStatus.unavailable in (postgres, redis):
+        down = [
+            name for name, s in (("postgres", postgres), ("redis", redis)) if s is api.CheckStatus.unavailable
+        ]
+        return problem_response(503, "dependency_unavailable", f"Unreachable: {', '.join(down)}.")
+    return api.Readiness(status="ok", checks=api.Checks(postgres=postgres, redis=redis))

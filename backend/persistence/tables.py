@@ -1,0 +1,113 @@
+"""The tables: rooms, players and each room's event log. PostgreSQL is the truth."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Identity, Index, MetaData, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# Stable constraint names, so migrations autogenerate the same names everywhere.
+SQLModel.metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UNFINISHED = "status IN ('lobby', 'in_progress')"
+
+
+def _now_column(nullable: bool = False) -> Any:
+    return Column(DateTime(timezone=True), nullable=nullable, server_default=func.now())
+
+
+class RoomRow(SQLModel, table=True):
+    """A room; its row is locked by every command on it, which serialises the room."""
+
+    __tablename__ = "rooms"
+    __table_args__ = (
+        # Join codes are unique among rooms that are not finished; old codes come back.
+        Index("uq_rooms_code_unfinished", "code", unique=True, postgresql_where=text(UNFINISHED)),
+        Index("ix_rooms_listing", "status", "list_key"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    # Monotonic listing order and the value of the listing cursor.
+    list_key: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), nullable=False, unique=True)
+    )
+    code: str = Field(max_length=6)
+    name: str
+    ruleset: str
+    status: str
+    settings: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    host_player_id: uuid.UUID | None = None
+    round: int = 0
+    phase: str | None = None
+    phase_ends_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    winner: str | None = None
+    # The seq of the newest event; the next event gets last_seq + 1 under the row lock.
+    last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    created_at: datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class PlayerRow(SQLModel, table=True):
+    """A player of one room; `left_at` set means gone (left or kicked), token revoked."""
+
+    __tablename__ = "players"
+    __table_args__ = (
+        Index(
+            "uq_players_room_nickname_present",
+            "room_id",
+            "nickname_key",
+            unique=True,
+            postgresql_where=text("left_at IS NULL"),
+        ),
+        Index(
+            "uq_players_room_seat_present",
+            "room_id",
+            "seat",
+            unique=True,
+            postgresql_where=text("left_at IS NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    room_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    nickname: str
+    # casefold() of the nickname: uniqueness ignores case.
+    nickname_key: str
+    seat: int
+    # SHA-256 of the bearer token; the token itself is never stored.
+    token_hash: str = Field(unique=True, max_length=64)
+    alive: bool = True
+    connected: bool = False
+    team: str | None = None
+    role: str | None = None
+    joined_at: datetime | None = Field(default=None, sa_column=_now_column())
+    left_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    left_reason: str | None = None
+
+
+class EventRow(SQLModel, table=True):
+    """One event of a room's log: seq 1, 2, 3, ... without gaps, and who may see it."""
+
+    __tablename__ = "room_events"
+
+    room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    type: str
+    data: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # 'room' (everyone in it), 'team' (audience = team name) or 'player' (audience = player id).
+    visibility: str = "room"
+    audience: str | None = None
+    created_at: datetime | None = Field(default=None, sa_column=_now_column())

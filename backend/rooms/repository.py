@@ -1,0 +1,92 @@
+"""All SQL about rooms and players."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.lobby import new_join_code
+from backend.persistence.tables import PlayerRow, RoomRow
+
+
+async def lock_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow | None:
+    """Return the room with its row locked until the transaction ends."""
+    result = await session.exec(select(RoomRow).where(col(RoomRow.id) == room_id).with_for_update())
+    return result.first()
+
+
+async def get_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow | None:
+    """Return the room, unlocked."""
+    return await session.get(RoomRow, room_id)
+
+
+async def present_players(session: AsyncSession, room_id: uuid.UUID) -> Sequence[PlayerRow]:
+    """Return the players still in the room, by seat."""
+    result = await session.exec(
+        select(PlayerRow)
+        .where(col(PlayerRow.room_id) == room_id, col(PlayerRow.left_at).is_(None))
+        .order_by(col(PlayerRow.seat))
+    )
+    return result.all()
+
+
+async def count_present(session: AsyncSession, room_id: uuid.UUID) -> int:
+    """Return how many players are in the room."""
+    result = await session.exec(
+        select(func.count())
+        .select_from(PlayerRow)
+        .where(col(PlayerRow.room_id) == room_id, col(PlayerRow.left_at).is_(None))
+    )
+    return int(result.one())
+
+
+async def player_by_token_hash(session: AsyncSession, token_hash: str) -> PlayerRow | None:
+    """Return the present player holding the token with this hash."""
+    result = await session.exec(
+        select(PlayerRow).where(col(PlayerRow.token_hash) == token_hash, col(PlayerRow.left_at).is_(None))
+    )
+    return result.first()
+
+
+async def insert_room(session: AsyncSession, room: RoomRow, attempts: int = 8) -> None:
+    """Insert `room`, drawing a new join code while its code is held by an unfinished room."""
+    for _ in range(attempts):
+        try:
+            async with session.begin_nested():
+                session.add(room)
+                await session.flush()
+            return
+        except IntegrityError as exc:
+            if "uq_rooms_code_unfinished" not in str(exc.orig):
+                raise
+            room.code = new_join_code()
+    raise RuntimeError("no free join code after several attempts")
+
+
+async def list_rooms(
+    session: AsyncSession, *, status: str | None, code: str | None, limit: int, before: int | None
+) -> Sequence[tuple[RoomRow, int]]:
+    """Return up to `limit` rooms newest first, with their player counts."""
+    players = (
+        select(func.count())
+        .where(col(PlayerRow.room_id) == col(RoomRow.id), col(PlayerRow.left_at).is_(None))
+        .correlate(RoomRow)
+        .scalar_subquery()
+    )
+    query = select(RoomRow, players).order_by(col(RoomRow.list_key).desc()).limit(limit)
+    if code is not None:
+        # Knowing the code is the invitation: private rooms are found by code, never listed.
+        query = query.where(col(RoomRow.code) == code, col(RoomRow.status).in_(("lobby", "in_progress")))
+    else:
+        query = query.where(RoomRow.settings["private"].as_boolean().is_(False))
+    if status is not None:
+        query = query.where(col(RoomRow.status) == status)
+    if before is not None:
+        query = query.where(col(RoomRow.list_key) < before)
+    result = await session.exec(query)
+    return [(room, int(count)) for room, count in result.all()]

@@ -1,0 +1,235 @@
+"""Lobby commands: each runs inside the caller's one transaction, under the room's row lock."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import MISSING
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.contract import api, events
+from backend.core.problems import (
+    NotAMember,
+    NotHost,
+    PlayerNotFound,
+    RoomCodeRequired,
+    RoomNotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from backend.core.security import hash_token, new_token
+from backend.domain import lobby
+from backend.persistence.events import NewEvent, append_events
+from backend.persistence.tables import PlayerRow, RoomRow
+from backend.rooms import repository
+from backend.rooms.views import player_view, room_view, state_view
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller: a present player of `room_id`."""
+
+    player_id: uuid.UUID
+    room_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a command wrote: its answer and the room's newest seq (for the doorbell)."""
+
+    room_id: uuid.UUID
+    last_seq: int
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    data: dict[str, Any] = model.model_dump(mode="json")
+    return data
+
+
+def _joined(player: PlayerRow, room: RoomRow) -> NewEvent:
+    data = events.PlayerJoinedData(player=player_view(player, room, None))
+    return NewEvent("player.joined", _dump(data))
+
+
+def _room_updated(room: RoomRow, player_count: int) -> NewEvent:
+    return NewEvent("room.updated", _dump(events.RoomUpdatedData(room=room_view(room, player_count))))
+
+
+def _new_player(room_id: uuid.UUID, nickname: str, seat: int) -> tuple[PlayerRow, str]:
+    token = new_token()
+    player = PlayerRow(
+        id=uuid.uuid4(),
+        room_id=room_id,
+        nickname=lobby.clean_text(nickname),
+        nickname_key=lobby.nickname_key(nickname),
+        seat=seat,
+        token_hash=hash_token(token),
+    )
+    return player, token
+
+
+async def create_room(
+    session: AsyncSession, body: api.CreateRoomRequest
+) -> tuple[api.RoomSession, Committed]:
+    """Create a room in the lobby with its host as the first player."""
+    settings = dict(lobby.DEFAULT_SETTINGS)
+    if body.settings is not MISSING:
+        settings.update(body.settings.model_dump(mode="json", exclude_unset=True))
+    room = RoomRow(
+        id=uuid.uuid4(),
+        code=lobby.new_join_code(),
+        name=lobby.clean_text(body.name),
+        ruleset=body.ruleset,
+        status="lobby",
+        settings=settings,
+    )
+    await repository.insert_room(session, room)
+    host, token = _new_player(room.id, body.nickname, seat=1)
+    room.host_player_id = host.id
+    session.add(host)
+    await session.flush()
+    await session.refresh(room)
+    last_seq = await append_events(session, room, [_joined(host, room)])
+    answer = api.RoomSession(room=room_view(room, 1), player=player_view(host, room, None), token=token)
+    return answer, Committed(room.id, last_seq)
+
+
+async def _locked_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow:
+    room = await repository.lock_room(session, room_id)
+    if room is None:
+        raise RoomNotFound("No room with this id.")
+    return room
+
+
+def _me(players: list[PlayerRow], actor: Actor) -> PlayerRow:
+    for p in players:
+        if p.id == actor.player_id:
+            return p
+    # Removed between authentication and the lock: the token no longer counts.
+    raise Unauthorized("This token's player is no longer in the room.")
+
+
+async def join_room(
+    session: AsyncSession, room_id: uuid.UUID, body: api.JoinRoomRequest
+) -> tuple[api.RoomSession, Committed]:
+    """Add a player to a room in the lobby."""
+    room = await _locked_room(session, room_id)
+    if room.settings.get("private") and body.code != room.code:
+        raise RoomCodeRequired("This room is private; join it with its code.")
+    players = list(await repository.present_players(session, room.id))
+    seat = lobby.check_can_join(
+        room.status, room.settings, [lobby.Seated(p.seat, p.nickname_key) for p in players], body.nickname
+    )
+    player, token = _new_player(room.id, body.nickname, seat)
+    session.add(player)
+    last_seq = await append_events(session, room, [_joined(player, room)])
+    answer = api.RoomSession(
+        room=room_view(room, len(players) + 1), player=player_view(player, room, None), token=token
+    )
+    return answer, Committed(room.id, last_seq)
+
+
+async def remove_player(
+    session: AsyncSession, room_id: uuid.UUID, actor: Actor, player_id: uuid.UUID
+) -> Committed:
+    """Let a player leave, or the host kick one; hand the host role on; close an empty room."""
+    room = await _locked_room(session, room_id)
+    players = list(await repository.present_players(session, room.id))
+    me = _me(players, actor)
+    target = next((p for p in players if p.id == player_id), None)
+    if target is None:
+        raise PlayerNotFound("No such player in this room.")
+    if target.id != me.id:
+        if room.host_player_id != me.id:
+            raise NotHost("Only the host may remove another player.")
+        if room.status != "lobby":
+            raise lobby.RoomNotInLobby(f"The room is {room.status}; players are kicked only in the lobby.")
+    reason = "left" if target.id == me.id else "kicked"
+    target.left_at = datetime.now(UTC)
+    target.left_reason = reason
+    target.connected = False
+    session.add(target)
+    remaining = [p for p in players if p.id != target.id]
+    left = events.PlayerLeftData(player_id=target.id, reason=events.LeaveReason(reason))
+    new_events = [NewEvent("player.left", _dump(left))]
+    if not remaining:
+        room.status = "closed"
+        room.host_player_id = None
+        new_events.append(_room_updated(room, 0))
+    elif room.host_player_id == target.id:
+        room.host_player_id = lobby.next_host([(p.seat, p.id) for p in players], target.id)
+        new_events.append(_room_updated(room, len(remaining)))
+    await session.flush()
+    last_seq = await append_events(session, room, new_events)
+    return Committed(room.id, last_seq)
+
+
+async def update_room(
+    session: AsyncSession, room_id: uuid.UUID, actor: Actor, body: api.UpdateRoomRequest
+) -> tuple[api.Room, Committed]:
+    """Change the room's name or settings: host only, in the lobby."""
+    if body.name is MISSING and body.settings is MISSING:
+        raise ValidationFailed(
+            "Name at least one of name or settings.",
+            [api.FieldError(loc=["body"], message="at least one of name, settings is required")],
+        )
+    room = await _locked_room(session, room_id)
+    players = list(await repository.present_players(session, room.id))
+    me = _me(players, actor)
+    if room.host_player_id != me.id:
+        raise NotHost("Only the host may change the room.")
+    if room.status != "lobby":
+        raise lobby.RoomNotInLobby(f"The room is {room.status}; it can be changed only in the lobby.")
+    if body.name is not MISSING:
+        room.name = lobby.clean_text(body.name)
+    if body.settings is not MISSING:
+        changes = body.settings.model_dump(mode="json", exclude_unset=True)
+        room.settings = lobby.merge_settings(room.settings, changes, len(players))
+    last_seq = await append_events(session, room, [_room_updated(room, len(players))])
+    return room_view(room, len(players)), Committed(room.id, last_seq)
+
+
+async def get_public_room(session: AsyncSession, room_id: uuid.UUID) -> api.Room:
+    """Return a room's public summary."""
+    room = await repository.get_room(session, room_id)
+    if room is None:
+        raise RoomNotFound("No room with this id.")
+    return room_view(room, await repository.count_present(session, room.id))
+
+
+async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> api.RoomState:
+    """Return the caller's view of the room, with the seq it is current as of."""
+    room = await repository.get_room(session, room_id)
+    if room is None:
+        raise RoomNotFound("No room with this id.")
+    players = list(await repository.present_players(session, room.id))
+    return state_view(room, players, _me(players, actor))
+
+
+async def authenticate(session: AsyncSession, token: str, room_id: uuid.UUID) -> Actor:
+    """Return the actor a token stands for, if it belongs to a present player of `room_id`."""
+    player = await repository.player_by_token_hash(session, hash_token(token))
+    if player is None:
+        raise Unauthorized("The token is unknown or no longer valid.")
+    if player.room_id != room_id:
+        raise NotAMember("This token belongs to another room.")
+    return Actor(player_id=player.id, room_id=player.room_id)
+
+
+async def list_rooms(
+    session: AsyncSession, *, status: api.RoomStatus | None, code: str | None, limit: int, cursor: str | None
+) -> api.RoomPage:
+    """Return one page of rooms, newest first."""
+    rows = await repository.list_rooms(
+        session,
+        status=status.value if status else None,
+        code=code,
+        limit=limit + 1,
+        before=int(cursor) if cursor else None,
+    )
+    page = rows[:limit]
+    next_cursor = str(page[-1][0].list_key) if len(rows) > limit else None
+    return api.RoomPage(items=[room_view(room, count) for room, count in page], next_cursor=next_cursor)

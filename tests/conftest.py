@@ -1,0 +1,64 @@
+"""Shared fixtures: a real PostgreSQL test database, migrated by Alembic, and an async client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from backend.app import create_app
+from backend.core.config import Settings
+from backend.core.embedded import embedded_database_url
+from backend.core.runtime import migrate, recreate_database
+
+TEST_DATABASE = "roundtable_test"
+
+
+def server_url() -> str:
+    """Return the PostgreSQL server the tests use: the environment's, else the embedded one."""
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return embedded_database_url(Settings().data_dir)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A fresh, migrated test database; never the database `make run` uses."""
+    url = recreate_database(server_url(), TEST_DATABASE)
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[FastAPI]:
+    """The application, started (lifespan) against the test database."""
+    application = create_app(Settings(), database_url=database_url)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An async HTTP client talking to the app in-process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://roundtable.test") as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Return the Authorization header for `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def create_room(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """Create a room and return the 201 body."""
+    body: dict[str, Any] = {"name": "Friday night", "nickname": "Host", "ruleset": "mafia", **overrides}
+    response = await client.post("/v1/rooms", json=body)
+    assert response.status_code == 201, response.text
+    session: dict[str, Any] = response.json()
+    return session
