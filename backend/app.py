@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -22,8 +23,7 @@ from backend.ops.endpoints import router as ops_router
 from backend.rooms.endpoints import router as rooms_router
 
 OPENAPI_PATH = PROJECT_ROOT / "openapi" / "openapi.yaml"
-# Routes that serve the contract itself rather than implement it.
-DOC_ROUTES = frozenset({"/openapi.json", "/docs"})
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
 
 
 @lru_cache
@@ -31,6 +31,23 @@ def load_openapi() -> dict[str, Any]:
     """Return the hand-written OpenAPI document."""
     document: dict[str, Any] = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
     return document
+
+
+@lru_cache
+def _path_methods() -> list[tuple[re.Pattern[str], list[str]]]:
+    patterns = []
+    for path, item in load_openapi()["paths"].items():
+        regex = re.compile("^" + re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(path)) + "$")
+        patterns.append((regex, sorted(m.upper() for m in item if m in HTTP_METHODS)))
+    return patterns
+
+
+def allowed_methods(path: str) -> list[str]:
+    """Return the methods the spec declares for a concrete request path."""
+    for regex, methods in _path_methods():
+        if regex.match(path):
+            return methods
+    return []
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
@@ -54,7 +71,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         redoc_url=None,
     )
     app.state.settings = settings
-    install_problem_handlers(app)
+    install_problem_handlers(app, allowed_methods)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(ops_router)
     app.include_router(rooms_router)

@@ -7,11 +7,12 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from backend.core.contract_base import ContractModel
+from pydantic import MISSING, AwareDatetime, ConfigDict, Field, RootModel, StrictBool, StrictInt
 from typing_extensions import TypeAliasType
 
 
-class Health(BaseModel):
+class Health(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -25,7 +26,7 @@ class CheckStatus(StrEnum):
     unavailable = 'unavailable'
 
 
-class Checks(BaseModel):
+class Checks(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -34,7 +35,7 @@ class Checks(BaseModel):
     redis: CheckStatus
 
 
-class Readiness(BaseModel):
+class Readiness(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -43,12 +44,12 @@ class Readiness(BaseModel):
     checks: Checks
 
 
-class FieldError(BaseModel):
+class FieldError(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,
     )
     loc: Annotated[
-        list[str | int],
+        list[str | StrictInt],
         Field(description='Where the field is, such as `["body", "settings", "max_players"]`.'),
     ]
     message: str
@@ -79,50 +80,50 @@ class Role(StrEnum):
     detective = 'detective'
 
 
-class RoleCounts(BaseModel):
+class RoleCounts(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    mafia: Annotated[int, Field(ge=1, le=10)]
-    doctor: Annotated[int, Field(ge=0, le=5)]
-    detective: Annotated[int, Field(ge=0, le=5)]
+    mafia: Annotated[StrictInt, Field(ge=1, le=10)]
+    doctor: Annotated[StrictInt, Field(ge=0, le=5)]
+    detective: Annotated[StrictInt, Field(ge=0, le=5)]
 
 
-class RoomSettings(BaseModel):
+class RoomSettings(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    max_players: Annotated[int, Field(ge=4, le=20)]
+    max_players: Annotated[StrictInt, Field(ge=4, le=20)]
     roles: Annotated[
         RoleCounts | None,
         Field(
             description='`null` deals the default: mafia = max(1, n // 4), a doctor from 5 players, a detective from 6.'
         ),
     ]
-    night_seconds: Annotated[int, Field(ge=1, le=3600)]
-    day_seconds: Annotated[int, Field(ge=1, le=3600)]
-    vote_seconds: Annotated[int, Field(ge=1, le=3600)]
-    reveal_on_death: bool
-    private: Annotated[bool, Field(description="Unlisted; joined with the room's code only.")]
+    night_seconds: Annotated[StrictInt, Field(ge=1, le=3600)]
+    day_seconds: Annotated[StrictInt, Field(ge=1, le=3600)]
+    vote_seconds: Annotated[StrictInt, Field(ge=1, le=3600)]
+    reveal_on_death: StrictBool
+    private: Annotated[StrictBool, Field(description="Unlisted; joined with the room's code only.")]
 
 
-class RoomSettingsInput(BaseModel):
+class RoomSettingsInput(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    max_players: Annotated[int, Field(ge=4, le=20)] = 10
+    max_players: Annotated[StrictInt, Field(ge=4, le=20)] = 10
     roles: RoleCounts | None | MISSING = MISSING
-    night_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
-    day_seconds: Annotated[int, Field(ge=1, le=3600)] = 120
-    vote_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
-    reveal_on_death: bool = True
-    private: bool = False
+    night_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 60
+    day_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 120
+    vote_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 60
+    reveal_on_death: StrictBool = True
+    private: StrictBool = False
 
 
-class CreateRoomRequest(BaseModel):
+class CreateRoomRequest(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -151,7 +152,7 @@ class CreateRoomRequest(BaseModel):
     settings: RoomSettingsInput | MISSING = MISSING
 
 
-class UpdateRoomRequest(BaseModel):
+class UpdateRoomRequest(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -169,7 +170,7 @@ class UpdateRoomRequest(BaseModel):
     settings: RoomSettingsInput | MISSING = MISSING
 
 
-class JoinRoomRequest(BaseModel):
+class JoinRoomRequest(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -194,7 +195,7 @@ class JoinRoomRequest(BaseModel):
     ] = MISSING
 
 
-class Room(BaseModel):
+class Room(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -213,30 +214,30 @@ class Room(BaseModel):
     status: RoomStatus
     settings: RoomSettings
     host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
-    player_count: Annotated[int, Field(ge=0)]
-    round: Annotated[int, Field(description='0 in the lobby.', ge=0)]
+    player_count: Annotated[StrictInt, Field(ge=0)]
+    round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
     phase: Phase | None
     phase_ends_at: AwareDatetime | None
     winner: Team | None
     created_at: AwareDatetime
 
 
-class Player(BaseModel):
+class Player(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
     id: UUID
     nickname: str
-    seat: Annotated[int, Field(ge=1)]
-    is_host: bool
-    alive: bool
-    connected: bool
+    seat: Annotated[StrictInt, Field(ge=1)]
+    is_host: StrictBool
+    alive: StrictBool
+    connected: StrictBool
     team: Team | None
     role: Role | None
 
 
-class RoomSession(BaseModel):
+class RoomSession(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -246,7 +247,7 @@ class RoomSession(BaseModel):
     token: Annotated[str, Field(description='Bearer token for this player in this room.', min_length=43)]
 
 
-class RoomPage(BaseModel):
+class RoomPage(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -257,18 +258,18 @@ class RoomPage(BaseModel):
     ]
 
 
-class Vote(BaseModel):
+class Vote(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    round: Annotated[int, Field(ge=1)]
+    round: Annotated[StrictInt, Field(ge=1)]
     phase: Phase
     voter_id: UUID
     target_player_id: Annotated[UUID | None, Field(description='`null` abstains.')]
 
 
-class RoomState(BaseModel):
+class RoomState(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -280,7 +281,7 @@ class RoomState(BaseModel):
         list[UUID], Field(description='Ids of the players the caller knows to share their team.')
     ]
     votes: Annotated[list[Vote], Field(description='The votes the caller may see now.')]
-    last_seq: Annotated[int, Field(description='The seq of the newest event in the room.', ge=0)]
+    last_seq: Annotated[StrictInt, Field(description='The seq of the newest event in the room.', ge=0)]
 
 
 RoomIdParameter = TypeAliasType("RoomIdParameter", UUID)
@@ -295,7 +296,7 @@ class V1RoomsPostResponse201LocationHeader(RootModel[str]):
 
 
 V1RoomsGetQueryLimitParameter = TypeAliasType(
-    "V1RoomsGetQueryLimitParameter", Annotated[int, Field(ge=1, le=100)]
+    "V1RoomsGetQueryLimitParameter", Annotated[StrictInt, Field(ge=1, le=100)]
 )
 
 
@@ -307,7 +308,7 @@ V1RoomsGetQueryCursorParameter = TypeAliasType(
 V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter = TypeAliasType("V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter", UUID)
 
 
-class Problem(BaseModel):
+class Problem(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,
     )
@@ -315,7 +316,7 @@ class Problem(BaseModel):
         str, Field(description='A URI naming the problem type; `about:blank` when `code` says it all.')
     ]
     title: Annotated[str, Field(description='The HTTP status phrase.')]
-    status: Annotated[int, Field(ge=400, le=599)]
+    status: Annotated[StrictInt, Field(ge=400, le=599)]
     detail: Annotated[str | MISSING, Field(description='What went wrong, for a person.')] = MISSING
     code: Annotated[
         str,

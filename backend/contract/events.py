@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from backend.contract.api import Player, Room
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from backend.core.contract_base import ContractModel
+from pydantic import AwareDatetime, ConfigDict, Field, RootModel, StrictInt
 
 
 class LeaveReason(StrEnum):
@@ -16,7 +17,7 @@ class LeaveReason(StrEnum):
     kicked = 'kicked'
 
 
-class PlayerJoinedData(BaseModel):
+class PlayerJoinedData(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -24,7 +25,7 @@ class PlayerJoinedData(BaseModel):
     player: Player
 
 
-class PlayerLeftData(BaseModel):
+class PlayerLeftData(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -33,7 +34,7 @@ class PlayerLeftData(BaseModel):
     reason: LeaveReason
 
 
-class RoomUpdatedData(BaseModel):
+class RoomUpdatedData(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -41,36 +42,42 @@ class RoomUpdatedData(BaseModel):
     room: Room
 
 
-class PlayerJoinedEvent(BaseModel):
+class PlayerJoinedEvent(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[int, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)]
+    seq: Annotated[
+        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
+    ]
     room_id: UUID
     type: Literal['player.joined']
     at: Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
     data: PlayerJoinedData
 
 
-class PlayerLeftEvent(BaseModel):
+class PlayerLeftEvent(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[int, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)]
+    seq: Annotated[
+        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
+    ]
     room_id: UUID
     type: Literal['player.left']
     at: Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
     data: PlayerLeftData
 
 
-class RoomUpdatedEvent(BaseModel):
+class RoomUpdatedEvent(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[int, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)]
+    seq: Annotated[
+        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
+    ]
     room_id: UUID
     type: Literal['room.updated']
     at: Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]

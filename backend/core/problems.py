@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -105,7 +106,6 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
 
 
 _STATUS_CODES = {
-    400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
@@ -114,7 +114,7 @@ _STATUS_CODES = {
 }
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list[str]]) -> None:
     """Map every exception the app can meet to a problem response."""
 
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
@@ -134,11 +134,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             422, "validation_failed", f"The request is not valid: {where}.", errors=errors
         )
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, code, detail, headers=dict(exc.headers or {}))
+        if exc.status_code == 400:
+            # The framework's only 400 is a body it could not decode (say, not UTF-8): the same
+            # kind of mistake as malformed JSON, which is a 422 naming the body.
+            errors = [FieldError(loc=["body"], message=detail)]
+            return problem_response(
+                422, "validation_failed", "The request body is not valid JSON.", errors=errors
+            )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; the spec knows them all.
+            headers["Allow"] = ", ".join(allowed_methods(request.url.path))
+        code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return problem_response(exc.status_code, code, detail, headers=headers)
 
     async def on_database_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)

@@ -11,6 +11,7 @@ from typing import Literal
 from uuid import UUID
 
 from backend.contract import api
+from pydantic import StrictInt
 
 from ... import _operations
 from ..._runtime.client.client import AsyncClientCore
@@ -72,7 +73,7 @@ class AsyncRoomsResource:
         *,
         status: api.RoomStatus | UNSET = UNSET,
         code: str | UNSET = UNSET,
-        limit: int = 20,
+        limit: StrictInt | UNSET = UNSET,
         cursor: str | UNSET = UNSET,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -175,7 +176,7 @@ class AsyncRoomsWithResponse:
         *,
         status: api.RoomStatus | UNSET = UNSET,
         code: str | UNSET = UNSET,
-        limit: int = 20,
+        limit: StrictInt | UNSET = UNSET,
         cursor: str | UNSET = UNSET,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -278,7 +279,7 @@ class AsyncRoomsWithRawResponse:
         *,
         status: api.RoomStatus | UNSET = UNSET,
         code: str | UNSET = UNSET,
-        limit: int = 20,
+        limit: StrictInt | UNSET = UNSET,
         cursor: str | UNSET = UNSET,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -381,7 +382,7 @@ class AsyncRoomsWithStreamingResponse:
         *,
         status: api.RoomStatus | UNSET = UNSET,
         code: str | UNSET = UNSET,
-        limit: int = 20,
+        limit: StrictInt | UNSET = UNSET,
         cursor: str | UNSET = UNSET,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
