@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,9 +21,10 @@ from backend.core.embedded import embedded_database_url
 from backend.core.runtime import migrate, recreate_database
 
 TEST_DATABASE = "roundtable_test"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def server_url() -> str:
+def postgres_server_url() -> str:
     """Return the PostgreSQL server the tests use: the environment's, else the embedded one."""
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
@@ -29,7 +35,7 @@ def server_url() -> str:
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """A fresh, migrated test database; never the database `make run` uses."""
-    url = recreate_database(server_url(), TEST_DATABASE)
+    url = recreate_database(postgres_server_url(), TEST_DATABASE)
     migrate(url)
     return url
 
@@ -48,6 +54,42 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://roundtable.test") as c:
         yield c
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def server_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Serve the app on a free port against the test database."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port)]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -25,12 +25,12 @@ def files_under(base: Path, rel: str) -> set[str]:
     return {str(p.relative_to(base)) for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
-def main() -> int:
-    """Return 0 when the committed generated code is current."""
+def main(root: Path = ROOT) -> int:
+    """Return 0 when the generated code committed under `root` is what its specs produce."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in INPUTS:
-            src = ROOT / name
+            src = root / name
             if src.is_dir():
                 shutil.copytree(src, work / name)
             else:
@@ -46,13 +46,13 @@ def main() -> int:
             return done.returncode
         drift: list[str] = []
         for rel in OUTPUTS:
-            fresh, committed = files_under(work, rel), files_under(ROOT, rel)
+            fresh, committed = files_under(work, rel), files_under(root, rel)
             for missing in sorted(fresh - committed):
                 drift.append(f"not committed: {missing}")
             for extra in sorted(committed - fresh):
                 drift.append(f"no longer generated: {extra}")
             for common in sorted(fresh & committed):
-                a = (ROOT / common).read_text(encoding="utf-8").splitlines(keepends=True)
+                a = (root / common).read_text(encoding="utf-8").splitlines(keepends=True)
                 b = (work / common).read_text(encoding="utf-8").splitlines(keepends=True)
                 if a != b:
                     diff = "".join(difflib.unified_diff(a, b, f"committed/{common}", f"generated/{common}"))
@@ -69,4 +69,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT))

@@ -1,0 +1,100 @@
+"""`make run`'s server: embedded PostgreSQL when DATABASE_URL is unset, data kept across a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from backend.app import create_app
+from backend.core.config import Settings
+from tests.conftest import ROOT, free_port
+
+
+@contextmanager
+def serving(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `python -m backend serve` (what `make run` runs) with no DATABASE_URL."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "WORKERS")}
+    env |= {"DATA_DIR": str(data_dir), "PORT": str(port), "LOG_LEVEL": "warning"}
+    server = subprocess.Popen([sys.executable, "-m", "backend", "serve"], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, "server exited"
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=10)
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the embedded server that the app left running for the next start."""
+    pid_file = data_dir / "pgdata" / "postmaster.pid"
+    if pid_file.exists():
+        os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)  # fast shutdown
+
+
+def test_embedded_database_serves_and_keeps_rooms_across_a_kill(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with serving(data_dir, port) as server:
+            body = {"name": "Survivor", "nickname": "Alice", "ruleset": "mafia"}
+            created = httpx.post(f"{base}/v1/rooms", json=body, timeout=10)
+            assert created.status_code == 201
+            assert set(created.json()) == {"room", "player", "token"}
+            server.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
+        assert (data_dir / "pgdata" / "PG_VERSION").exists()
+
+        with serving(data_dir, port):
+            room_id = created.json()["room"]["id"]
+            again = httpx.get(f"{base}/v1/rooms/{room_id}", timeout=10)
+            assert again.status_code == 200
+            assert again.json()["name"] == "Survivor"
+            state = httpx.get(
+                f"{base}/v1/rooms/{room_id}/state",
+                headers={"Authorization": f"Bearer {created.json()['token']}"},
+                timeout=10,
+            )
+            assert state.json()["last_seq"] == 1
+    finally:
+        stop_embedded_postgres(data_dir)
+
+
+@pytest.fixture
+async def app_without_database() -> FastAPI:
+    """The app pointed at a PostgreSQL that does not answer."""
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    return create_app(Settings(), database_url=url)
+
+
+async def test_unreachable_database_is_a_503_problem_not_a_500(app_without_database: FastAPI) -> None:
+    app = app_without_database
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roundtable.test") as client:
+            body = {"name": "x", "nickname": "y", "ruleset": "mafia"}
+            created = await client.post("/v1/rooms", json=body)
+            assert created.status_code == 503
+            assert created.headers["content-type"].startswith("application/problem+json")
+            assert created.json()["code"] == "database_unavailable"
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert (await client.get("/healthz")).status_code == 200
