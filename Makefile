@@ -48,4 +48,4 @@ types: ## mypy, strict on hand-written code
 	$(RUN) mypy
 
 migrations-check: ## Fail unless migrations and models agree
-	$(RUN) python -m backend check-migrations
+	DATABASE_URL="$${TEST_DATABASE_URL:-$$DATABASE_URL}" $(RUN) python -m backend check-migrations

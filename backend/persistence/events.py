@@ -38,7 +38,7 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
         }
         for i, e in enumerate(events)
     ]
-    await session.execute(insert(EventRow), rows)
+    await session.exec(insert(EventRow).values(rows))
     room.last_seq = first + len(events) - 1
     session.add(room)
     return room.last_seq

@@ -21,8 +21,8 @@ PROBLEM = "application/problem+json"
 async def room_events(app: FastAPI, room_id: str) -> list[dict[str, Any]]:
     """Return the room's event log rows, in seq order."""
     db: Database = app.state.db
-    async with db.transaction() as session:
-        result = await session.execute(
+    async with db.engine.connect() as conn:
+        result = await conn.execute(
             text("SELECT seq, type, data FROM room_events WHERE room_id = :r ORDER BY seq"), {"r": room_id}
         )
         return [dict(row._mapping) for row in result]
@@ -31,7 +31,7 @@ async def room_events(app: FastAPI, room_id: str) -> list[dict[str, Any]]:
 async def present_players(app: FastAPI, room_id: str) -> list[dict[str, Any]]:
     """Return the players still in the room, by seat."""
     db: Database = app.state.db
-    async with db.transaction() as session:
+    async with db.engine.connect() as session:
         result = await session.execute(
             text(
                 "SELECT id, nickname, seat FROM players WHERE room_id = :r AND left_at IS NULL ORDER BY seat"
@@ -75,7 +75,7 @@ async def test_create_room_answers_room_player_and_a_token_stored_only_hashed(
     assert len(token) >= 43  # 32 random bytes, URL-safe base64
 
     db: Database = app.state.db
-    async with db.transaction() as s:
+    async with db.engine.connect() as s:
         stored = (
             await s.execute(text("SELECT token_hash FROM players WHERE id = :p"), {"p": player["id"]})
         ).one()
