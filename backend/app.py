@@ -17,9 +17,12 @@ from fastapi.responses import HTMLResponse
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.core.db import Database, create_engine
 from backend.core.limits import BodyLimitMiddleware
+from backend.core.logs import install_log_redaction
 from backend.core.problems import install_problem_handlers
 from backend.core.runtime import resolve_database_url
 from backend.ops.endpoints import router as ops_router
+from backend.realtime.endpoints import router as realtime_router
+from backend.realtime.streams import Realtime
 from backend.rooms.endpoints import router as rooms_router
 
 OPENAPI_PATH = PROJECT_ROOT / "openapi" / "openapi.yaml"
@@ -56,12 +59,16 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction()
         url = database_url or resolve_database_url()
-        app.state.db = Database(create_engine(url, settings))
+        app.state.db = db = Database(create_engine(url, settings))
+        app.state.realtime = realtime = Realtime(db, settings)
+        await realtime.start()
         try:
             yield
         finally:
-            await app.state.db.dispose()
+            await realtime.stop()
+            await db.dispose()
 
     app = FastAPI(
         title="Roundtable",
@@ -75,6 +82,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(ops_router)
     app.include_router(rooms_router)
+    app.include_router(realtime_router)
 
     spec_body = json.dumps(load_openapi()).encode()
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from backend.core.contract_base import ContractModel
-from pydantic import MISSING, AwareDatetime, ConfigDict, Field, RootModel, StrictBool, StrictInt
+from pydantic import MISSING, AwareDatetime, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypeAliasType
 
 
@@ -55,6 +55,9 @@ class FieldError(ContractModel):
     message: str
 
 
+Ruleset = TypeAliasType("Ruleset", Literal['mafia'])
+
+
 class RoomStatus(StrEnum):
     lobby = 'lobby'
     in_progress = 'in_progress'
@@ -80,6 +83,52 @@ class Role(StrEnum):
     detective = 'detective'
 
 
+JoinCode = TypeAliasType(
+    "JoinCode",
+    Annotated[
+        str,
+        Field(
+            description='Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).',
+            examples=['K7QXMB'],
+            pattern='^[A-HJ-NP-Z2-9]{6}$',
+        ),
+    ],
+)
+
+
+Nickname = TypeAliasType(
+    "Nickname",
+    Annotated[
+        str,
+        Field(
+            description='Surrounding whitespace is trimmed; what remains is 1–24 characters, unique in the room\nignoring case. No control characters.\n',
+            examples=['Alice'],
+            max_length=24,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
+        ),
+    ],
+)
+
+
+RoomName = TypeAliasType(
+    "RoomName",
+    Annotated[
+        str,
+        Field(
+            description='Surrounding whitespace is trimmed. No control characters.',
+            examples=['Friday night'],
+            max_length=64,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
+        ),
+    ],
+)
+
+
+PhaseSeconds = TypeAliasType("PhaseSeconds", Annotated[StrictInt, Field(ge=1, le=3600)])
+
+
 class RoleCounts(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -102,9 +151,9 @@ class RoomSettings(ContractModel):
             description='`null` deals the default: mafia = max(1, n // 4), a doctor from 5 players, a detective from 6.'
         ),
     ]
-    night_seconds: Annotated[StrictInt, Field(ge=1, le=3600)]
-    day_seconds: Annotated[StrictInt, Field(ge=1, le=3600)]
-    vote_seconds: Annotated[StrictInt, Field(ge=1, le=3600)]
+    night_seconds: PhaseSeconds
+    day_seconds: PhaseSeconds
+    vote_seconds: PhaseSeconds
     reveal_on_death: StrictBool
     private: Annotated[StrictBool, Field(description="Unlisted; joined with the room's code only.")]
 
@@ -116,9 +165,9 @@ class RoomSettingsInput(ContractModel):
     )
     max_players: Annotated[StrictInt, Field(ge=4, le=20)] = 10
     roles: RoleCounts | None | MISSING = MISSING
-    night_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 60
-    day_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 120
-    vote_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 60
+    night_seconds: PhaseSeconds = 60
+    day_seconds: PhaseSeconds = 120
+    vote_seconds: PhaseSeconds = 60
     reveal_on_death: StrictBool = True
     private: StrictBool = False
 
@@ -128,27 +177,9 @@ class CreateRoomRequest(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
-    name: Annotated[
-        str,
-        Field(
-            description='Surrounding whitespace is trimmed. No control characters.',
-            examples=['Friday night'],
-            max_length=64,
-            min_length=1,
-            pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
-        ),
-    ]
-    nickname: Annotated[
-        str,
-        Field(
-            description='Surrounding whitespace is trimmed; what remains is 1–24 characters, unique in the room\nignoring case. No control characters.\n',
-            examples=['Alice'],
-            max_length=24,
-            min_length=1,
-            pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
-        ),
-    ]
-    ruleset: Literal['mafia']
+    name: RoomName
+    nickname: Nickname
+    ruleset: Ruleset
     settings: RoomSettingsInput | MISSING = MISSING
 
 
@@ -157,16 +188,7 @@ class UpdateRoomRequest(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
-    name: Annotated[
-        str | MISSING,
-        Field(
-            description='Surrounding whitespace is trimmed. No control characters.',
-            examples=['Friday night'],
-            max_length=64,
-            min_length=1,
-            pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
-        ),
-    ] = MISSING
+    name: RoomName | MISSING = MISSING
     settings: RoomSettingsInput | MISSING = MISSING
 
 
@@ -175,24 +197,8 @@ class JoinRoomRequest(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
-    nickname: Annotated[
-        str,
-        Field(
-            description='Surrounding whitespace is trimmed; what remains is 1–24 characters, unique in the room\nignoring case. No control characters.\n',
-            examples=['Alice'],
-            max_length=24,
-            min_length=1,
-            pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
-        ),
-    ]
-    code: Annotated[
-        str | MISSING,
-        Field(
-            description='Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).',
-            examples=['K7QXMB'],
-            pattern='^[A-HJ-NP-Z2-9]{6}$',
-        ),
-    ] = MISSING
+    nickname: Nickname
+    code: JoinCode | MISSING = MISSING
 
 
 class Room(ContractModel):
@@ -201,16 +207,9 @@ class Room(ContractModel):
         validate_by_name=True,
     )
     id: UUID
-    code: Annotated[
-        str,
-        Field(
-            description='Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).',
-            examples=['K7QXMB'],
-            pattern='^[A-HJ-NP-Z2-9]{6}$',
-        ),
-    ]
+    code: JoinCode
     name: str
-    ruleset: Literal['mafia']
+    ruleset: Ruleset
     status: RoomStatus
     settings: RoomSettings
     host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
@@ -258,6 +257,42 @@ class RoomPage(ContractModel):
     ]
 
 
+class ChatChannel(StrEnum):
+    room = 'room'
+    mafia = 'mafia'
+
+
+ChatText = TypeAliasType(
+    "ChatText",
+    Annotated[
+        str,
+        Field(
+            description='Surrounding whitespace is trimmed. No control characters but newlines.',
+            max_length=500,
+            min_length=1,
+            pattern='^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u0009\\u000B-\\u001F\\u007F]*$',
+        ),
+    ],
+)
+
+
+class ChatMessageRequest(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    text: ChatText
+
+
+class ChatMessageAccepted(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Annotated[StrictInt, Field(description='The seq of the `chat.message` event.', ge=1)]
+    channel: ChatChannel
+
+
 class Vote(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -287,12 +322,16 @@ class RoomState(ContractModel):
 RoomIdParameter = TypeAliasType("RoomIdParameter", UUID)
 
 
-class UnauthorizedResponseWWWAuthenticateHeader(RootModel[str]):
-    root: str
+UnauthorizedResponseWWWAuthenticateHeader = TypeAliasType("UnauthorizedResponseWWWAuthenticateHeader", str)
 
 
-class V1RoomsPostResponse201LocationHeader(RootModel[str]):
-    root: str
+TooManyRequestsResponseRetryAfterHeader = TypeAliasType("TooManyRequestsResponseRetryAfterHeader", StrictInt)
+
+
+MetricsGetResponse = TypeAliasType("MetricsGetResponse", str)
+
+
+V1RoomsPostResponse201LocationHeader = TypeAliasType("V1RoomsPostResponse201LocationHeader", str)
 
 
 V1RoomsGetQueryLimitParameter = TypeAliasType(
@@ -308,6 +347,19 @@ V1RoomsGetQueryCursorParameter = TypeAliasType(
 V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter = TypeAliasType("V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter", UUID)
 
 
+V1RoomsRoomIdEventsGetQueryAfterParameter = TypeAliasType(
+    "V1RoomsRoomIdEventsGetQueryAfterParameter", Annotated[StrictInt, Field(ge=0)]
+)
+
+
+V1RoomsRoomIdEventsGetHeaderLastEventIDParameter = TypeAliasType(
+    "V1RoomsRoomIdEventsGetHeaderLastEventIDParameter", Annotated[str, Field(pattern='^[0-9]{1,18}$')]
+)
+
+
+V1RoomsRoomIdEventsGetResponse = TypeAliasType("V1RoomsRoomIdEventsGetResponse", str)
+
+
 class Problem(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,
@@ -321,7 +373,7 @@ class Problem(ContractModel):
     code: Annotated[
         str,
         Field(
-            description='Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`database_unavailable`.\n',
+            description='Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`rate_limited`, `database_unavailable`.\n',
             examples=['room_full'],
         ),
     ]

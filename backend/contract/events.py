@@ -7,14 +7,39 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from backend.contract.api import Player, Room
+from backend.contract.api import ChatChannel, ChatText, Player, Role, Room, RoomState, Team
 from backend.core.contract_base import ContractModel
-from pydantic import AwareDatetime, ConfigDict, Field, RootModel, StrictInt
+from pydantic import MISSING, AwareDatetime, ConfigDict, Field, StrictBool, StrictInt
+from typing_extensions import TypeAliasType
 
 
 class LeaveReason(StrEnum):
     left = 'left'
     kicked = 'kicked'
+
+
+Seq = TypeAliasType(
+    "Seq",
+    Annotated[
+        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
+    ],
+)
+
+
+RoomId = TypeAliasType("RoomId", UUID)
+
+
+At = TypeAliasType(
+    "At", Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
+)
+
+
+RequestId = TypeAliasType(
+    "RequestId",
+    Annotated[
+        str, Field(description='Chosen by the client; echoed in the reply.', max_length=64, min_length=1)
+    ],
+)
 
 
 class PlayerJoinedData(ContractModel):
@@ -42,17 +67,47 @@ class RoomUpdatedData(ContractModel):
     room: Room
 
 
+class ChatMessageData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    player_id: UUID
+    text: str
+    channel: ChatChannel
+
+
+class PresenceChangedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    player_id: UUID
+    connected: StrictBool
+
+
+class RoleAssignedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    role: Role
+    team: Team
+    teammates: Annotated[
+        list[UUID],
+        Field(description='The other members of the team, where the ruleset reveals them (mafia).'),
+    ]
+
+
 class PlayerJoinedEvent(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[
-        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
-    ]
-    room_id: UUID
+    seq: Seq
+    room_id: RoomId
     type: Literal['player.joined']
-    at: Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
+    at: At
     data: PlayerJoinedData
 
 
@@ -61,12 +116,10 @@ class PlayerLeftEvent(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[
-        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
-    ]
-    room_id: UUID
+    seq: Seq
+    room_id: RoomId
     type: Literal['player.left']
-    at: Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
+    at: At
     data: PlayerLeftData
 
 
@@ -75,29 +128,167 @@ class RoomUpdatedEvent(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[
-        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
-    ]
-    room_id: UUID
+    seq: Seq
+    room_id: RoomId
     type: Literal['room.updated']
-    at: Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
+    at: At
     data: RoomUpdatedData
 
 
-class RoomEvent(RootModel[PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent]):
-    root: Annotated[
-        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent,
-        Field(description='The envelope of every event, told apart by `type`.', discriminator='type'),
+class ChatMessageEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['chat.message']
+    at: At
+    data: ChatMessageData
+
+
+class PresenceChangedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['presence.changed']
+    at: At
+    data: PresenceChangedData
+
+
+class RoleAssignedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['role.assigned']
+    at: At
+    data: RoleAssignedData
+
+
+RoomEvent = TypeAliasType(
+    "RoomEvent",
+    Annotated[
+        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent,
+        Field(
+            description='The envelope of every event of the log, told apart by `type`.', discriminator='type'
+        ),
+    ],
+)
+
+
+class Snapshot(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['snapshot']
+    room_id: RoomId
+    data: RoomState
+
+
+class SocketAck(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['ack']
+    request_id: RequestId
+    seq: Annotated[
+        StrictInt | MISSING, Field(description='The seq of the event the command appended, if any.', ge=1)
+    ] = MISSING
+
+
+class SocketError(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['error']
+    request_id: Annotated[
+        RequestId | None,
+        Field(description='`null` when the message could not be read far enough to find it.'),
     ]
+    code: Annotated[
+        str,
+        Field(
+            description='The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`, …).'
+        ),
+    ]
+    detail: str
 
 
-class PlayerJoinedPayload(RootModel[PlayerJoinedEvent]):
-    root: PlayerJoinedEvent
+class PingCommand(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['ping']
+    request_id: RequestId
 
 
-class PlayerLeftPayload(RootModel[PlayerLeftEvent]):
-    root: PlayerLeftEvent
+class ChatCommand(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['chat']
+    request_id: RequestId
+    text: ChatText
 
 
-class RoomUpdatedPayload(RootModel[RoomUpdatedEvent]):
-    root: RoomUpdatedEvent
+SocketCommand = TypeAliasType(
+    "SocketCommand",
+    Annotated[
+        PingCommand | ChatCommand,
+        Field(description='What a client may send over the WebSocket.', discriminator='type'),
+    ],
+)
+
+
+SnapshotPayload = TypeAliasType("SnapshotPayload", Snapshot)
+
+
+PlayerJoinedPayload = TypeAliasType("PlayerJoinedPayload", PlayerJoinedEvent)
+
+
+PlayerLeftPayload = TypeAliasType("PlayerLeftPayload", PlayerLeftEvent)
+
+
+RoomUpdatedPayload = TypeAliasType("RoomUpdatedPayload", RoomUpdatedEvent)
+
+
+ChatMessagePayload = TypeAliasType("ChatMessagePayload", ChatMessageEvent)
+
+
+PresenceChangedPayload = TypeAliasType("PresenceChangedPayload", PresenceChangedEvent)
+
+
+RoleAssignedPayload = TypeAliasType("RoleAssignedPayload", RoleAssignedEvent)
+
+
+AckPayload = TypeAliasType("AckPayload", SocketAck)
+
+
+ErrorPayload = TypeAliasType("ErrorPayload", SocketError)
+
+
+PingPayload = TypeAliasType("PingPayload", PingCommand)
+
+
+ChatPayload = TypeAliasType("ChatPayload", ChatCommand)
+
+
+class RoomSocketWsQuery(ContractModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    after: Annotated[StrictInt | MISSING, Field(description='Resume after this seq.', ge=0)] = MISSING
+    access_token: Annotated[
+        str | MISSING, Field(description='The bearer token, for clients that cannot send headers.')
+    ] = MISSING

@@ -27,6 +27,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"
 
+    # Streams (SSE and WebSocket)
+    stream_max_seconds: float = Field(default=1800.0, gt=0)
+    stream_queue_size: int = Field(default=1024, ge=1)
+    stream_send_timeout: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=15.0, gt=0, le=15.0)
+    sse_retry_ms: int = Field(default=1000, ge=0)
+    # A lost doorbell delays delivery by at most this long.
+    catchup_seconds: float = Field(default=1.0, gt=0)
+    # A player who reconnects within this long never appears disconnected.
+    presence_grace_seconds: float = Field(default=2.0, ge=0)
+    # Browser origins allowed to open a WebSocket; "*" allows any. Same-host is always allowed.
+    allowed_origins: list[str] = Field(default_factory=list)
+    ws_max_message_bytes: int = Field(default=16 * 1024, ge=256)
+    chat_per_second: float = Field(default=5.0, gt=0)
+    chat_burst: int = Field(default=10, ge=1)
+
 
 @lru_cache
 def get_settings() -> Settings:

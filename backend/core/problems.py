@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -67,6 +68,15 @@ class RoomNotFound(AppError):
 class PlayerNotFound(AppError):
     status = 404
     code = "player_not_found"
+
+
+class RateLimited(AppError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(f"Too many messages; retry in {seconds} s.", headers={"Retry-After": str(seconds)})
 
 
 class ValidationFailed(AppError):

@@ -50,9 +50,8 @@ class MaxPlayersBelowPlayerCount(LobbyError):
     code = "max_players_below_player_count"
 
 
-class InvalidNickname(LobbyError):
-    code = "validation_failed"
-    status = 422
+class ChatClosed(LobbyError):
+    code = "chat_closed"
 
 
 def new_join_code() -> str:

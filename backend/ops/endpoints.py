@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from backend.contract import api
 from backend.core.db import Database
 from backend.core.problems import problem_response
+from backend.realtime.metrics import DB_POOL_CHECKED_OUT
 
 router = APIRouter()
 
@@ -43,6 +45,14 @@ async def _redis_status(url: str | None) -> api.CheckStatus:
         return api.CheckStatus.unavailable
     finally:
         await client.aclose()
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> PlainTextResponse:
+    """Return this process's metrics in the Prometheus text format."""
+    pool = request.app.state.db.engine.pool
+    DB_POOL_CHECKED_OUT.set(pool.checkedout())
+    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz", response_model=api.Readiness)

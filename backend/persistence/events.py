@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.visibility import Audience
@@ -42,3 +45,47 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
     room.last_seq = first + len(events) - 1
     session.add(room)
     return room.last_seq
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the log."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+    visibility: str
+    audience: str | None
+    at: datetime
+
+
+_EVENT_COLUMNS = (
+    EventRow.__table__.c.seq,  # type: ignore[attr-defined]
+    EventRow.__table__.c.type,  # type: ignore[attr-defined]
+    EventRow.__table__.c.data,  # type: ignore[attr-defined]
+    EventRow.__table__.c.visibility,  # type: ignore[attr-defined]
+    EventRow.__table__.c.audience,  # type: ignore[attr-defined]
+    EventRow.__table__.c.created_at,  # type: ignore[attr-defined]
+)
+
+
+async def read_events(
+    conn: AsyncConnection, room_id: uuid.UUID, after: int, limit: int = 1000
+) -> list[StoredEvent]:
+    """Return the room's events with seq > `after`, in order, at most `limit`."""
+    table = EventRow.__table__  # type: ignore[attr-defined]
+    query = (
+        select(*_EVENT_COLUMNS)
+        .where(table.c.room_id == room_id, table.c.seq > after)
+        .order_by(table.c.seq)
+        .limit(limit)
+    )
+    result = await conn.execute(query)
+    return [StoredEvent(*row) for row in result]
+
+
+async def last_seqs(conn: AsyncConnection, room_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Return each room's newest seq."""
+    table = RoomRow.__table__  # type: ignore[attr-defined]
+    result = await conn.execute(select(table.c.id, table.c.last_seq).where(table.c.id.in_(room_ids)))
+    return {row.id: row.last_seq for row in result}

@@ -5,49 +5,23 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Query, Response, status
 
+from backend.api_deps import CurrentActor, DatabaseDep, RealtimeDep
 from backend.contract import api
-from backend.core.db import Database
-from backend.core.problems import Unauthorized
 from backend.rooms import service
-from backend.rooms.service import Actor
 
 router = APIRouter(prefix="/v1/rooms")
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def get_database(request: Request) -> Database:
-    """Return the app's database."""
-    db: Database = request.app.state.db
-    return db
-
-
-DatabaseDep = Annotated[Database, Depends(get_database)]
-
-
-async def current_actor(
-    room_id: uuid.UUID,
-    db: DatabaseDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Actor:
-    """Return the caller, a present player of the room in the path."""
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthorized()
-    async with db.snapshot() as session:
-        return await service.authenticate(session, credentials.credentials, room_id)
-
-
-CurrentActor = Annotated[Actor, Depends(current_actor)]
-
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=api.RoomSession)
-async def create_room(body: api.CreateRoomRequest, db: DatabaseDep, response: Response) -> api.RoomSession:
+async def create_room(
+    body: api.CreateRoomRequest, db: DatabaseDep, realtime: RealtimeDep, response: Response
+) -> api.RoomSession:
     """Create a room and its host."""
     async with db.transaction() as session:
-        answer, _ = await service.create_room(session, body)
+        answer, committed = await service.create_room(session, body)
+    await realtime.committed(committed)
     response.headers["Location"] = f"/v1/rooms/{answer.room.id}"
     return answer
 
@@ -74,29 +48,38 @@ async def get_room(room_id: uuid.UUID, db: DatabaseDep) -> api.Room:
 
 @router.patch("/{room_id}", response_model=api.Room)
 async def update_room(
-    room_id: uuid.UUID, body: api.UpdateRoomRequest, actor: CurrentActor, db: DatabaseDep
+    room_id: uuid.UUID,
+    body: api.UpdateRoomRequest,
+    actor: CurrentActor,
+    db: DatabaseDep,
+    realtime: RealtimeDep,
 ) -> api.Room:
     """Change the room's name or settings."""
     async with db.transaction() as session:
-        room, _ = await service.update_room(session, room_id, actor, body)
+        room, committed = await service.update_room(session, room_id, actor, body)
+    await realtime.committed(committed)
     return room
 
 
 @router.post("/{room_id}/players", status_code=status.HTTP_201_CREATED, response_model=api.RoomSession)
-async def join_room(room_id: uuid.UUID, body: api.JoinRoomRequest, db: DatabaseDep) -> api.RoomSession:
+async def join_room(
+    room_id: uuid.UUID, body: api.JoinRoomRequest, db: DatabaseDep, realtime: RealtimeDep
+) -> api.RoomSession:
     """Join a room in the lobby."""
     async with db.transaction() as session:
-        answer, _ = await service.join_room(session, room_id, body)
+        answer, committed = await service.join_room(session, room_id, body)
+    await realtime.committed(committed)
     return answer
 
 
 @router.delete("/{room_id}/players/{player_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_player(
-    room_id: uuid.UUID, player_id: uuid.UUID, actor: CurrentActor, db: DatabaseDep
+    room_id: uuid.UUID, player_id: uuid.UUID, actor: CurrentActor, db: DatabaseDep, realtime: RealtimeDep
 ) -> Response:
     """Leave the room, or kick a player as the host."""
     async with db.transaction() as session:
-        await service.remove_player(session, room_id, actor, player_id)
+        committed = await service.remove_player(session, room_id, actor, player_id)
+    await realtime.committed(committed)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

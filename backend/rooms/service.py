@@ -30,10 +30,11 @@ from backend.rooms.views import player_view, room_view, state_view
 
 @dataclass(frozen=True)
 class Actor:
-    """The authenticated caller: a present player of `room_id`."""
+    """The authenticated caller: a present player of `room_id`, and their team once dealt."""
 
     player_id: uuid.UUID
     room_id: uuid.UUID
+    team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,36 @@ async def update_room(
     return room_view(room, len(players)), Committed(room.id, last_seq)
 
 
+async def send_chat(
+    session: AsyncSession, room_id: uuid.UUID, actor: Actor, body: api.ChatMessageRequest
+) -> tuple[api.ChatMessageAccepted, Committed]:
+    """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby)."""
+    room = await _locked_room(session, room_id)
+    players = list(await repository.present_players(session, room.id))
+    me = _me(players, actor)
+    if room.status != "lobby":
+        raise lobby.ChatClosed(f"The room is {room.status}; chat is open in the lobby.")
+    channel = api.ChatChannel.room
+    data = events.ChatMessageData(player_id=me.id, text=lobby.clean_text(body.text), channel=channel)
+    last_seq = await append_events(session, room, [NewEvent("chat.message", _dump(data))])
+    return api.ChatMessageAccepted(seq=last_seq, channel=channel), Committed(room.id, last_seq)
+
+
+async def set_presence(
+    session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool
+) -> Committed | None:
+    """Record that a player's streams opened or all closed; None when nothing changed."""
+    room = await _locked_room(session, room_id)
+    player = next((p for p in await repository.present_players(session, room.id) if p.id == player_id), None)
+    if player is None or player.connected == connected:
+        return None
+    player.connected = connected
+    session.add(player)
+    data = events.PresenceChangedData(player_id=player.id, connected=connected)
+    last_seq = await append_events(session, room, [NewEvent("presence.changed", _dump(data))])
+    return Committed(room.id, last_seq)
+
+
 async def get_public_room(session: AsyncSession, room_id: uuid.UUID) -> api.Room:
     """Return a room's public summary."""
     room = await repository.get_room(session, room_id)
@@ -216,7 +247,7 @@ async def authenticate(session: AsyncSession, token: str, room_id: uuid.UUID) ->
         raise Unauthorized("The token is unknown or no longer valid.")
     if player.room_id != room_id:
         raise NotAMember("This token belongs to another room.")
-    return Actor(player_id=player.id, room_id=player.room_id)
+    return Actor(player_id=player.id, room_id=player.room_id, team=player.team)
 
 
 async def list_rooms(

@@ -34,6 +34,13 @@ def parameters(document: dict[str, Any], op: dict[str, Any]) -> set[tuple[str, s
             param = document["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
         if param["in"] != "header":
             found.add((param["in"], param["name"]))
+    # A token the spec takes as an apiKey security scheme in the query is a query parameter to the app.
+    schemes = document.get("components", {}).get("securitySchemes", {})
+    for requirement in op.get("security", []):
+        for name in requirement:
+            scheme = schemes.get(name, {})
+            if scheme.get("type") == "apiKey" and scheme.get("in") == "query":
+                found.add(("query", scheme["name"]))
     return found
 
 

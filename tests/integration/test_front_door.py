@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from backend.app import create_app
 from backend.core.config import Settings
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT, free_port
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from .responses import AsyncRawResponse
 if TYPE_CHECKING:
     from .resources.operations._async import AsyncOperationsResource
     from .resources.players._async import AsyncPlayersResource
+    from .resources.realtime._async import AsyncRealtimeResource
     from .resources.rooms._async import AsyncRoomsResource
 
 _DEFAULTS = ClientDefaults(
@@ -109,6 +110,13 @@ class AsyncClientView:
 
         return AsyncPlayersResource(self._core)
 
+    @cached_property
+    def realtime(self) -> AsyncRealtimeResource:
+        """The realtime operations."""
+        from .resources.realtime._async import AsyncRealtimeResource
+
+        return AsyncRealtimeResource(self._core)
+
 
 class AsyncClient(AsyncClientView):
     """Call the operations of this API with asyncio through HTTPX2."""
@@ -117,6 +125,7 @@ class AsyncClient(AsyncClientView):
         self,
         *,
         bearer_auth: Secret | TokenSource | None = None,
+        access_token_query: Secret | None = None,
         base_url: str | None = None,
         server: ServerSelection | None = None,
         timeout: float | httpx2.Timeout | UNSET | None = UNSET,
@@ -147,6 +156,7 @@ class AsyncClient(AsyncClientView):
             http_client=http_client,
             credentials=SchemeCredentials({
                 "bearerAuth": bearer_auth,
+                "accessTokenQuery": access_token_query,
             }),
         )
 

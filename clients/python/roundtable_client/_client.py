@@ -25,6 +25,7 @@ from .responses import RawResponse
 if TYPE_CHECKING:
     from .resources.operations._sync import OperationsResource
     from .resources.players._sync import PlayersResource
+    from .resources.realtime._sync import RealtimeResource
     from .resources.rooms._sync import RoomsResource
 
 _DEFAULTS = ClientDefaults(
@@ -109,6 +110,13 @@ class ClientView:
 
         return PlayersResource(self._core)
 
+    @cached_property
+    def realtime(self) -> RealtimeResource:
+        """The realtime operations."""
+        from .resources.realtime._sync import RealtimeResource
+
+        return RealtimeResource(self._core)
+
 
 class Client(ClientView):
     """Call the operations of this API through HTTPX2."""
@@ -117,6 +125,7 @@ class Client(ClientView):
         self,
         *,
         bearer_auth: Secret | TokenSource | None = None,
+        access_token_query: Secret | None = None,
         base_url: str | None = None,
         server: ServerSelection | None = None,
         timeout: float | httpx2.Timeout | UNSET | None = UNSET,
@@ -147,6 +156,7 @@ class Client(ClientView):
             http_client=http_client,
             credentials=SchemeCredentials({
                 "bearerAuth": bearer_auth,
+                "accessTokenQuery": access_token_query,
             }),
         )
 

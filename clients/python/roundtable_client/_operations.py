@@ -19,8 +19,9 @@ from ._runtime.client.operations import (
     model_branch,
 )
 from ._runtime.model_codecs.parameters import ParameterPlan
-from .types.operations import GetHealthResponse, GetReadinessResponse
+from .types.operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
 from .types.players import JoinRoomResponse, RemovePlayerResponse
+from .types.realtime import SendChatMessageResponse, StreamRoomEventsResponse
 from .types.rooms import (
     CreateRoomResponse,
     GetRoomResponse,
@@ -47,70 +48,99 @@ OPERATION_1: Final[OperationPlan[GetReadinessResponse]] = OperationPlan(
     responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_1),), (model_branch('503', 'application/problem+json', 'json', model_bindings.codec_2),)),
 )
 
-OPERATION_2: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
+OPERATION_2: Final[OperationPlan[GetMetricsResponse]] = OperationPlan(
+    operation_id='getMetrics',
+    method='GET',
+    path='/metrics',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'text/plain', 'text', model_bindings.codec_3),), ()),
+)
+
+OPERATION_3: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
     operation_id='createRoom',
     method='POST',
     path='/v1/rooms',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_4),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_6), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_7), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_8))),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_3),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_5),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_7), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_8), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_9))),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_4),), default='application/json', required=True),
 )
 
-OPERATION_3: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
+OPERATION_4: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
     operation_id='listRooms',
     method='GET',
     path='/v1/rooms',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_13),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_14), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_15))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_9), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_10), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_11), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_12)),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_14),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_15), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_16))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_10), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_11), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_12), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_13)),
 )
 
-OPERATION_4: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
+OPERATION_5: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
     operation_id='getRoom',
     method='GET',
     path='/v1/rooms/{room_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_17),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_18), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_19), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_20))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_16),),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_18),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_19), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_20), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_21))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_17),),
 )
 
-OPERATION_5: Final[OperationPlan[UpdateRoomResponse]] = OperationPlan(
+OPERATION_6: Final[OperationPlan[UpdateRoomResponse]] = OperationPlan(
     operation_id='updateRoom',
     method='PATCH',
     path='/v1/rooms/{room_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_23),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_24), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_26), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_27), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_28), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_29), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_30), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_31))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_21),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_22),), default='application/json', required=True),
-    security=security.OPERATION_5,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_24),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_25), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_27), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_28), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_29), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_30), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_31), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_32))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_22),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_23),), default='application/json', required=True),
+    security=security.OPERATION_6,
 )
 
-OPERATION_6: Final[OperationPlan[JoinRoomResponse]] = OperationPlan(
+OPERATION_7: Final[OperationPlan[JoinRoomResponse]] = OperationPlan(
     operation_id='joinRoom',
     method='POST',
     path='/v1/rooms/{room_id}/players',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_34),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_35), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_36), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_37), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_38), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_39), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_40))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_32),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_33),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_35),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_36), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_37), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_38), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_39), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_40), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_41))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_33),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_34),), default='application/json', required=True),
 )
 
-OPERATION_7: Final[OperationPlan[RemovePlayerResponse]] = OperationPlan(
+OPERATION_8: Final[OperationPlan[RemovePlayerResponse]] = OperationPlan(
     operation_id='removePlayer',
     method='DELETE',
     path='/v1/rooms/{room_id}/players/{player_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((empty_branch('204'),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_43), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_45), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_46), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_47), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_48), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_49))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True, reserved_names=('player_id',)), codec=model_bindings.codec_41), ParameterSpec(plan=ParameterPlan(location='path', name='player_id', style='simple', required=True, reserved_names=('room_id',)), codec=model_bindings.codec_42)),
-    security=security.OPERATION_7,
+    responses=ResponseDecoder((empty_branch('204'),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_44), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_46), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_47), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_48), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_49), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_50))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True, reserved_names=('player_id',)), codec=model_bindings.codec_42), ParameterSpec(plan=ParameterPlan(location='path', name='player_id', style='simple', required=True, reserved_names=('room_id',)), codec=model_bindings.codec_43)),
+    security=security.OPERATION_8,
 )
 
-OPERATION_8: Final[OperationPlan[GetRoomStateResponse]] = OperationPlan(
+OPERATION_9: Final[OperationPlan[GetRoomStateResponse]] = OperationPlan(
     operation_id='getRoomState',
     method='GET',
     path='/v1/rooms/{room_id}/state',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_51),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_52), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_54), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_55), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_56), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_57))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_50),),
-    security=security.OPERATION_8,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_52),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_53), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_55), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_56), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_57), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_58))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_51),),
+    security=security.OPERATION_9,
+)
+
+OPERATION_10: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
+    operation_id='streamRoomEvents',
+    method='GET',
+    path='/v1/rooms/{room_id}/events',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_62),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_63), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_65), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_66), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_67), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_68))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token',)), codec=model_bindings.codec_59), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_60), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_61)),
+    security=security.OPERATION_10,
+)
+
+OPERATION_11: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
+    operation_id='sendChatMessage',
+    method='POST',
+    path='/v1/rooms/{room_id}/messages',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_71),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_72), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_74), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_75), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_76), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_77), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_78), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_79), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_81))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_69),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_70),), default='application/json', required=True),
+    security=security.OPERATION_11,
 )

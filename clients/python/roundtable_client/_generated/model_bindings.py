@@ -20,167 +20,239 @@ codec_1: Final[PydanticCodec[api.Readiness]] = PydanticCodec(api.Readiness)
 codec_2: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1readyz/get response_body (response 503 application/problem+json)."""
 
-codec_3: Final[PydanticCodec[api.CreateRoomRequest]] = PydanticCodec(api.CreateRoomRequest)
+codec_3: Final[PydanticCodec[api.MetricsGetResponse]] = PydanticCodec(api.MetricsGetResponse)
+"""Codec of /paths/~1metrics/get response_body (response 200 text/plain)."""
+
+codec_4: Final[PydanticCodec[api.CreateRoomRequest]] = PydanticCodec(api.CreateRoomRequest)
 """Codec of /paths/~1v1~1rooms/post request_body (request application/json)."""
 
-codec_4: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+codec_5: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
 """Codec of /paths/~1v1~1rooms/post response_body (response 201 application/json)."""
 
-codec_5: Final[PydanticCodec[api.V1RoomsPostResponse201LocationHeader]] = PydanticCodec(api.V1RoomsPostResponse201LocationHeader)
+codec_6: Final[PydanticCodec[api.V1RoomsPostResponse201LocationHeader]] = PydanticCodec(api.V1RoomsPostResponse201LocationHeader)
 """Codec of /paths/~1v1~1rooms/post response_header (response Location 201)."""
 
-codec_6: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_7: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 413 application/problem+json)."""
 
-codec_7: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_8: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 422 application/problem+json)."""
 
-codec_8: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_9: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 503 application/problem+json)."""
 
-codec_9: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
+codec_10: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
 """Codec of /paths/~1v1~1rooms/get parameter (request query status)."""
 
-codec_10: Final[PydanticCodec[str]] = PydanticCodec(str)
+codec_11: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
 """Codec of /paths/~1v1~1rooms/get parameter (request query code)."""
 
-codec_11: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
+codec_12: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
 """Codec of /paths/~1v1~1rooms/get parameter (request query limit)."""
 
-codec_12: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
+codec_13: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
 """Codec of /paths/~1v1~1rooms/get parameter (request query cursor)."""
 
-codec_13: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
+codec_14: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
 """Codec of /paths/~1v1~1rooms/get response_body (response 200 application/json)."""
 
-codec_14: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_15: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 422 application/problem+json)."""
 
-codec_15: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_16: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 503 application/problem+json)."""
 
-codec_16: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_17: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get parameter (request path room_id)."""
 
-codec_17: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_18: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 200 application/json)."""
 
-codec_18: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 404 application/problem+json)."""
 
-codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_20: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 422 application/problem+json)."""
 
-codec_20: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_21: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 503 application/problem+json)."""
 
-codec_21: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_22: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch parameter (request path room_id)."""
 
-codec_22: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
+codec_23: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch request_body (request application/json)."""
 
-codec_23: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_24: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 200 application/json)."""
 
-codec_24: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_25: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 401 application/problem+json)."""
 
-codec_25: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_26: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response WWW-Authenticate 401)."""
 
-codec_26: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_27: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 403 application/problem+json)."""
 
-codec_27: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_28: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 404 application/problem+json)."""
 
-codec_28: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_29: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 409 application/problem+json)."""
 
-codec_29: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_30: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 413 application/problem+json)."""
 
-codec_30: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_31: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 422 application/problem+json)."""
 
-codec_31: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_32: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 503 application/problem+json)."""
 
-codec_32: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_33: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post parameter (request path room_id)."""
 
-codec_33: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
+codec_34: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post request_body (request application/json)."""
 
-codec_34: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+codec_35: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 201 application/json)."""
 
-codec_35: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_36: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 403 application/problem+json)."""
 
-codec_36: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_37: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 404 application/problem+json)."""
 
-codec_37: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_38: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 409 application/problem+json)."""
 
-codec_38: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_39: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 413 application/problem+json)."""
 
-codec_39: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_40: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 422 application/problem+json)."""
 
-codec_40: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_41: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 503 application/problem+json)."""
 
-codec_41: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_42: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path room_id)."""
 
-codec_42: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
+codec_43: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path player_id)."""
 
-codec_43: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_44: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 401 application/problem+json)."""
 
-codec_44: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_45: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response WWW-Authenticate 401)."""
 
-codec_45: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_46: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 403 application/problem+json)."""
 
-codec_46: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_47: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 404 application/problem+json)."""
 
-codec_47: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_48: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 409 application/problem+json)."""
 
-codec_48: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_49: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 422 application/problem+json)."""
 
-codec_49: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_50: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 503 application/problem+json)."""
 
-codec_50: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_51: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get parameter (request path room_id)."""
 
-codec_51: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
+codec_52: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 200 application/json)."""
 
-codec_52: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_53: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 401 application/problem+json)."""
 
-codec_53: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_54: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response WWW-Authenticate 401)."""
 
-codec_54: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_55: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 403 application/problem+json)."""
 
-codec_55: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_56: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 404 application/problem+json)."""
 
-codec_56: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_57: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 422 application/problem+json)."""
 
-codec_57: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_58: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
+
+codec_59: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+
+codec_60: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+
+codec_61: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+
+codec_62: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+
+codec_63: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+
+codec_64: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+
+codec_65: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+
+codec_66: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+
+codec_67: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+
+codec_68: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+
+codec_69: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+
+codec_70: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+
+codec_71: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+
+codec_72: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+
+codec_73: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+
+codec_74: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+
+codec_75: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+
+codec_76: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+
+codec_77: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+
+codec_78: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+
+codec_79: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+
+codec_80: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+
+codec_81: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""

@@ -22,24 +22,45 @@ _SCHEME_0: Final = SecurityScheme(
 )
 
 
+_SCHEME_1: Final = SecurityScheme(
+    name='accessTokenQuery',
+    kind='api_key',
+    location='query',
+    wire_name='access_token',
+)
+
+
 ROOT_SCHEMES: Final[tuple[SecuritySchemeEntry, ...]] = (
     _SCHEME_0,
+    _SCHEME_1,
 )
 
 
-OPERATION_5: Final = SecurityBinding(
-    schemes=(_SCHEME_0,),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
-)
-
-
-OPERATION_7: Final = SecurityBinding(
-    schemes=(_SCHEME_0,),
+OPERATION_6: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_8: Final = SecurityBinding(
-    schemes=(_SCHEME_0,),
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_9: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_10: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
+)
+
+
+OPERATION_11: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )

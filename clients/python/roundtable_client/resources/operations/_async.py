@@ -13,7 +13,7 @@ from ... import _operations
 from ..._runtime.client.client import AsyncClientCore
 from ...options import RequestOptions
 from ...responses import AsyncRawResponse, Response
-from ...types.operations import GetHealthResponse, GetReadinessResponse
+from ...types.operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
 
 
 class AsyncOperationsResource:
@@ -70,6 +70,22 @@ class AsyncOperationsResource:
             response_media_type=response_media_type,
         )).data
 
+    async def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> GetMetricsResponse:
+        """
+        Call GET /metrics.
+        """
+        return (await self._core.execute(
+            _operations.OPERATION_2,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )).data
+
 
 class AsyncOperationsWithResponse:
     """The operations operations, returning each result with its response metadata."""
@@ -105,6 +121,22 @@ class AsyncOperationsWithResponse:
         """
         return await self._core.execute(
             _operations.OPERATION_1,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    async def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[GetMetricsResponse]:
+        """
+        Call GET /metrics.
+        """
+        return await self._core.execute(
+            _operations.OPERATION_2,
             (),
             options=options,
             response_media_type=response_media_type,
@@ -150,6 +182,22 @@ class AsyncOperationsWithRawResponse:
             response_media_type=response_media_type,
         )
 
+    async def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AsyncRawResponse:
+        """
+        Call GET /metrics.
+        """
+        return await self._core.execute_raw(
+            _operations.OPERATION_2,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
 
 class AsyncOperationsWithStreamingResponse:
     """The operations operations, returning blocks that send each call on entry and stream its response."""
@@ -185,6 +233,22 @@ class AsyncOperationsWithStreamingResponse:
         """
         return self._core.stream(
             _operations.OPERATION_1,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractAsyncContextManager[AsyncRawResponse]:
+        """
+        Call GET /metrics.
+        """
+        return self._core.stream(
+            _operations.OPERATION_2,
             (),
             options=options,
             response_media_type=response_media_type,

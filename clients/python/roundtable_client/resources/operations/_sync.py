@@ -13,7 +13,7 @@ from ... import _operations
 from ..._runtime.client.client import ClientCore
 from ...options import RequestOptions
 from ...responses import RawResponse, Response
-from ...types.operations import GetHealthResponse, GetReadinessResponse
+from ...types.operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
 
 
 class OperationsResource:
@@ -70,6 +70,22 @@ class OperationsResource:
             response_media_type=response_media_type,
         ).data
 
+    def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> GetMetricsResponse:
+        """
+        Call GET /metrics.
+        """
+        return self._core.execute(
+            _operations.OPERATION_2,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        ).data
+
 
 class OperationsWithResponse:
     """The operations operations, returning each result with its response metadata."""
@@ -105,6 +121,22 @@ class OperationsWithResponse:
         """
         return self._core.execute(
             _operations.OPERATION_1,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[GetMetricsResponse]:
+        """
+        Call GET /metrics.
+        """
+        return self._core.execute(
+            _operations.OPERATION_2,
             (),
             options=options,
             response_media_type=response_media_type,
@@ -150,6 +182,22 @@ class OperationsWithRawResponse:
             response_media_type=response_media_type,
         )
 
+    def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> RawResponse:
+        """
+        Call GET /metrics.
+        """
+        return self._core.execute_raw(
+            _operations.OPERATION_2,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
 
 class OperationsWithStreamingResponse:
     """The operations operations, returning blocks that send each call on entry and stream its response."""
@@ -185,6 +233,22 @@ class OperationsWithStreamingResponse:
         """
         return self._core.stream(
             _operations.OPERATION_1,
+            (),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    def get_metrics(
+        self,
+        *,
+        response_media_type: Literal['text/plain'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractContextManager[RawResponse]:
+        """
+        Call GET /metrics.
+        """
+        return self._core.stream(
+            _operations.OPERATION_2,
             (),
             options=options,
             response_media_type=response_media_type,

@@ -54,7 +54,7 @@ class AsyncPlayersResource:
         Call POST /v1/rooms/{room_id}/players.
         """
         return (await self._core.execute(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -73,7 +73,7 @@ class AsyncPlayersResource:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return (await self._core.execute(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )).data
@@ -99,7 +99,7 @@ class AsyncPlayersWithResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return await self._core.execute(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -118,7 +118,7 @@ class AsyncPlayersWithResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return await self._core.execute(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )
@@ -144,7 +144,7 @@ class AsyncPlayersWithRawResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -163,7 +163,7 @@ class AsyncPlayersWithRawResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )
@@ -189,7 +189,7 @@ class AsyncPlayersWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return self._core.stream(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -208,7 +208,7 @@ class AsyncPlayersWithStreamingResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return self._core.stream(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )

@@ -54,7 +54,7 @@ class PlayersResource:
         Call POST /v1/rooms/{room_id}/players.
         """
         return self._core.execute(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -73,7 +73,7 @@ class PlayersResource:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return self._core.execute(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         ).data
@@ -99,7 +99,7 @@ class PlayersWithResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return self._core.execute(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -118,7 +118,7 @@ class PlayersWithResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return self._core.execute(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )
@@ -144,7 +144,7 @@ class PlayersWithRawResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -163,7 +163,7 @@ class PlayersWithRawResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )
@@ -189,7 +189,7 @@ class PlayersWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return self._core.stream(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -208,7 +208,7 @@ class PlayersWithStreamingResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return self._core.stream(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id, player_id),
             options=options,
         )

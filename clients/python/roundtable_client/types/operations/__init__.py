@@ -3,9 +3,10 @@
 
 """The types of the operations operations."""
 
-from ._operations import GetHealthResponse, GetReadinessResponse
+from ._operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
 
 __all__ = [
     'GetHealthResponse',
+    'GetMetricsResponse',
     'GetReadinessResponse',
 ]

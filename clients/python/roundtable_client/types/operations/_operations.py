@@ -13,3 +13,6 @@ GetHealthResponse: TypeAlias = api.Health
 
 
 GetReadinessResponse: TypeAlias = api.Readiness
+
+
+GetMetricsResponse: TypeAlias = api.MetricsGetResponse

@@ -24,7 +24,7 @@ RemovePlayerResponse: TypeAlias = None
 _REMOVE_PLAYER_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
     'removePlayer',
     frozenset({'204', '401', '403', '404', '409', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_44, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_45, missing=optional_header)),)),),
 )
 
 

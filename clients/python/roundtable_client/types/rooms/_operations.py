@@ -21,7 +21,7 @@ CreateRoomResponse: TypeAlias = api.RoomSession
 _CREATE_ROOM_HEADERS: Final[ResponseHeaders[api.V1RoomsPostResponse201LocationHeader, UNSET]] = ResponseHeaders(
     'createRoom',
     frozenset({'201', '413', '422', '503'}),
-    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_5, missing=optional_header)),)),),
+    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_6, missing=optional_header)),)),),
 )
 
 
@@ -46,7 +46,7 @@ UpdateRoomResponse: TypeAlias = api.Room
 _UPDATE_ROOM_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
     'updateRoom',
     frozenset({'200', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_25, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_26, missing=optional_header)),)),),
 )
 
 
@@ -65,7 +65,7 @@ GetRoomStateResponse: TypeAlias = api.RoomState
 _GET_ROOM_STATE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
     'getRoomState',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_53, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_54, missing=optional_header)),)),),
 )
 
 

@@ -1,0 +1,67 @@
+"""Dependencies shared by the routes: the database, the realtime machinery, the caller."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from backend.core.db import Database
+from backend.core.problems import Unauthorized
+from backend.realtime.streams import Realtime
+from backend.rooms import service
+from backend.rooms.service import Actor
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_database(request: Request) -> Database:
+    """Return the app's database."""
+    db: Database = request.app.state.db
+    return db
+
+
+def get_realtime(request: Request) -> Realtime:
+    """Return the app's realtime machinery."""
+    realtime: Realtime = request.app.state.realtime
+    return realtime
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+RealtimeDep = Annotated[Realtime, Depends(get_realtime)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """Return the bearer token, or refuse."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized()
+    return credentials.credentials
+
+
+async def authenticate(db: Database, token: str, room_id: uuid.UUID) -> Actor:
+    """Return the player a token stands for in `room_id`, in a short read."""
+    async with db.snapshot() as session:
+        return await service.authenticate(session, token, room_id)
+
+
+async def current_actor(room_id: uuid.UUID, db: DatabaseDep, credentials: Credentials) -> Actor:
+    """Return the caller, a present player of the room in the path."""
+    return await authenticate(db, bearer_token(credentials), room_id)
+
+
+async def stream_actor(
+    room_id: uuid.UUID,
+    db: DatabaseDep,
+    credentials: Credentials,
+    access_token: Annotated[str | None, Query(description="The token, for EventSource.")] = None,
+) -> Actor:
+    """Return the caller of a stream: the bearer token, or `access_token` (EventSource sends no headers)."""
+    token = access_token if credentials is None and access_token else bearer_token(credentials)
+    return await authenticate(db, token, room_id)
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+StreamActor = Annotated[Actor, Depends(stream_actor)]

