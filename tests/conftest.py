@@ -58,7 +58,7 @@ def server_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     """Serve the app in its own process on a free port against the test database."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     # Generous chat limits: the contract tests send many messages as one player.
-    with serve(database_url, log, CHAT_PER_SECOND="1000", CHAT_BURST="1000") as server:
+    with serve(database_url, log, {"CHAT_PER_SECOND": "1000", "CHAT_BURST": "1000"}) as server:
         yield server.url
     assert "Traceback" not in log.read_text(), log.read_text()
 

@@ -63,11 +63,13 @@ class Server:
 
 
 @contextmanager
-def serve(database_url: str, log: Path, port: int | None = None, **env: str) -> Iterator[Server]:
+def serve(
+    database_url: str, log: Path, env: dict[str, str] | None = None, *, port: int | None = None
+) -> Iterator[Server]:
     """Run the app in its own process on the test database, with extra settings in `env`."""
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WORKERS")}
-    environ |= {"DATABASE_URL": database_url, "LOG_LEVEL": "info", **env}
+    environ |= {"DATABASE_URL": database_url, "LOG_LEVEL": "info", **(env or {})}
     command = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port)]
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
@@ -164,12 +166,17 @@ def check_envelope(event: SseEvent | dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+# The text of the chat message a producer sends last, so consumers know they have it all.
+END = "END"
+
+
 @dataclass
 class Collector:
     """The seqs one client received, in order, across reconnects."""
 
     seqs: list[int] = field(default_factory=list)
     last: int = 0
+    finished: bool = False
 
     def add(self, payload: dict[str, Any]) -> None:
         if payload["type"] == "snapshot":
@@ -177,6 +184,8 @@ class Collector:
             return
         self.seqs.append(payload["seq"])
         self.last = payload["seq"]
+        if payload["type"] == "chat.message" and payload["data"]["text"] == END:
+            self.finished = True
 
 
 @asynccontextmanager

@@ -20,14 +20,15 @@ from backend.core.database_url import to_async_url
 from backend.domain.visibility import Audience, Viewer, may_see_event
 from backend.persistence.events import NewEvent, append_events, read_events
 from backend.persistence.tables import RoomRow
-from tests.support import Collector, check_envelope, serve, sse_events, sse_stream, wait_for
+from tests.support import END, Collector, check_envelope, serve, sse_events, sse_stream, wait_for
 
 
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One server for these tests, with quick catch-up and generous chat limits."""
     log = tmp_path_factory.mktemp("streams") / "server.log"
-    with serve(database_url, log, CHAT_PER_SECOND="10000", CHAT_BURST="10000", CATCHUP_SECONDS="0.2") as s:
+    env = {"CHAT_PER_SECOND": "10000", "CHAT_BURST": "10000", "CATCHUP_SECONDS": "0.2"}
+    with serve(database_url, log, {**env, "PRESENCE_GRACE_SECONDS": "0.5"}) as s:
         yield s
 
 
@@ -107,60 +108,50 @@ async def test_resume_delivers_every_event_exactly_once_across_random_disconnect
         room_id = host["room"]["id"]
         url = f"{base}/v1/rooms/{room_id}/events"
         total = 520
-        done = asyncio.Event()
 
         async def produce() -> None:
-            for i in range(total):
+            for i in range(total - 1):
                 await chat(http, base, sessions[i % 4], f"message {i}")
                 if i % 50 == 0:
                     await asyncio.sleep(0.01)
-            done.set()
+            await chat(http, base, host, END)
 
         async def sse_consumer(session: dict[str, Any], header_resume: bool) -> Collector:
             got = Collector()
             async with httpx.AsyncClient(timeout=30) as own:
-                while True:
-                    after = got.last if got.seqs or got.last else None
+                while not got.finished:
+                    after = got.last if got.last else None
                     budget = rng.randint(5, 80)
                     async with sse_stream(own, url, session["token"], after, header_resume) as response:
                         async for event in sse_events(response):
                             got.add(check_envelope(event))
                             budget -= 1
-                            if budget == 0 or (done.is_set() and await caught_up(got)):
+                            if budget == 0 or got.finished:
                                 break
-                    if done.is_set() and await caught_up(got):
-                        return got
+            return got
 
         async def ws_consumer(session: dict[str, Any]) -> Collector:
             got = Collector()
             ws_base = base.replace("http://", "ws://")
-            while True:
+            headers = {"Authorization": f"Bearer {session['token']}"}
+            while not got.finished:
                 query = f"?after={got.last}" if got.last else ""
                 budget = rng.randint(5, 80)
-                headers = {"Authorization": f"Bearer {session['token']}"}
                 async with ws_connect(
                     f"{ws_base}/v1/rooms/{room_id}/ws{query}", additional_headers=headers
                 ) as ws:
                     async for raw in ws:
                         got.add(check_envelope(json.loads(raw)))
                         budget -= 1
-                        if budget == 0 or (done.is_set() and await caught_up(got)):
+                        if budget == 0 or got.finished:
                             break
-                if done.is_set() and await caught_up(got):
-                    return got
+            return got
 
-        last_seq = [0]
-
-        async def caught_up(got: Collector) -> bool:
-            if not last_seq[0]:
-                state = await http.get(
-                    f"{base}/v1/rooms/{room_id}/state", headers={"Authorization": f"Bearer {host['token']}"}
-                )
-                last_seq[0] = state.json()["last_seq"]
-            return got.last >= last_seq[0]
-
-        results = await asyncio.gather(
-            produce(), sse_consumer(sse_a, True), sse_consumer(sse_b, False), ws_consumer(ws_player)
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                produce(), sse_consumer(sse_a, True), sse_consumer(sse_b, False), ws_consumer(ws_player)
+            ),
+            120,
         )
         # Presence events may still trail the last message; compare up to what each client reached.
         for session, got in zip((sse_a, sse_b, ws_player), results[1:], strict=True):
@@ -384,3 +375,43 @@ async def test_idle_streams_hold_no_database_connections(database_url: str, tmp_
                 await asyncio.gather(*holders, return_exceptions=True)
         assert 'roundtable_open_streams{transport="sse"} 200.0' in metrics
         assert "roundtable_db_pool_checked_out 0.0" in metrics
+
+
+async def test_presence_changes_on_first_open_and_last_close_but_not_on_a_quick_reconnect(
+    server: Any,
+) -> None:
+    base = server.url
+    async with httpx.AsyncClient(timeout=30) as http:
+        host, guest = await new_room(http, base, "Guest")
+        room_id = host["room"]["id"]
+        url = f"{base}/v1/rooms/{room_id}/events"
+        async with sse_stream(http, url, host["token"]) as response:
+            watched = sse_events(response)
+            assert (await anext(watched)).event == "snapshot"
+
+            async def guest_stream_briefly() -> None:
+                async with sse_stream(http, url, guest["token"]) as own:
+                    guest_events = sse_events(own)
+                    await anext(guest_events)
+
+            await guest_stream_briefly()  # first stream: connected
+            await guest_stream_briefly()  # reconnect within the grace period: silent
+            await asyncio.sleep(1.0)  # gone longer than the grace period: disconnected
+            marker = await chat(http, base, host, "marker")
+            presence = []
+            async for event in watched:
+                payload = check_envelope(event)
+                if (
+                    payload["type"] == "presence.changed"
+                    and payload["data"]["player_id"] == guest["player"]["id"]
+                ):
+                    presence.append(payload["data"]["connected"])
+                if payload["seq"] >= marker:
+                    break
+        assert presence == [True, False]
+        players = (
+            await http.get(
+                f"{base}/v1/rooms/{room_id}/state", headers={"Authorization": f"Bearer {host['token']}"}
+            )
+        ).json()["players"]
+        assert {p["nickname"]: p["connected"] for p in players} == {"Host": True, "Guest": False}

@@ -1,0 +1,137 @@
+"""Several server processes sharing PostgreSQL and Redis: doorbells, Redis outages, kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration.test_streams import chat, new_room, visible_seqs
+from tests.support import END, Collector, check_envelope, redis_server, serve, sse_events, sse_stream
+
+FAST = {"CHAT_PER_SECOND": "10000", "CHAT_BURST": "10000"}
+
+
+def metric(text: str, name: str) -> float:
+    """Return the sum of a metric's samples in a Prometheus text page."""
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+
+
+async def receive_until(events: Any, seq: int, got: Collector) -> None:
+    """Collect SSE events until `seq` has arrived."""
+    async for event in events:
+        got.add(check_envelope(event))
+        if got.last >= seq:
+            return
+
+
+async def test_an_event_on_one_server_reaches_a_stream_on_another_even_without_redis(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The catch-up timer is slow here, so fast delivery proves the Redis doorbell did it.
+    env = {**FAST, "CATCHUP_SECONDS": "2"}
+    with (
+        redis_server(tmp_path) as redis,
+        serve(database_url, tmp_path / "a.log", {**env, "REDIS_URL": redis.url}) as a,
+        serve(database_url, tmp_path / "b.log", {**env, "REDIS_URL": redis.url}) as b,
+    ):
+        async with httpx.AsyncClient(timeout=30) as http:
+            host, guest = await new_room(http, a.url, "Guest")
+            room_id = host["room"]["id"]
+            got = Collector()
+            async with sse_stream(http, f"{b.url}/v1/rooms/{room_id}/events", guest["token"]) as response:
+                events = sse_events(response)
+                got.add(check_envelope(await anext(events)))
+                loop = asyncio.get_running_loop()
+
+                # 1. Redis up: a command on A reaches B's stream at once.
+                started = loop.time()
+                seq = await chat(http, a.url, host, "via redis")
+                await asyncio.wait_for(receive_until(events, seq, got), 5)
+                assert loop.time() - started < 1.0
+                before = metric(
+                    (await http.get(f"{b.url}/metrics")).text, "roundtable_doorbells_received_total"
+                )
+
+                # 2. Redis down: commands still succeed, and every event still arrives, later.
+                redis.stop()
+                seqs = [await chat(http, a.url, host, f"no redis {i}") for i in range(5)]
+                await asyncio.wait_for(receive_until(events, seqs[-1], got), 10)
+                missed = metric(
+                    (await http.get(f"{b.url}/metrics")).text, "roundtable_doorbells_missed_total"
+                )
+                assert missed >= 1
+
+                # 3. Redis back: doorbells resume without a restart.
+                redis.start()
+                page = ""
+                for _ in range(100):
+                    await asyncio.sleep(0.1)
+                    started = loop.time()
+                    seq = await chat(http, a.url, host, "redis is back")
+                    await asyncio.wait_for(receive_until(events, seq, got), 10)
+                    page = (await http.get(f"{b.url}/metrics")).text
+                    if (
+                        loop.time() - started < 0.5
+                        and metric(page, "roundtable_doorbells_received_total") > before
+                    ):
+                        break
+                assert 'roundtable_doorbells_received_total{source="redis"}' in page
+                assert metric(page, "roundtable_doorbells_received_total") > before
+        expected = await visible_seqs(database_url, room_id, guest["player"]["id"])
+        assert got.seqs == [s for s in expected if got.seqs[0] <= s <= got.last]
+
+
+async def test_a_killed_server_loses_nothing_for_a_client_that_resumes_elsewhere(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {**FAST, "CATCHUP_SECONDS": "0.5"}
+    with (
+        redis_server(tmp_path) as redis,
+        serve(database_url, tmp_path / "a.log", {**env, "REDIS_URL": redis.url}) as a,
+        serve(database_url, tmp_path / "b.log", {**env, "REDIS_URL": redis.url}) as b,
+    ):
+        async with httpx.AsyncClient(timeout=30) as http:
+            host, guest = await new_room(http, b.url, "Guest")
+            room_id = host["room"]["id"]
+            total = 200
+            produced: list[int] = []
+
+            async def produce() -> None:
+                for i in range(total - 1):
+                    produced.append(await chat(http, b.url, host, f"m{i}"))
+                    await asyncio.sleep(0.002)
+                produced.append(await chat(http, b.url, host, END))
+
+            got = Collector()
+
+            async def consume() -> None:
+                # First on A, which is killed under the stream after 40 events...
+                try:
+                    async with sse_stream(
+                        http, f"{a.url}/v1/rooms/{room_id}/events", guest["token"]
+                    ) as response:
+                        async for event in sse_events(response):
+                            got.add(check_envelope(event))
+                            if len(got.seqs) == 40:
+                                a.kill()
+                except (httpx.RemoteProtocolError, httpx.ReadError):
+                    pass  # the stream died with its server
+                # ...then resumed on B with Last-Event-ID, as EventSource does by itself.
+                while not got.finished:
+                    url = f"{b.url}/v1/rooms/{room_id}/events"
+                    async with sse_stream(http, url, guest["token"], after=got.last) as response:
+                        async for event in sse_events(response):
+                            got.add(check_envelope(event))
+                            if got.finished:
+                                break
+
+            await asyncio.wait_for(asyncio.gather(produce(), consume()), 120)
+        assert a.process.poll() is not None  # it really was killed
+        expected = await visible_seqs(database_url, room_id, guest["player"]["id"])
+        assert got.seqs == [s for s in expected if got.seqs[0] <= s <= got.last]
+        assert got.last >= produced[-1]
+        assert len([s for s in produced if s in got.seqs]) >= total - 20  # all but those before the snapshot

@@ -1,0 +1,78 @@
+"""A connection's queue: visibility, de-duplication by seq, and slow consumers closed, not waited on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.domain.visibility import Viewer
+from backend.realtime.hub import REMOVED, SLOW, Closed, Connection, Outgoing
+
+ROOM = uuid.uuid4()
+
+
+def event(
+    seq: int, visibility: str = "room", audience: str | None = None, removes: str | None = None
+) -> Outgoing:
+    return Outgoing(
+        seq, "chat.message", visibility, audience, f'{{"seq": {seq}}}', datetime.now(UTC), removes
+    )
+
+
+def connection(player: str = "p1", team: str | None = None, size: int = 8) -> Connection:
+    return Connection(ROOM, Viewer(player_id=player, team=team), "sse", size)
+
+
+async def test_a_slow_consumer_is_closed_and_never_delays_the_others() -> None:
+    slow, fast = connection("slow", size=4), connection("fast", size=1000)
+    received: list[int] = []
+
+    async def read_fast() -> None:
+        while len(received) < 100:
+            item = await fast.next()
+            assert isinstance(item, Outgoing)
+            received.append(item.seq)
+
+    reader = asyncio.create_task(read_fast())
+    for seq in range(1, 101):
+        slow.offer(event(seq))  # never awaits: a full queue cannot block the hub
+        fast.offer(event(seq))
+        await asyncio.sleep(0)
+    await asyncio.wait_for(reader, 1)
+    assert received == list(range(1, 101))
+    assert slow.close_reason == SLOW
+    with pytest.raises(Closed) as closed:
+        await slow.next()  # what was queued is dropped; the client resumes by seq
+    assert closed.value.reason == SLOW
+
+
+async def test_events_are_filtered_by_visibility_and_sent_once() -> None:
+    mafia = connection("m1", team="mafia")
+    mafia.offer(event(1))
+    mafia.offer(event(2, "team", "town"))
+    mafia.offer(event(3, "team", "mafia"))
+    mafia.offer(event(4, "player", "someone-else"))
+    mafia.offer(event(5, "player", "m1"))
+    mafia.last_sent = 3  # as if the replay had sent up to 3
+    mafia.offer(event(3, "team", "mafia"))  # a late duplicate from the hub
+    mafia.offer(event(6))
+    seen = []
+    while not mafia.queue.empty():
+        item = await mafia.next()
+        assert isinstance(item, Outgoing)
+        seen.append(item.seq)
+    assert seen == [5, 6]
+
+
+async def test_the_removed_players_stream_ends_after_the_event_that_removes_them() -> None:
+    conn = connection("p1")
+    conn.offer(event(7, removes="p1"))
+    item = await conn.next()
+    assert isinstance(item, Outgoing)
+    assert item.seq == 7
+    with pytest.raises(Closed) as closed:
+        await conn.next()
+    assert closed.value.reason == REMOVED
