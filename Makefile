@@ -11,7 +11,7 @@ export HOST PORT
 
 GENERATED := backend/contract clients/python/roundtable_client
 
-.PHONY: help install run test check generate lint types specs migrations-check generated-check
+.PHONY: help install run test check generate lint types specs migrations-check generated-check bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,3 +49,6 @@ types: ## mypy, strict on hand-written code
 
 migrations-check: ## Fail unless migrations and models agree
 	DATABASE_URL="$${TEST_DATABASE_URL:-$$DATABASE_URL}" $(RUN) python -m backend check-migrations
+
+bench: install ## Load the server from another process; print latency, throughput and memory per stream
+	$(RUN) python -m tests.bench.run

@@ -30,7 +30,6 @@ class Settings(BaseSettings):
     # Streams (SSE and WebSocket)
     stream_max_seconds: float = Field(default=1800.0, gt=0)
     stream_queue_size: int = Field(default=1024, ge=1)
-    stream_send_timeout: float = Field(default=10.0, gt=0)
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=1000, ge=0)
     # A lost doorbell delays delivery by at most this long.
@@ -40,6 +39,7 @@ class Settings(BaseSettings):
     # Browser origins allowed to open a WebSocket; "*" allows any. Same-host is always allowed.
     allowed_origins: list[str] = Field(default_factory=list)
     ws_max_message_bytes: int = Field(default=16 * 1024, ge=256)
+    gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     chat_per_second: float = Field(default=5.0, gt=0)
     chat_burst: int = Field(default=10, ge=1)
 

@@ -18,7 +18,9 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         to_async_url(database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        # No ping before each checkout (a round trip per command): a connection that died
+        # with its server fails one request with a 503 and the pool reconnects for the next.
+        pool_pre_ping=False,
         pool_timeout=10,
         connect_args={"timeout": 5, "command_timeout": 30},
     )

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,7 +40,7 @@ class Outgoing:
     visibility: str
     audience: str | None
     json: str
-    at: datetime
+    at: float  # commit time, seconds since the epoch
     # The player this event removes from the room, whose streams end after it.
     removes: str | None = None
     _sse: bytes | None = None
@@ -63,7 +64,7 @@ def prepare(room_id: uuid.UUID, event: StoredEvent) -> Outgoing:
         visibility=event.visibility,
         audience=event.audience,
         json=envelope.model_dump_json(),
-        at=event.at,
+        at=event.at.timestamp(),
         removes=removes,
     )
 
@@ -92,9 +93,14 @@ class Connection:
     last_sent: int = 0
     close_reason: str | None = None
     queue: asyncio.Queue[Outgoing | Closed | object] = field(init=False)
+    # Set when the writer must stop at once, even in the middle of a blocked send.
+    aborted: asyncio.Event = field(init=False)
+    _delivered: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
+        self.aborted = asyncio.Event()
+        self._delivered = metrics.EVENTS_DELIVERED.labels(self.transport)
 
     def offer(self, item: Outgoing) -> None:
         """Queue `item` if this player may see it; close the connection when it cannot keep up."""
@@ -129,6 +135,7 @@ class Connection:
             # What is queued is dropped: the client resumes from the last seq it received.
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.aborted.set()
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(Closed(reason))
 
@@ -142,8 +149,8 @@ class Connection:
                 if item.seq <= self.last_sent:
                     continue  # already sent by the replay
                 self.last_sent = item.seq
-                metrics.EVENTS_DELIVERED.labels(self.transport).inc()
-                metrics.DELIVERY_LATENCY.observe(max(0.0, (datetime.now(UTC) - item.at).total_seconds()))
+                self._delivered.inc()
+                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - item.at))
             return item
 
 

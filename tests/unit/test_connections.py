@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
@@ -17,9 +17,7 @@ ROOM = uuid.uuid4()
 def event(
     seq: int, visibility: str = "room", audience: str | None = None, removes: str | None = None
 ) -> Outgoing:
-    return Outgoing(
-        seq, "chat.message", visibility, audience, f'{{"seq": {seq}}}', datetime.now(UTC), removes
-    )
+    return Outgoing(seq, "chat.message", visibility, audience, f'{{"seq": {seq}}}', time.time(), removes)
 
 
 def connection(player: str = "p1", team: str | None = None, size: int = 8) -> Connection:
@@ -47,6 +45,7 @@ async def test_a_slow_consumer_is_closed_and_never_delays_the_others() -> None:
     with pytest.raises(Closed) as closed:
         await slow.next()  # what was queued is dropped; the client resumes by seq
     assert closed.value.reason == SLOW
+    assert slow.aborted.is_set()  # the writer is told to stop even if stuck in a send
 
 
 async def test_events_are_filtered_by_visibility_and_sent_once() -> None:

@@ -1,0 +1,330 @@
+"""Load generator (its own process): open N streams to a room, drive commands, measure delivery.
+
+    python -m tests.bench.loadgen --url http://127.0.0.1:8000 --streams 1000 --transport sse --server-pids 123
+
+Prints one JSON object: command-to-delivery latency at every subscriber (p50/p99/max),
+delivered events per second under a burst, and the server's RSS per open stream. With
+`--rooms-of-8 R` it instead fills R rooms of 8 players, one stream per player, and drives
+commands across all rooms as fast as it can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from websockets.asyncio.client import connect as ws_connect
+
+SSE_EVENT = re.compile(rb"id: (\d+)\nevent: ([a-z.]+)\n")
+WS_CHAT = re.compile(r'^\{"seq":(\d+),"room_id":"[^"]+","type":"chat\.message"')
+
+
+@dataclass
+class Deliveries:
+    """Receive times of chat events, per (room, seq), at every subscriber."""
+
+    received: list[tuple[int, int, float]] = field(default_factory=list)
+    ready: int = 0
+
+    def got(self, room: int, seq: int) -> None:
+        self.received.append((room, seq, time.monotonic()))
+
+
+class SseProtocol(asyncio.Protocol):
+    """A lean SSE subscriber: finds `id:`/`event:` lines in the raw chunked stream."""
+
+    def __init__(self, request: bytes, room: int, deliveries: Deliveries) -> None:
+        self.request = request
+        self.room = room
+        self.deliveries = deliveries
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        last = 0
+        for match in SSE_EVENT.finditer(buffer):
+            kind = match.group(2)
+            if kind == b"chat.message":
+                self.deliveries.got(self.room, int(match.group(1)))
+            elif kind == b"snapshot":
+                self.deliveries.ready += 1
+            last = match.end()
+        # Only a partial `id:` line can straddle two reads, and it is short.
+        self.buffer = buffer[max(last, len(buffer) - 128) :]
+
+
+async def open_sse(url: str, path: str, token: str, room: int, deliveries: Deliveries) -> asyncio.Transport:
+    """Open one SSE stream."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(lambda: SseProtocol(request, room, deliveries), host, port)
+    return transport
+
+
+async def hold_ws(
+    url: str, path: str, token: str, room: int, deliveries: Deliveries, stop: asyncio.Event
+) -> None:
+    """Hold one WebSocket open, recording chat events."""
+    ws_url = url.replace("http://", "ws://") + path
+    async with ws_connect(
+        ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None
+    ) as ws:
+
+        async def read() -> None:
+            async for raw in ws:
+                assert isinstance(raw, str)
+                if raw.startswith('{"type":"snapshot"'):
+                    deliveries.ready += 1
+                    continue
+                match = WS_CHAT.match(raw)
+                if match:
+                    deliveries.got(room, int(match.group(1)))
+
+        reader = asyncio.create_task(read())
+        await stop.wait()
+        reader.cancel()
+
+
+async def make_room(http: httpx.AsyncClient, players: int) -> tuple[str, list[str]]:
+    """Create a room with `players` players; return its id and their tokens."""
+    body = {
+        "name": "bench",
+        "nickname": "p0",
+        "ruleset": "mafia",
+        "settings": {"max_players": max(4, players)},
+    }
+    host = (await http.post("/v1/rooms", json=body)).json()
+    room_id, tokens = host["room"]["id"], [host["token"]]
+    for i in range(1, players):
+        joined = await http.post(f"/v1/rooms/{room_id}/players", json={"nickname": f"p{i}"})
+        tokens.append(joined.json()["token"])
+    return room_id, tokens
+
+
+def rss_kib(pids: list[int]) -> int:
+    """Return the resident memory of the processes and their children, in KiB."""
+    total, seen, todo = 0, set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except (FileNotFoundError, ProcessLookupError, AttributeError):
+            continue
+    return total
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """Return p50, p99 and max, in milliseconds."""
+    if not values:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+async def wait_until(predicate: Any, limit: float) -> bool:
+    """Wait until `predicate()` holds, at most `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def open_streams(
+    url: str,
+    transport: str,
+    rooms: list[tuple[str, list[str]]],
+    per_room: int,
+    deliveries: Deliveries,
+    stop: asyncio.Event,
+) -> list[Any]:
+    """Open `per_room` streams in each room, spread over its players' tokens."""
+    handles: list[Any] = []
+    gate = asyncio.Semaphore(200)
+
+    async def one(index: int, room_id: str, token: str) -> None:
+        path = f"/v1/rooms/{room_id}/{'events' if transport == 'sse' else 'ws'}"
+        async with gate:
+            if transport == "sse":
+                handles.append(await open_sse(url, path, token, index, deliveries))
+            else:
+                handles.append(asyncio.create_task(hold_ws(url, path, token, index, deliveries, stop)))
+
+    await asyncio.gather(
+        *(
+            one(i, room_id, tokens[k % len(tokens)])
+            for i, (room_id, tokens) in enumerate(rooms)
+            for k in range(per_room)
+        )
+    )
+    return handles
+
+
+async def one_room(args: argparse.Namespace) -> dict[str, Any]:
+    """N streams on one room: latency at low rate, then throughput under a burst."""
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=args.url, timeout=60, limits=limits) as http:
+        room_id, tokens = await make_room(http, 20)
+        rss_before = rss_kib(args.server_pids)
+        deliveries, stop = Deliveries(), asyncio.Event()
+        handles = await open_streams(
+            args.url, args.transport, [(room_id, tokens)], args.streams, deliveries, stop
+        )
+        opened = await wait_until(lambda: deliveries.ready >= args.streams, 120)
+        await asyncio.sleep(1.0)
+        rss_after = rss_kib(args.server_pids)
+        sent: dict[int, float] = {}
+
+        async def command(i: int) -> None:
+            t0 = time.monotonic()
+            response = await http.post(
+                f"/v1/rooms/{room_id}/messages",
+                json={"text": f"bench {i}"},
+                headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
+            )
+            sent[response.json()["seq"]] = t0
+
+        # Latency: one command at a time, spaced, so queueing does not dominate.
+        for i in range(args.commands):
+            await command(i)
+            await asyncio.sleep(args.gap)
+        await wait_until(lambda: len(deliveries.received) >= args.streams * args.commands, 60)
+        latency = [t - sent[seq] for _, seq, t in deliveries.received if seq in sent]
+        lost = args.streams * args.commands - len(latency)
+
+        # Throughput: a burst of commands from 8 concurrent senders.
+        deliveries.received.clear()
+        sent.clear()
+        burst, started = args.burst, time.monotonic()
+        queue = list(range(burst))
+
+        async def sender() -> None:
+            while queue:
+                await command(queue.pop())
+
+        await asyncio.gather(*(sender() for _ in range(8)))
+        commands_done = time.monotonic()
+        await wait_until(lambda: len(deliveries.received) >= args.streams * burst, 120)
+        elapsed = (deliveries.received[-1][2] if deliveries.received else time.monotonic()) - started
+        stop.set()
+        for handle in handles:
+            if isinstance(handle, asyncio.Transport):
+                handle.close()
+            else:
+                handle.cancel()
+        return {
+            "streams": args.streams,
+            "transport": args.transport,
+            "opened": opened,
+            "latency": percentiles(latency),
+            "undelivered": lost,
+            "deliveries_per_s": round(len(deliveries.received) / elapsed),
+            "burst_commands_per_s": round(burst / (commands_done - started)),
+            "rss_kib_per_stream": round((rss_after - rss_before) / max(1, args.streams), 1),
+            "rss_mib_total": round(rss_after / 1024, 1),
+        }
+
+
+async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
+    """Many rooms of 8, a stream per player, commands across all rooms as fast as possible."""
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=args.url, timeout=60, limits=limits) as http:
+        gate = asyncio.Semaphore(16)
+
+        async def room() -> tuple[str, list[str]]:
+            async with gate:
+                return await make_room(http, 8)
+
+        rooms = await asyncio.gather(*(room() for _ in range(args.rooms_of_8)))
+        deliveries, stop = Deliveries(), asyncio.Event()
+        handles = await open_streams(args.url, "sse", list(rooms), 8, deliveries, stop)
+        await wait_until(lambda: deliveries.ready >= 8 * len(rooms), 120)
+        await asyncio.sleep(1.0)
+        sent: dict[tuple[int, int], float] = {}
+        done = 0
+        deadline = time.monotonic() + args.duration
+
+        async def sender(worker: int) -> None:
+            nonlocal done
+            i = worker
+            while time.monotonic() < deadline:
+                index = i % len(rooms)
+                room_id, tokens = rooms[index]
+                t0 = time.monotonic()
+                response = await http.post(
+                    f"/v1/rooms/{room_id}/messages",
+                    json={"text": f"r{i}"},
+                    headers={"Authorization": f"Bearer {tokens[i % 8]}"},
+                )
+                sent[(index, response.json()["seq"])] = t0
+                done += 1
+                i += args.senders
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender(w) for w in range(args.senders)))
+        elapsed = time.monotonic() - started
+        await wait_until(lambda: len(deliveries.received) >= 8 * done, 60)
+        latency = [t - sent[(r, s)] for r, s, t in deliveries.received if (r, s) in sent]
+        stop.set()
+        for handle in handles:
+            handle.close()
+        return {
+            "rooms": len(rooms),
+            "streams": 8 * len(rooms),
+            "commands_per_s": round(done / elapsed),
+            "latency": percentiles(latency),
+            "undelivered": 8 * done - len(latency),
+        }
+
+
+def main() -> None:
+    """Run one measurement and print it as JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--server-pids", type=int, nargs="*", default=[])
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--transport", choices=["sse", "ws"], default="sse")
+    parser.add_argument("--commands", type=int, default=50)
+    parser.add_argument("--gap", type=float, default=0.05)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--rooms-of-8", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--senders", type=int, default=32)
+    args = parser.parse_args()
+    result = asyncio.run(rooms_of_8(args) if args.rooms_of_8 else one_room(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""`make bench`: serve the app in its own process(es), load it from another, print a table.
+
+Uses TEST_DATABASE_URL / DATABASE_URL (else the embedded PostgreSQL) with a database of its
+own, and REDIS_URL / TEST_REDIS_URL (else a Redis it starts) for the Redis rows.
+BENCH_QUICK=1 runs a smaller set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from backend.core.config import Settings
+from backend.core.embedded import embedded_database_url
+from backend.core.runtime import migrate, recreate_database
+from tests.support import ROOT, RedisServer, free_port
+
+
+@contextmanager
+def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[tuple[str, int]]:
+    """Run `python -m backend serve` (what `make run` runs); yield its URL and pid."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WORKERS")}
+    env |= {
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "warning",
+        "CHAT_PER_SECOND": "1000000",
+        "CHAT_BURST": "1000000",
+        "STREAM_QUEUE_SIZE": "4096",
+        "DB_POOL_SIZE": "20",
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    process = subprocess.Popen([sys.executable, "-m", "backend", "serve"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.1)
+        time.sleep(0.5 * workers)  # let every worker finish starting
+        yield url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def loadgen(url: str, pid: int, *args: str) -> dict[str, Any]:
+    """Run the load generator in its own process; return what it measured."""
+    command = [sys.executable, "-m", "tests.bench.loadgen", "--url", url, "--server-pids", str(pid), *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    """Run every configuration and print the table."""
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    base = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    base = base or embedded_database_url(Settings().data_dir)
+    database_url = recreate_database(base, "roundtable_bench")
+    migrate(database_url)
+    sizes = [100, 1000] if quick else [100, 1000, 5000]
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with ExitStack() as stack:
+        redis_url = os.environ.get("REDIS_URL") or os.environ.get("TEST_REDIS_URL")
+        if not redis_url:
+            redis = RedisServer(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            redis.start()
+            stack.callback(redis.stop)
+            redis_url = redis.url
+        plans: list[tuple[str, str | None, int, list[str]]] = []
+        for broker, url in (("memory", None), ("redis", redis_url)):
+            for n in sizes:
+                plans.append((f"{broker} 1w sse N={n}", url, 1, ["--streams", str(n), "--transport", "sse"]))
+        for n in sizes[:2]:
+            plans.append((f"memory 1w ws N={n}", None, 1, ["--streams", str(n), "--transport", "ws"]))
+        for n in sizes:
+            plans.append((f"redis 2w sse N={n}", redis_url, 2, ["--streams", str(n), "--transport", "sse"]))
+        rooms = "50" if quick else "150"
+        for label, url, workers in (
+            ("memory 1w", None, 1),
+            ("redis 1w", redis_url, 1),
+            ("redis 2w", redis_url, 2),
+        ):
+            plans.append((f"{label} rooms of 8", url, workers, ["--rooms-of-8", rooms, "--duration", "5"]))
+        for label, url, workers, args in plans:
+            print(f"running {label} ...", file=sys.stderr, flush=True)
+            with server(database_url, url, workers) as (server_url, pid):
+                rows.append((label, loadgen(server_url, pid, *args)))
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Print the results as a Markdown table."""
+    print()
+    print("| run | streams | p50 ms | p99 ms | max ms | deliveries/s | commands/s | RSS KiB/stream | lost |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        lat = r["latency"]
+        commands = r.get("commands_per_s", r.get("burst_commands_per_s", ""))
+        print(
+            f"| {label} | {r['streams']} | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} "
+            f"| {r.get('deliveries_per_s', '')} | {commands} | {r.get('rss_kib_per_stream', '')} "
+            f"| {r['undelivered']} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
