@@ -30,6 +30,8 @@ def serve() -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        # Frames over the limit are refused by the protocol itself (close 1009).
+        ws_max_size=settings.ws_max_message_bytes,
     )
     return 0
 

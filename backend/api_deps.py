@@ -42,8 +42,8 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 async def authenticate(db: Database, token: str, room_id: uuid.UUID) -> Actor:
-    """Return the player a token stands for in `room_id`, in a short read."""
-    async with db.snapshot() as session:
+    """Return the player a token stands for in `room_id`, in one short read."""
+    async with db.read() as session:
         return await service.authenticate(session, token, room_id)
 
 

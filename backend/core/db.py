@@ -40,6 +40,14 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """Run single-statement reads in autocommit: no BEGIN/COMMIT round trips."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                yield session
+
+    @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
         """Read in one consistent snapshot, so state and its `last_seq` agree."""
         async with self._sessions() as session, session.begin():

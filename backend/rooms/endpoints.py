@@ -35,14 +35,14 @@ async def list_rooms(
     cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$")] = None,
 ) -> api.RoomPage:
     """List public rooms newest first, or find one by code."""
-    async with db.snapshot() as session:
+    async with db.read() as session:
         return await service.list_rooms(session, status=room_status, code=code, limit=limit, cursor=cursor)
 
 
 @router.get("/{room_id}", response_model=api.Room)
 async def get_room(room_id: uuid.UUID, db: DatabaseDep) -> api.Room:
     """Return a room's public summary."""
-    async with db.snapshot() as session:
+    async with db.read() as session:
         return await service.get_public_room(session, room_id)
 
 

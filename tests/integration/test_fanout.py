@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.integration.test_streams import chat, new_room, visible_seqs
-from tests.support import END, Collector, check_envelope, redis_server, serve, sse_events, sse_stream
+from tests.support import END, ROOT, Collector, check_envelope, redis_server, serve, sse_events, sse_stream
 
 FAST = {"CHAT_PER_SECOND": "10000", "CHAT_BURST": "10000"}
 
@@ -135,3 +139,53 @@ async def test_a_killed_server_loses_nothing_for_a_client_that_resumes_elsewhere
         assert got.seqs == [s for s in expected if got.seqs[0] <= s <= got.last]
         assert got.last >= produced[-1]
         assert len([s for s in produced if s in got.seqs]) >= total - 20  # all but those before the snapshot
+
+
+async def test_a_client_that_never_reads_does_not_delay_the_others(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {**FAST, "STREAM_QUEUE_SIZE": "4"}
+    with serve(database_url, tmp_path / "server.log", env) as server:
+        async with httpx.AsyncClient(timeout=30) as http:
+            host, guest = await new_room(http, server.url, "Guest")
+            room_id = host["room"]["id"]
+            path = f"/v1/rooms/{room_id}/events"
+            # A stalled client: a tiny receive window, and it never reads past the headers.
+            port = int(server.url.rsplit(":", 1)[1])
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", port))
+            stalled.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guest['token']}\r\n\r\n".encode()
+            )
+            got = Collector()
+            async with sse_stream(http, f"{server.url}{path}", host["token"]) as response:
+                events = sse_events(response)
+                got.add(check_envelope(await anext(events)))
+                text = "x" * 480
+                loop = asyncio.get_running_loop()
+                slowest = 0.0
+                for i in range(300):
+                    started = loop.time()
+                    seq = await chat(http, server.url, host, END if i == 299 else f"{i} {text}")
+                    await asyncio.wait_for(receive_until(events, seq, got), 5)
+                    slowest = max(slowest, loop.time() - started)
+            assert got.finished
+            assert slowest < 1.0  # the stalled stream never held the others up
+            stalled.close()
+        # Closing it once its queue overflows is shown in tests/unit/test_connections.py: the
+        # kernel buffers far more than these events before a send here would block.
+
+
+def test_several_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | {"WORKERS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "REDIS_URL" in done.stderr
