@@ -141,9 +141,7 @@ async def test_a_killed_server_loses_nothing_for_a_client_that_resumes_elsewhere
         assert len([s for s in produced if s in got.seqs]) >= total - 20  # all but those before the snapshot
 
 
-async def test_a_client_that_never_reads_does_not_delay_the_others(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_a_client_that_never_reads_does_not_delay_the_others(database_url: str, tmp_path: Path) -> None:
     env = {**FAST, "STREAM_QUEUE_SIZE": "4"}
     with serve(database_url, tmp_path / "server.log", env) as server:
         async with httpx.AsyncClient(timeout=30) as http:
