@@ -17,13 +17,14 @@ from backend.rooms.service import Actor
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_database(request: Request) -> Database:
+# Dependencies are async: FastAPI runs plain `def` ones in a thread pool, a hop per request.
+async def get_database(request: Request) -> Database:
     """Return the app's database."""
     db: Database = request.app.state.db
     return db
 
 
-def get_realtime(request: Request) -> Realtime:
+async def get_realtime(request: Request) -> Realtime:
     """Return the app's realtime machinery."""
     realtime: Realtime = request.app.state.realtime
     return realtime
