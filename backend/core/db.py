@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.core.config import Settings
@@ -26,6 +26,14 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
     )
 
 
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for single-statement reads: no BEGIN/ROLLBACK round trips."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 class Database:
     """Hands out short sessions; no session outlives one command or one read."""
 
@@ -42,10 +50,11 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """Run single-statement reads in autocommit: no BEGIN/COMMIT round trips."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-                yield session
+        async with (
+            autocommit(self.engine) as conn,
+            AsyncSession(bind=conn, expire_on_commit=False) as session,
+        ):
+            yield session
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:

@@ -52,9 +52,10 @@ async def sse_frames(stream: Stream, retry_ms: int) -> AsyncIterator[bytes]:
                 body = snapshot_json(stream.actor.room_id, item)
                 yield f"id: {item.last_seq}\nevent: snapshot\ndata: {body}\n\n".encode()
         try:
-            async for live in stream.live():
-                if isinstance(live, Outgoing):
-                    yield live.sse_frame()
+            async for batch in stream.live():
+                frames = b"".join(item.sse_frame() for item in batch if isinstance(item, Outgoing))
+                if frames:
+                    yield frames
         except Closed:
             return
 
@@ -189,14 +190,15 @@ async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
         async for item in stream.history():
             text = item.json if isinstance(item, Outgoing) else snapshot_json(stream.actor.room_id, item)
             await websocket.send_text(text)
-        async for live in stream.live():
-            if isinstance(live, Outgoing):
-                text = live.json
-            elif isinstance(live, events.SocketAck | events.SocketError):
-                text = live.model_dump_json()
-            else:
-                continue
-            await websocket.send_text(text)
+        async for batch in stream.live():
+            for live in batch:
+                if isinstance(live, Outgoing):
+                    text = live.json
+                elif isinstance(live, events.SocketAck | events.SocketError):
+                    text = live.model_dump_json()
+                else:
+                    continue
+                await websocket.send_text(text)
     except Closed as closed:
         return {SLOW: WS_SLOW, REMOVED: WS_REMOVED}.get(closed.reason, WS_GOING_AWAY)
     return WS_DONE

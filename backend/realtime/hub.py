@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.contract import events
+from backend.core.db import autocommit
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import StoredEvent, last_seqs, read_events
 from backend.realtime import metrics
@@ -80,6 +81,8 @@ class Closed(Exception):
 # Reasons a server closes a stream.
 SLOW = "slow"
 REMOVED = "removed"
+LIFETIME = "lifetime"
+SHUTDOWN = "shutdown"
 
 
 @dataclass(eq=False)
@@ -96,6 +99,7 @@ class Connection:
     # Set when the writer must stop at once, even in the middle of a blocked send.
     aborted: asyncio.Event = field(init=False)
     _delivered: Any = field(init=False)
+    _closing: Closed | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
@@ -139,19 +143,37 @@ class Connection:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(Closed(reason))
 
+    async def next_batch(self, limit: int = 64) -> list[Outgoing | object]:
+        """Wait for the next item, then take what else is queued: one write for a burst.
+
+        Raises `Closed` when the stream is over (after handing out what came before it).
+        """
+        if self._closing is not None:
+            raise self._closing
+        items: list[Outgoing | object] = []
+        while not items:
+            taken = [await self.queue.get()]
+            while len(taken) < limit and not self.queue.empty():
+                taken.append(self.queue.get_nowait())
+            now = time.time()
+            for item in taken:
+                if isinstance(item, Closed):
+                    if not items:
+                        raise item
+                    self._closing = item
+                    break
+                if isinstance(item, Outgoing):
+                    if item.seq <= self.last_sent:
+                        continue  # already sent by the replay
+                    self.last_sent = item.seq
+                    self._delivered.inc()
+                    metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
+                items.append(item)
+        return items
+
     async def next(self) -> Outgoing | object:
         """Return the next item to send; raise Closed when the stream is over."""
-        while True:
-            item = await self.queue.get()
-            if isinstance(item, Closed):
-                raise item
-            if isinstance(item, Outgoing):
-                if item.seq <= self.last_sent:
-                    continue  # already sent by the replay
-                self.last_sent = item.seq
-                self._delivered.inc()
-                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - item.at))
-            return item
+        return (await self.next_batch(1))[0]
 
 
 @dataclass(eq=False)
@@ -189,7 +211,7 @@ class Hub:
                 await self._timer
         for channel in self.rooms.values():
             for conn in list(channel.connections):
-                conn.close("shutdown")
+                conn.close(SHUTDOWN)
         for task in list(self._pumps):
             task.cancel()
 
@@ -200,7 +222,7 @@ class Hub:
             channel = self.rooms[conn.room_id] = RoomChannel(conn.room_id)
         async with channel.lock:
             if channel.last_read is None:
-                async with self.engine.connect() as db:
+                async with autocommit(self.engine) as db:
                     seqs = await last_seqs(db, [conn.room_id])
                 channel.last_read = seqs.get(conn.room_id, 0)
                 channel.wanted = max(channel.wanted, channel.last_read)
@@ -237,7 +259,7 @@ class Hub:
     async def _pump(self, channel: RoomChannel) -> None:
         try:
             while channel.last_read is not None and channel.wanted > channel.last_read:
-                async with self.engine.connect() as db:
+                async with autocommit(self.engine) as db:
                     stored = await read_events(db, channel.room_id, channel.last_read)
                 if not stored:
                     break
@@ -267,7 +289,7 @@ class Hub:
         watched = [room_id for room_id, ch in self.rooms.items() if ch.last_read is not None]
         if not watched:
             return
-        async with self.engine.connect() as db:
+        async with autocommit(self.engine) as db:
             newest = await last_seqs(db, watched)
         for room_id, seq in newest.items():
             channel = self.rooms.get(room_id)

@@ -9,12 +9,12 @@ from types import TracebackType
 
 from backend.contract import api
 from backend.core.config import Settings
-from backend.core.db import Database
+from backend.core.db import Database, autocommit
 from backend.core.ratelimit import RateLimiter
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import read_events
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
-from backend.realtime.hub import Connection, Hub, Outgoing, prepare
+from backend.realtime.hub import LIFETIME, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
 from backend.rooms import service
 from backend.rooms.service import Actor, Committed
@@ -72,6 +72,9 @@ class Stream:
         self.conn = Connection(actor.room_id, viewer, transport, realtime.settings.stream_queue_size)
 
     async def __aenter__(self) -> Stream:
+        loop = asyncio.get_running_loop()
+        # One timer per stream for its lifetime, not a timeout around every event.
+        self._lifetime = loop.call_later(self.rt.settings.stream_max_seconds, self.conn.close, LIFETIME)
         # Registered before the history is read: whatever commits after the read is queued.
         await self.rt.hub.register(self.conn)
         await self.rt.presence.opened(self.actor.room_id, self.actor.player_id)
@@ -80,6 +83,7 @@ class Stream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._lifetime.cancel()
         self.rt.hub.unregister(self.conn)
         self.rt.presence.closed(self.actor.room_id, self.actor.player_id)
 
@@ -93,7 +97,7 @@ class Stream:
             return
         after = self.resume
         while True:
-            async with self.rt.db.engine.connect() as db:
+            async with autocommit(self.rt.db.engine) as db:
                 batch = await read_events(db, self.actor.room_id, after, REPLAY_BATCH)
             for event in batch:
                 if may_see_event(self.conn.viewer, event.visibility, event.audience):
@@ -104,17 +108,17 @@ class Stream:
             if len(batch) < REPLAY_BATCH:
                 return
 
-    async def live(self) -> AsyncIterator[Outgoing | object]:
-        """Yield live events and replies until the stream's lifetime is over.
+    async def live(self) -> AsyncIterator[list[Outgoing | object]]:
+        """Yield batches of live events and replies until the stream's lifetime is over.
 
-        Raises `Closed` when the server ends the stream (slow consumer, player removed).
+        Raises `Closed` when the server ends the stream early (slow consumer, player removed,
+        shutdown).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.rt.settings.stream_max_seconds
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
-                    item = await self.conn.next()
-            except TimeoutError:
-                return
-            yield item
+                batch = await self.conn.next_batch()
+            except Closed as closed:
+                if closed.reason == LIFETIME:
+                    return
+                raise
+            yield batch

@@ -35,6 +35,18 @@ async def present_players(session: AsyncSession, room_id: uuid.UUID) -> Sequence
     return result.all()
 
 
+async def present_player(session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID) -> PlayerRow | None:
+    """Return one player if still in the room."""
+    result = await session.exec(
+        select(PlayerRow).where(
+            col(PlayerRow.id) == player_id,
+            col(PlayerRow.room_id) == room_id,
+            col(PlayerRow.left_at).is_(None),
+        )
+    )
+    return result.first()
+
+
 async def count_present(session: AsyncSession, room_id: uuid.UUID) -> int:
     """Return how many players are in the room."""
     result = await session.exec(

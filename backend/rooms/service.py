@@ -198,8 +198,9 @@ async def send_chat(
 ) -> tuple[api.ChatMessageAccepted, Committed]:
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby)."""
     room = await _locked_room(session, room_id)
-    players = list(await repository.present_players(session, room.id))
-    me = _me(players, actor)
+    me = await repository.present_player(session, room.id, actor.player_id)
+    if me is None:
+        raise Unauthorized("This token's player is no longer in the room.")
     if room.status != "lobby":
         raise lobby.ChatClosed(f"The room is {room.status}; chat is open in the lobby.")
     channel = api.ChatChannel.room
@@ -213,7 +214,7 @@ async def set_presence(
 ) -> Committed | None:
     """Record that a player's streams opened or all closed; None when nothing changed."""
     room = await _locked_room(session, room_id)
-    player = next((p for p in await repository.present_players(session, room.id) if p.id == player_id), None)
+    player = await repository.present_player(session, room.id, player_id)
     if player is None or player.connected == connected:
         return None
     player.connected = connected

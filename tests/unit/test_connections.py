@@ -75,3 +75,14 @@ async def test_the_removed_players_stream_ends_after_the_event_that_removes_them
     with pytest.raises(Closed) as closed:
         await conn.next()
     assert closed.value.reason == REMOVED
+
+
+async def test_a_burst_is_handed_out_as_one_batch_and_a_close_after_it() -> None:
+    conn = connection("p1", size=100)
+    for seq in (1, 2, 3):
+        conn.offer(event(seq))
+    conn.close(REMOVED)
+    batch = await conn.next_batch()
+    assert [item.seq for item in batch if isinstance(item, Outgoing)] == [1, 2, 3]
+    with pytest.raises(Closed):
+        await conn.next_batch()
