@@ -34,17 +34,24 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    """Wait until `url`/healthz answers."""
+def wait_until_up(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path | None = None,
+    *,
+    check: str = "healthz",
+    timeout: float = 60,
+) -> None:
+    """Wait until `url`/`check` answers 200; fail if the process exits first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/{check}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"server did not start\n{log.read_text()}"
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server at {url} did not start\n{log.read_text() if log else ''}")
         time.sleep(0.05)
 
 

@@ -18,12 +18,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from backend.core.config import Settings
 from backend.core.embedded import embedded_database_url
 from backend.core.runtime import migrate, recreate_database
-from tests.support import ROOT, RedisServer, free_port
+from tests.support import ROOT, RedisServer, free_port, wait_until_up
 
 
 @contextmanager
@@ -46,16 +44,7 @@ def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[t
     process = subprocess.Popen([sys.executable, "-m", "backend", "serve"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
+        wait_until_up(url, process)
         time.sleep(0.5 * workers)  # let every worker finish starting
         yield url, process.pid
     finally:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from fastapi import FastAPI
 
 from backend.app import create_app
 from backend.core.config import Settings
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, wait_until_up
 
 
 @contextmanager
@@ -27,16 +26,7 @@ def serving(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     env |= {"DATA_DIR": str(data_dir), "PORT": str(port), "LOG_LEVEL": "warning"}
     server = subprocess.Popen([sys.executable, "-m", "backend", "serve"], cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "server exited"
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{port}", server, check="readyz")
         yield server
     finally:
         if server.poll() is None:
