@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -41,10 +42,13 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
         }
         for i, e in enumerate(events)
     ]
+    last = first + len(events) - 1
     await session.exec(insert(EventRow).values(rows))
-    room.last_seq = first + len(events) - 1
-    session.add(room)
-    return room.last_seq
+    # A plain UPDATE, and the loaded row told without marking it dirty: no ORM flush for it.
+    table = RoomRow.__table__  # type: ignore[attr-defined]
+    await session.exec(update(table).where(table.c.id == room.id).values(last_seq=last))
+    set_committed_value(room, "last_seq", last)
+    return last
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,3 +187,37 @@ def test_several_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "REDIS_URL" in done.stderr
+
+
+async def test_a_connection_that_falls_behind_is_closed_and_resumes_without_loss(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A queue of one: any read of two events at once overflows it.
+    env = {**FAST, "STREAM_QUEUE_SIZE": "1"}
+    with serve(database_url, tmp_path / "server.log", env) as server:
+        async with httpx.AsyncClient(timeout=30) as http:
+            host, guest = await new_room(http, server.url, "Guest")
+            room_id = host["room"]["id"]
+            url = f"{server.url}/v1/rooms/{room_id}/events"
+            got = Collector()
+            closed_early = False
+            async with sse_stream(http, url, guest["token"]) as response:
+                events = sse_events(response)
+                got.add(check_envelope(await anext(events)))
+                await asyncio.gather(*(chat(http, server.url, host, f"burst {i}") for i in range(40)))
+                final = await chat(http, server.url, host, END)
+                async for event in events:  # ends when the server closes the stream
+                    got.add(check_envelope(event))
+                closed_early = not got.finished
+            assert closed_early
+            page = (await http.get(f"{server.url}/metrics")).text
+            assert metric(page, "roundtable_slow_consumers_closed_total") >= 1
+            # Resuming from the last seq received delivers the rest, nothing twice.
+            while not got.finished:
+                async with sse_stream(http, url, guest["token"], after=got.last) as response:
+                    async for event in sse_events(response):
+                        got.add(check_envelope(event))
+                        if got.finished:
+                            break
+        expected = await visible_seqs(database_url, room_id, guest["player"]["id"])
+        assert got.seqs == [s for s in expected if got.seqs[0] <= s <= final]
