@@ -111,3 +111,21 @@ class EventRow(SQLModel, table=True):
     visibility: str = "room"
     audience: str | None = None
     created_at: datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class StreamLeaseRow(SQLModel, table=True):
+    """A worker holds at least one open stream of a player; refreshed while it lives.
+
+    Presence is global across workers: a player is connected while any fresh lease exists.
+    """
+
+    __tablename__ = "stream_leases"
+
+    worker_id: uuid.UUID = Field(primary_key=True)
+    player_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True, index=True)
+    )
+    room_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    seen_at: datetime | None = Field(default=None, sa_column=_now_column())

@@ -1,6 +1,10 @@
 """Presence: a player's first open stream connects them, their last closed stream disconnects.
 
-Counted per process. A disconnect waits `grace` seconds, so a quick reconnect is silent.
+Each process counts its own streams and holds a lease in PostgreSQL per player it streams
+to; the player is connected while any living process holds one (see service.set_presence).
+A disconnect waits `grace` seconds, so a quick reconnect is silent. Leases are renewed
+while the process lives; a dead process's lapse, and any process sweeps the players they
+left connected.
 """
 
 from __future__ import annotations
@@ -15,16 +19,32 @@ log = logging.getLogger(__name__)
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (room, player)
 Setter = Callable[[uuid.UUID, uuid.UUID, bool], Awaitable[None]]
+Maintain = Callable[[], Awaitable[None]]
 
 
 class Presence:
     """Counts each player's open streams in this process and records the edges."""
 
-    def __init__(self, set_connected: Setter, grace: float) -> None:
+    def __init__(self, set_connected: Setter, maintain: Maintain, grace: float, every: float) -> None:
         self._set = set_connected
+        self._maintain = maintain
         self.grace = grace
+        self.every = every
         self.counts: dict[Key, int] = {}
         self._leaving: dict[Key, asyncio.Task[None]] = {}
+        self._maintainer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Renew this process's leases and sweep dead processes' players, periodically."""
+        self._maintainer = asyncio.create_task(self._maintain_forever(), name="presence-leases")
+
+    async def _maintain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self._maintain()
+            except Exception:
+                log.warning("presence leases not renewed; retrying", exc_info=True)
 
     async def opened(self, room_id: uuid.UUID, player_id: uuid.UUID) -> None:
         """A stream of the player opened."""
@@ -62,6 +82,10 @@ class Presence:
 
     async def stop(self) -> None:
         """Drop pending disconnects (the process is going away)."""
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintainer
         for task in self._leaving.values():
             task.cancel()
         for task in list(self._leaving.values()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -16,10 +17,14 @@ from backend.persistence.events import read_events
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
 from backend.realtime.hub import LIFETIME, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
-from backend.rooms import service
+from backend.rooms import repository, service
 from backend.rooms.service import Actor, Committed
 
+log = logging.getLogger(__name__)
+
 REPLAY_BATCH = 500
+LEASE_RENEW_SECONDS = repository.LEASE_TTL_SECONDS / 3
+NO_WORKER = uuid.UUID(int=0)
 
 
 class Realtime:
@@ -32,12 +37,17 @@ class Realtime:
         self.broker: Broker = (
             RedisBroker(self.hub, settings.redis_url) if settings.redis_url else InMemoryBroker(self.hub)
         )
-        self.presence = Presence(self._set_presence, settings.presence_grace_seconds)
+        # This process, as presence leases name it.
+        self.worker_id = uuid.uuid4()
+        self.presence = Presence(
+            self._set_presence, self._maintain_presence, settings.presence_grace_seconds, LEASE_RENEW_SECONDS
+        )
         self.chat_limiter = RateLimiter(settings.chat_per_second, settings.chat_burst)
 
     async def start(self) -> None:
         """Start the catch-up timer and the doorbell subscription."""
         self.hub.start()
+        self.presence.start()
         await self.broker.start()
 
     async def stop(self) -> None:
@@ -45,16 +55,35 @@ class Realtime:
         await self.presence.stop()
         await self.hub.stop()
         await self.broker.stop()
+        try:
+            # Its players are swept to disconnected by whichever process runs next.
+            async with self.db.transaction() as session:
+                await repository.drop_worker_leases(session, self.worker_id)
+        except Exception:
+            log.warning("stream leases not dropped; they lapse", exc_info=True)
 
     async def committed(self, committed: Committed | None) -> None:
         """Ring the doorbell for what a command committed."""
         if committed is not None:
             await self.broker.publish(committed.room_id, committed.last_seq)
 
-    async def _set_presence(self, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool) -> None:
+    async def _set_presence(
+        self, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool, worker_id: uuid.UUID | None = None
+    ) -> None:
         async with self.db.transaction() as session:
-            committed = await service.set_presence(session, room_id, player_id, connected)
+            committed = await service.set_presence(
+                session, room_id, player_id, connected, worker_id or self.worker_id
+            )
         await self.committed(committed)
+
+    async def _maintain_presence(self) -> None:
+        async with self.db.transaction() as session:
+            await repository.renew_leases(session, self.worker_id)
+        async with self.db.read() as session:
+            orphans = await repository.orphaned_presence(session)
+        for room_id, player_id in orphans:
+            # Under the room lock, set_presence checks again that no living worker streams to them.
+            await self._set_presence(room_id, player_id, False, worker_id=NO_WORKER)
 
     def stream(self, actor: Actor, transport: str, resume: int | None) -> Stream:
         """Return a stream for `actor`; use it as an async context manager."""

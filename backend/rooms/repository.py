@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func
+from sqlalchemy import delete, func, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.lobby import new_join_code
-from backend.persistence.tables import PlayerRow, RoomRow
+from backend.persistence.tables import PlayerRow, RoomRow, StreamLeaseRow
 
 
 async def lock_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow | None:
@@ -102,3 +103,60 @@ async def list_rooms(
         query = query.where(col(RoomRow.list_key) < before)
     result = await session.exec(query)
     return [(room, int(count)) for room, count in result.all()]
+
+
+LEASE_TTL_SECONDS = 30
+
+
+async def hold_lease(
+    session: AsyncSession, worker_id: uuid.UUID, room_id: uuid.UUID, player_id: uuid.UUID
+) -> None:
+    """Record that this worker has a stream of the player open."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    statement = pg_insert(table).values(worker_id=worker_id, room_id=room_id, player_id=player_id)
+    await session.exec(
+        statement.on_conflict_do_update(
+            index_elements=["worker_id", "player_id"], set_={"seen_at": func.now()}
+        )
+    )
+
+
+async def drop_lease(session: AsyncSession, worker_id: uuid.UUID, player_id: uuid.UUID) -> None:
+    """Record that this worker has no stream of the player open any more."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    await session.exec(delete(table).where(table.c.worker_id == worker_id, table.c.player_id == player_id))
+
+
+async def has_fresh_lease(session: AsyncSession, player_id: uuid.UUID) -> bool:
+    """Return whether any living worker holds a stream of the player."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    fresh = func.now() - text(f"interval '{LEASE_TTL_SECONDS} seconds'")
+    result = await session.exec(
+        select(func.count()).select_from(table).where(table.c.player_id == player_id, table.c.seen_at > fresh)
+    )
+    return int(result.one()) > 0
+
+
+async def drop_worker_leases(session: AsyncSession, worker_id: uuid.UUID) -> None:
+    """Forget every lease of a worker that is going away."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    await session.exec(delete(table).where(table.c.worker_id == worker_id))
+
+
+async def renew_leases(session: AsyncSession, worker_id: uuid.UUID) -> None:
+    """Mark this worker's leases as alive."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    await session.exec(update(table).where(table.c.worker_id == worker_id).values(seen_at=func.now()))
+
+
+async def orphaned_presence(session: AsyncSession) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Return (room, player) of connected players whose every stream lease has lapsed (a dead worker)."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    fresh = func.now() - text(f"interval '{LEASE_TTL_SECONDS} seconds'")
+    alive = select(table.c.player_id).where(table.c.player_id == PlayerRow.id, table.c.seen_at > fresh)
+    result = await session.exec(
+        select(PlayerRow.room_id, PlayerRow.id).where(
+            col(PlayerRow.connected).is_(True), col(PlayerRow.left_at).is_(None), ~alive.exists()
+        )
+    )
+    return [(room_id, player_id) for room_id, player_id in result.all()]

@@ -210,12 +210,24 @@ async def send_chat(
 
 
 async def set_presence(
-    session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool
+    session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool, worker_id: uuid.UUID
 ) -> Committed | None:
-    """Record that a player's streams opened or all closed; None when nothing changed."""
+    """Record that a worker opened a player's first stream or closed its last one.
+
+    The player is connected while any living worker holds a stream lease; None when the
+    room sees no change.
+    """
     room = await _locked_room(session, room_id)
     player = await repository.present_player(session, room.id, player_id)
-    if player is None or player.connected == connected:
+    if player is None:
+        return None
+    if connected:
+        await repository.hold_lease(session, worker_id, room.id, player.id)
+    else:
+        await repository.drop_lease(session, worker_id, player.id)
+        if await repository.has_fresh_lease(session, player.id):
+            return None  # a stream on another worker keeps the player connected
+    if player.connected == connected:
         return None
     player.connected = connected
     session.add(player)

@@ -221,3 +221,37 @@ async def test_a_connection_that_falls_behind_is_closed_and_resumes_without_loss
                             break
         expected = await visible_seqs(database_url, room_id, guest["player"]["id"])
         assert got.seqs == [s for s in expected if got.seqs[0] <= s <= final]
+
+
+async def test_presence_counts_streams_on_every_server(database_url: str, tmp_path: Path) -> None:
+    env = {**FAST, "CATCHUP_SECONDS": "0.2", "PRESENCE_GRACE_SECONDS": "0.3"}
+    with (
+        serve(database_url, tmp_path / "a.log", env) as a,
+        serve(database_url, tmp_path / "b.log", env) as b,
+    ):
+        async with httpx.AsyncClient(timeout=30) as http:
+            host, guest = await new_room(http, a.url, "Guest")
+            room_id, guest_id = host["room"]["id"], guest["player"]["id"]
+            path = f"/v1/rooms/{room_id}/events"
+            async with sse_stream(http, f"{a.url}{path}", host["token"]) as watched:
+                host_events = sse_events(watched)
+                await anext(host_events)
+                async with sse_stream(http, f"{b.url}{path}", guest["token"]) as on_b:
+                    b_events = sse_events(on_b)  # keep it referenced: collecting it closes the stream
+                    await anext(b_events)
+                    async with sse_stream(http, f"{a.url}{path}", guest["token"]) as on_a:
+                        a_events = sse_events(on_a)
+                        await anext(a_events)
+                    await asyncio.sleep(1.0)  # A's stream is closed, past the grace period
+                    middle = await chat(http, a.url, host, "B still streams")
+                await asyncio.sleep(1.0)  # now the last one is closed too
+                last = await chat(http, a.url, host, END)
+                seen: list[tuple[int, bool]] = []
+                async for event in host_events:
+                    payload = check_envelope(event)
+                    if payload["type"] == "presence.changed" and payload["data"]["player_id"] == guest_id:
+                        seen.append((payload["seq"], payload["data"]["connected"]))
+                    if payload["seq"] >= last:
+                        break
+        assert [c for s, c in seen if s < middle] == [True]  # closing A's stream changed nothing
+        assert [c for s, c in seen if s > middle] == [False]
