@@ -78,6 +78,9 @@ class Closed(Exception):
         self.reason = reason
 
 
+# Wakes a writer waiting on an empty queue when its stream is closed.
+_WAKE = object()
+
 # Reasons a server closes a stream.
 SLOW = "slow"
 REMOVED = "removed"
@@ -95,11 +98,11 @@ class Connection:
     queue_size: int
     last_sent: int = 0
     close_reason: str | None = None
-    queue: asyncio.Queue[Outgoing | Closed | object] = field(init=False)
+    queue: asyncio.Queue[Outgoing | object] = field(init=False)
     # Set when the writer must stop at once, even in the middle of a blocked send.
     aborted: asyncio.Event = field(init=False)
     _delivered: Any = field(init=False)
-    _closing: Closed | None = field(init=False, default=None)
+    _final: Closed | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
@@ -135,33 +138,31 @@ class Connection:
         if self.close_reason is not None:
             return
         self.close_reason = reason
+        self._final = Closed(reason)
         if reason == SLOW:
             # What is queued is dropped: the client resumes from the last seq it received.
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.aborted.set()
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(Closed(reason))
+        if self.queue.empty():
+            self.queue.put_nowait(_WAKE)  # a waiting writer must notice; an empty queue has room
 
     async def next_batch(self, limit: int = 64) -> list[Outgoing | object]:
         """Wait for the next item, then take what else is queued: one write for a burst.
 
-        Raises `Closed` when the stream is over (after handing out what came before it).
+        Raises `Closed` once the stream is over and everything queued before has been handed out.
         """
-        if self._closing is not None:
-            raise self._closing
-        items: list[Outgoing | object] = []
-        while not items:
+        while True:
+            if self._final is not None and self.queue.empty():
+                raise self._final
             taken = [await self.queue.get()]
             while len(taken) < limit and not self.queue.empty():
                 taken.append(self.queue.get_nowait())
             now = time.time()
+            items: list[Outgoing | object] = []
             for item in taken:
-                if isinstance(item, Closed):
-                    if not items:
-                        raise item
-                    self._closing = item
-                    break
+                if item is _WAKE:
+                    continue
                 if isinstance(item, Outgoing):
                     if item.seq <= self.last_sent:
                         continue  # already sent by the replay
@@ -169,7 +170,8 @@ class Connection:
                     self._delivered.inc()
                     metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
                 items.append(item)
-        return items
+            if items:
+                return items
 
     async def next(self) -> Outgoing | object:
         """Return the next item to send; raise Closed when the stream is over."""

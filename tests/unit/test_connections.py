@@ -86,3 +86,14 @@ async def test_a_burst_is_handed_out_as_one_batch_and_a_close_after_it() -> None
     assert [item.seq for item in batch if isinstance(item, Outgoing)] == [1, 2, 3]
     with pytest.raises(Closed):
         await conn.next_batch()
+
+
+async def test_a_close_is_not_lost_when_the_queue_is_full() -> None:
+    conn = connection("p1", size=1)
+    conn.offer(event(9, removes="p1"))  # fills the only slot, then closes the stream
+    assert conn.close_reason == REMOVED
+    batch = await conn.next_batch()
+    assert [item.seq for item in batch if isinstance(item, Outgoing)] == [9]
+    with pytest.raises(Closed) as closed:
+        await asyncio.wait_for(conn.next_batch(), 1)
+    assert closed.value.reason == REMOVED
