@@ -20,7 +20,7 @@ from backend.api_deps import CurrentActor, RealtimeDep, StreamActor, authenticat
 from backend.contract import api, events
 from backend.core.problems import AppError, RateLimited, RoomNotFound, Unauthorized
 from backend.domain.lobby import LobbyError
-from backend.realtime.hub import REMOVED, SLOW, Closed, Outgoing
+from backend.realtime.hub import HEARTBEAT, REMOVED, SLOW, Closed, Outgoing
 from backend.realtime.streams import Realtime, Stream
 from backend.rooms import service
 from backend.rooms.service import Actor
@@ -53,7 +53,11 @@ async def sse_frames(stream: Stream, retry_ms: int) -> AsyncIterator[bytes]:
                 yield f"id: {item.last_seq}\nevent: snapshot\ndata: {body}\n\n".encode()
         try:
             async for batch in stream.live():
-                frames = b"".join(item.sse_frame() for item in batch if isinstance(item, Outgoing))
+                frames = b"".join(
+                    item.sse_frame() if isinstance(item, Outgoing) else b": ping\n\n"
+                    for item in batch
+                    if isinstance(item, Outgoing) or item is HEARTBEAT
+                )
                 if frames:
                     yield frames
         except Closed:
@@ -67,17 +71,16 @@ class AbortableEventSourceResponse(EventSourceResponse):
     made to look like that disconnect. Cheaper than a timeout around every send.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], *, abort: asyncio.Event, **kwargs: Any) -> None:
+    def __init__(self, content: AsyncIterator[bytes], *, abort: asyncio.Future[None], **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self.abort = abort
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_or_abort() -> Message:
             message = asyncio.ensure_future(receive())
-            aborted = asyncio.ensure_future(self.abort.wait())
-            await asyncio.wait({message, aborted}, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[Any]] = {message, self.abort}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if message.done():
-                aborted.cancel()
                 return message.result()
             message.cancel()
             return {"type": "http.disconnect"}
@@ -100,7 +103,7 @@ async def stream_room_events(
     return AbortableEventSourceResponse(
         sse_frames(stream, settings.sse_retry_ms),
         abort=stream.conn.aborted,
-        ping=settings.heartbeat_seconds,
+        ping=0,  # the hub sends heartbeats to idle streams, with one timer for all
         sep="\n",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -169,16 +172,21 @@ async def room_socket(
     async with stream:
         reader = asyncio.create_task(_read_commands(websocket, realtime, stream))
         writer = asyncio.create_task(_write_messages(websocket, stream))
-        aborted = asyncio.create_task(stream.conn.aborted.wait())
-        done, pending = await asyncio.wait({reader, writer, aborted}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        aborted = stream.conn.aborted
+        either: set[asyncio.Future[Any]] = {reader, writer, aborted}
+        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        for task in (reader, writer):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if aborted in done:
             code = WS_SLOW
         else:
-            code = next((t.result() for t in done if not t.cancelled() and t.exception() is None), WS_DONE)
+            finished = [
+                t for t in (reader, writer) if t in done and not t.cancelled() and t.exception() is None
+            ]
+            code = finished[0].result() if finished else WS_DONE
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=code)

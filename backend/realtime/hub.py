@@ -80,6 +80,8 @@ class Closed(Exception):
 
 # Wakes a writer waiting on an empty queue when its stream is closed.
 _WAKE = object()
+# Tells an idle writer to send a keep-alive (an SSE comment).
+HEARTBEAT = object()
 
 # Reasons a server closes a stream.
 SLOW = "slow"
@@ -100,13 +102,13 @@ class Connection:
     close_reason: str | None = None
     queue: asyncio.Queue[Outgoing | object] = field(init=False)
     # Set when the writer must stop at once, even in the middle of a blocked send.
-    aborted: asyncio.Event = field(init=False)
+    aborted: asyncio.Future[None] = field(init=False)
     _delivered: Any = field(init=False)
     _final: Closed | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
-        self.aborted = asyncio.Event()
+        self.aborted = asyncio.get_running_loop().create_future()
         self._delivered = metrics.EVENTS_DELIVERED.labels(self.transport)
 
     def offer(self, item: Outgoing) -> None:
@@ -123,6 +125,11 @@ class Connection:
             return
         if item.removes == self.viewer.player_id:
             self.close(REMOVED)
+
+    def heartbeat(self) -> None:
+        """Queue a keep-alive, unless data is already waiting to go out."""
+        if self.close_reason is None and self.queue.empty():
+            self.queue.put_nowait(HEARTBEAT)
 
     def send_control(self, item: object) -> None:
         """Queue a reply (ack, error) that is not an event of the log."""
@@ -143,7 +150,8 @@ class Connection:
             # What is queued is dropped: the client resumes from the last seq it received.
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.aborted.set()
+            if not self.aborted.done():
+                self.aborted.set_result(None)
         if self.queue.empty():
             self.queue.put_nowait(_WAKE)  # a waiting writer must notice; an empty queue has room
 
@@ -193,24 +201,36 @@ class RoomChannel:
 class Hub:
     """Hands every connection of this process the new events of its room."""
 
-    def __init__(self, engine: AsyncEngine, catchup_seconds: float) -> None:
+    def __init__(self, engine: AsyncEngine, catchup_seconds: float, heartbeat_seconds: float) -> None:
         self.engine = engine
         self.catchup_seconds = catchup_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self.rooms: dict[uuid.UUID, RoomChannel] = {}
         self._timer: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._pumps: set[asyncio.Task[None]] = set()
         self.on_open: Callable[[Connection], None] | None = None
 
     def start(self) -> None:
-        """Start the catch-up timer."""
+        """Start the catch-up and heartbeat timers."""
         self._timer = asyncio.create_task(self._catch_up_forever(), name="hub-catch-up")
+        self._beat = asyncio.create_task(self._heartbeat_forever(), name="hub-heartbeat")
+
+    async def _heartbeat_forever(self) -> None:
+        # One timer for every idle connection, rather than a timer task per connection.
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            for channel in list(self.rooms.values()):
+                for conn in list(channel.connections):
+                    conn.heartbeat()
 
     async def stop(self) -> None:
         """Stop the timer and close every connection."""
-        if self._timer:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+        for timer in (self._timer, self._beat):
+            if timer:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
         for channel in self.rooms.values():
             for conn in list(channel.connections):
                 conn.close(SHUTDOWN)

@@ -33,7 +33,7 @@ class Realtime:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.hub = Hub(db.engine, settings.catchup_seconds)
+        self.hub = Hub(db.engine, settings.catchup_seconds, settings.heartbeat_seconds)
         self.broker: Broker = (
             RedisBroker(self.hub, settings.redis_url) if settings.redis_url else InMemoryBroker(self.hub)
         )

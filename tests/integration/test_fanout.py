@@ -255,3 +255,22 @@ async def test_presence_counts_streams_on_every_server(database_url: str, tmp_pa
                         break
         assert [c for s, c in seen if s < middle] == [True]  # closing A's stream changed nothing
         assert [c for s, c in seen if s > middle] == [False]
+
+
+async def test_idle_streams_get_heartbeat_comments(database_url: str, tmp_path: Path) -> None:
+    with serve(database_url, tmp_path / "server.log", {"HEARTBEAT_SECONDS": "0.3"}) as server:
+        async with httpx.AsyncClient(timeout=30) as http:
+            (host,) = await new_room(http, server.url)
+            url = f"{server.url}/v1/rooms/{host['room']['id']}/events"
+            async with sse_stream(http, url, host["token"]) as response:
+                lines = response.aiter_lines()
+
+                async def heartbeats() -> int:
+                    count = 0
+                    async for line in lines:
+                        count += line.startswith(":")
+                        if count == 2:
+                            return count
+                    return count
+
+                assert await asyncio.wait_for(heartbeats(), 3) == 2
