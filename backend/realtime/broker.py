@@ -59,7 +59,6 @@ class RedisBroker:
         self.publish_timeout = publish_timeout
         self._redis = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=publish_timeout)
         self._listener: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
 
     async def start(self) -> None:
         """Start the supervised subscription."""
@@ -90,7 +89,6 @@ class RedisBroker:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
-                self.subscribed.set()
                 delay = 0.2
                 log.info("subscribed to Redis doorbells")
                 # Doorbells rung while we were away are lost; look at every room now.
@@ -105,7 +103,6 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.subscribed.clear()
                 log.warning("Redis doorbells lost (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
