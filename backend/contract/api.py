@@ -373,7 +373,7 @@ class Problem(ContractModel):
     code: Annotated[
         str,
         Field(
-            description='Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`rate_limited`, `database_unavailable`.\n',
+            description='Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`dependency_unavailable` (readiness).\n',
             examples=['room_full'],
         ),
     ]

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -182,8 +183,6 @@ async def test_a_private_event_reaches_only_its_player_live_and_on_replay(
             engine = create_async_engine(to_async_url(database_url))
             try:
                 async with engine.begin() as conn:
-                    from sqlmodel.ext.asyncio.session import AsyncSession
-
                     session = AsyncSession(bind=conn)
                     room = await session.get(RoomRow, uuid.UUID(room_id), with_for_update=True)
                     assert room is not None
