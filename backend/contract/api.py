@@ -293,6 +293,13 @@ class ChatMessageAccepted(ContractModel):
     channel: ChatChannel
 
 
+class VoteAction(StrEnum):
+    kill = 'kill'
+    protect = 'protect'
+    investigate = 'investigate'
+    eliminate = 'eliminate'
+
+
 class Vote(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -300,6 +307,7 @@ class Vote(ContractModel):
     )
     round: Annotated[StrictInt, Field(ge=1)]
     phase: Phase
+    action: VoteAction
     voter_id: UUID
     target_player_id: Annotated[UUID | None, Field(description='`null` abstains.')]
 
@@ -317,6 +325,101 @@ class RoomState(ContractModel):
     ]
     votes: Annotated[list[Vote], Field(description='The votes the caller may see now.')]
     last_seq: Annotated[StrictInt, Field(description='The seq of the newest event in the room.', ge=0)]
+
+
+class VoteRequest(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    target_player_id: Annotated[UUID | None, Field(description='Whom the vote is for; `null` abstains.')]
+    round: Annotated[
+        StrictInt | MISSING,
+        Field(
+            description='The round the vote is meant for; refused with `phase_closed` once it is over.', ge=1
+        ),
+    ] = MISSING
+    phase: Phase | MISSING = MISSING
+
+
+class VoteAccepted(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    vote: Vote
+    seq: Annotated[StrictInt, Field(description='The seq of the `vote.cast` event.', ge=1)]
+    phase_closed: Annotated[
+        StrictBool, Field(description='This vote was the last one awaited, and the phase closed with it.')
+    ]
+
+
+class AdvanceRequest(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phase: Phase
+
+
+class TallyEntry(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    target_player_id: Annotated[UUID | None, Field(description='`null` counts the abstentions.')]
+    votes: Annotated[StrictInt, Field(ge=1)]
+
+
+class Investigation(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    detective_id: UUID
+    target_player_id: UUID
+    team: Team
+
+
+class PhaseRecord(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    phase: Phase
+    closed: StrictBool
+    votes: Annotated[
+        list[Vote], Field(description='Every vote the caller may see, changes included, in the order cast.')
+    ]
+    tally: Annotated[
+        list[TallyEntry] | None,
+        Field(
+            description='The final count (kill votes at night, eliminate votes by vote), once closed and where visible.'
+        ),
+    ]
+    eliminated_player_id: Annotated[
+        UUID | None,
+        Field(description='Who died when the phase closed (killed at night, voted out in `vote`).'),
+    ]
+    investigations: list[Investigation]
+
+
+class Round(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phases: list[PhaseRecord]
+
+
+class RoundList(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    rounds: list[Round]
 
 
 RoomIdParameter = TypeAliasType("RoomIdParameter", UUID)
@@ -347,6 +450,12 @@ V1RoomsGetQueryCursorParameter = TypeAliasType(
 V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter = TypeAliasType("V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter", UUID)
 
 
+V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter = TypeAliasType(
+    "V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter",
+    Annotated[str, Field(max_length=128, min_length=1, pattern='^[\\x21-\\x7E]+$')],
+)
+
+
 V1RoomsRoomIdEventsGetQueryAfterParameter = TypeAliasType(
     "V1RoomsRoomIdEventsGetQueryAfterParameter", Annotated[StrictInt, Field(ge=0)]
 )
@@ -373,7 +482,7 @@ class Problem(ContractModel):
     code: Annotated[
         str,
         Field(
-            description='Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`dependency_unavailable` (readiness).\n',
+            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`.\n",
             examples=['room_full'],
         ),
     ]

@@ -7,7 +7,20 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from backend.contract.api import ChatChannel, ChatText, Player, Role, Room, RoomState, Team
+from backend.contract.api import (
+    ChatChannel,
+    ChatText,
+    Phase,
+    Player,
+    Role,
+    RoleCounts,
+    Room,
+    RoomState,
+    TallyEntry,
+    Team,
+    Vote,
+    VoteAction,
+)
 from backend.core.contract_base import ContractModel
 from pydantic import MISSING, AwareDatetime, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypeAliasType
@@ -91,6 +104,9 @@ class RoleAssignedData(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
+    player_id: Annotated[
+        UUID, Field(description='The player this role is dealt to (the only one who sees it).')
+    ]
     role: Role
     team: Team
     teammates: Annotated[
@@ -171,10 +187,192 @@ class RoleAssignedEvent(ContractModel):
     data: RoleAssignedData
 
 
+class GameStartedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    room: Room
+    roles: RoleCounts
+
+
+class PhaseStartedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phase: Phase
+    ends_at: Annotated[
+        AwareDatetime,
+        Field(
+            description='The deadline (database clock); the phase closes then if nothing closes it sooner.'
+        ),
+    ]
+    killed_player_id: Annotated[
+        UUID | None | MISSING,
+        Field(description='`day` only: whom the night killed, `null` when nobody died.'),
+    ] = MISSING
+
+
+class VoteCastData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phase: Phase
+    action: VoteAction
+    voter_id: UUID
+    target_player_id: Annotated[UUID | None, Field(description='`null` abstains.')]
+
+
+class VoteClosedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phase: Phase
+    action: VoteAction
+    tally: list[TallyEntry]
+    eliminated_player_id: Annotated[
+        UUID | None,
+        Field(
+            description='Who dies by this vote (at night, unless the doctor protected them); `null` for nobody.'
+        ),
+    ]
+
+
+class NightResultData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    detective_id: UUID
+    target_player_id: UUID
+    team: Team
+
+
+class EliminationCause(StrEnum):
+    killed = 'killed'
+    voted = 'voted'
+
+
+class PlayerEliminatedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    player_id: UUID
+    cause: EliminationCause
+    role: Annotated[
+        Role | None, Field(description="The dead player's role, or `null` when `reveal_on_death` is off.")
+    ]
+
+
+class GameFinishedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    winner: Team
+    players: Annotated[list[Player], Field(description='Every player with their role and team revealed.')]
+    votes: Annotated[
+        list[Vote], Field(description='Every final vote of every phase, night votes included, in order.')
+    ]
+
+
+class GameStartedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['game.started']
+    at: At
+    data: GameStartedData
+
+
+class PhaseStartedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['phase.started']
+    at: At
+    data: PhaseStartedData
+
+
+class VoteCastEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['vote.cast']
+    at: At
+    data: VoteCastData
+
+
+class VoteClosedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['vote.closed']
+    at: At
+    data: VoteClosedData
+
+
+class NightResultEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['night.result']
+    at: At
+    data: NightResultData
+
+
+class PlayerEliminatedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['player.eliminated']
+    at: At
+    data: PlayerEliminatedData
+
+
+class GameFinishedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['game.finished']
+    at: At
+    data: GameFinishedData
+
+
 RoomEvent = TypeAliasType(
     "RoomEvent",
     Annotated[
-        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent,
+        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent,
         Field(
             description='The envelope of every event of the log, told apart by `type`.', discriminator='type'
         ),
@@ -242,10 +440,22 @@ class ChatCommand(ContractModel):
     text: ChatText
 
 
+class VoteCommand(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['vote']
+    request_id: RequestId
+    target_player_id: Annotated[UUID | None, Field(description='`null` abstains.')]
+    round: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
+    phase: Phase | MISSING = MISSING
+
+
 SocketCommand = TypeAliasType(
     "SocketCommand",
     Annotated[
-        PingCommand | ChatCommand,
+        PingCommand | ChatCommand | VoteCommand,
         Field(description='What a client may send over the WebSocket.', discriminator='type'),
     ],
 )
@@ -272,6 +482,27 @@ PresenceChangedPayload = TypeAliasType("PresenceChangedPayload", PresenceChanged
 RoleAssignedPayload = TypeAliasType("RoleAssignedPayload", RoleAssignedEvent)
 
 
+GameStartedPayload = TypeAliasType("GameStartedPayload", GameStartedEvent)
+
+
+PhaseStartedPayload = TypeAliasType("PhaseStartedPayload", PhaseStartedEvent)
+
+
+VoteCastPayload = TypeAliasType("VoteCastPayload", VoteCastEvent)
+
+
+VoteClosedPayload = TypeAliasType("VoteClosedPayload", VoteClosedEvent)
+
+
+NightResultPayload = TypeAliasType("NightResultPayload", NightResultEvent)
+
+
+PlayerEliminatedPayload = TypeAliasType("PlayerEliminatedPayload", PlayerEliminatedEvent)
+
+
+GameFinishedPayload = TypeAliasType("GameFinishedPayload", GameFinishedEvent)
+
+
 AckPayload = TypeAliasType("AckPayload", SocketAck)
 
 
@@ -282,6 +513,9 @@ PingPayload = TypeAliasType("PingPayload", PingCommand)
 
 
 ChatPayload = TypeAliasType("ChatPayload", ChatCommand)
+
+
+VotePayload = TypeAliasType("VotePayload", VoteCommand)
 
 
 class RoomSocketWsQuery(ContractModel):

@@ -23,6 +23,7 @@ from .options import Clock, RequestOptions, RetryOptions, ServerSelection
 from .responses import AsyncRawResponse
 
 if TYPE_CHECKING:
+    from .resources.game._async import AsyncGameResource
     from .resources.operations._async import AsyncOperationsResource
     from .resources.players._async import AsyncPlayersResource
     from .resources.realtime._async import AsyncRealtimeResource
@@ -109,6 +110,13 @@ class AsyncClientView:
         from .resources.players._async import AsyncPlayersResource
 
         return AsyncPlayersResource(self._core)
+
+    @cached_property
+    def game(self) -> AsyncGameResource:
+        """The game operations."""
+        from .resources.game._async import AsyncGameResource
+
+        return AsyncGameResource(self._core)
 
     @cached_property
     def realtime(self) -> AsyncRealtimeResource:

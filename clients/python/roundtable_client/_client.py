@@ -23,6 +23,7 @@ from .options import Clock, RequestOptions, RetryOptions, ServerSelection
 from .responses import RawResponse
 
 if TYPE_CHECKING:
+    from .resources.game._sync import GameResource
     from .resources.operations._sync import OperationsResource
     from .resources.players._sync import PlayersResource
     from .resources.realtime._sync import RealtimeResource
@@ -109,6 +110,13 @@ class ClientView:
         from .resources.players._sync import PlayersResource
 
         return PlayersResource(self._core)
+
+    @cached_property
+    def game(self) -> GameResource:
+        """The game operations."""
+        from .resources.game._sync import GameResource
+
+        return GameResource(self._core)
 
     @cached_property
     def realtime(self) -> RealtimeResource:

@@ -19,6 +19,7 @@ from ._runtime.client.operations import (
     model_branch,
 )
 from ._runtime.model_codecs.parameters import ParameterPlan
+from .types.game import AdvancePhaseResponse, CastVoteResponse, ListRoundsResponse, StartGameResponse
 from .types.operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
 from .types.players import JoinRoomResponse, RemovePlayerResponse
 from .types.realtime import SendChatMessageResponse, StreamRoomEventsResponse
@@ -124,23 +125,65 @@ OPERATION_9: Final[OperationPlan[GetRoomStateResponse]] = OperationPlan(
     security=security.OPERATION_9,
 )
 
-OPERATION_10: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
+OPERATION_10: Final[OperationPlan[StartGameResponse]] = OperationPlan(
+    operation_id='startGame',
+    method='POST',
+    path='/v1/rooms/{room_id}/start',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_60),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_61), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_63), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_64), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_65), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_66), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_67))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_59),),
+    security=security.OPERATION_10,
+)
+
+OPERATION_11: Final[OperationPlan[AdvancePhaseResponse]] = OperationPlan(
+    operation_id='advancePhase',
+    method='POST',
+    path='/v1/rooms/{room_id}/advance',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_70),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_71), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_73), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_74), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_75), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_76), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_77), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_78))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_68),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_69),), default='application/json'),
+    security=security.OPERATION_11,
+)
+
+OPERATION_12: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
+    operation_id='castVote',
+    method='POST',
+    path='/v1/rooms/{room_id}/votes',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_82),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_83), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_85), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_86), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_87), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_88), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_89), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_90))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_79), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_80)),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_81),), default='application/json', required=True),
+    security=security.OPERATION_12,
+)
+
+OPERATION_13: Final[OperationPlan[ListRoundsResponse]] = OperationPlan(
+    operation_id='listRounds',
+    method='GET',
+    path='/v1/rooms/{room_id}/rounds',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_92),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_93), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_95), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_96), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_97), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_98))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_91),),
+    security=security.OPERATION_13,
+)
+
+OPERATION_14: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
     operation_id='streamRoomEvents',
     method='GET',
     path='/v1/rooms/{room_id}/events',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_62),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_63), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_65), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_66), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_67), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_68))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token',)), codec=model_bindings.codec_59), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_60), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_61)),
-    security=security.OPERATION_10,
+    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_102),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_103), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_105), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_106), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_107), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_108))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token',)), codec=model_bindings.codec_99), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_100), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_101)),
+    security=security.OPERATION_14,
 )
 
-OPERATION_11: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
+OPERATION_15: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
     operation_id='sendChatMessage',
     method='POST',
     path='/v1/rooms/{room_id}/messages',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_71),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_72), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_74), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_75), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_76), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_77), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_78), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_79), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_81))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_69),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_70),), default='application/json', required=True),
-    security=security.OPERATION_11,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_111),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_112), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_114), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_115), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_116), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_117), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_118), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_119), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_121))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_109),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_110),), default='application/json', required=True),
+    security=security.OPERATION_15,
 )

@@ -188,71 +188,191 @@ codec_57: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 codec_58: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
 
-codec_59: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+codec_59: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post parameter (request path room_id)."""
 
-codec_60: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+codec_60: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 200 application/json)."""
 
-codec_61: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+codec_61: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 401 application/problem+json)."""
 
-codec_62: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+codec_62: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response WWW-Authenticate 401)."""
 
 codec_63: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 403 application/problem+json)."""
 
-codec_64: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+codec_64: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 404 application/problem+json)."""
 
 codec_65: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 409 application/problem+json)."""
 
 codec_66: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 422 application/problem+json)."""
 
 codec_67: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 503 application/problem+json)."""
 
-codec_68: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+codec_68: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post parameter (request path room_id)."""
 
-codec_69: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+codec_69: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post request_body (request application/json)."""
 
-codec_70: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+codec_70: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 200 application/json)."""
 
-codec_71: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+codec_71: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 401 application/problem+json)."""
 
-codec_72: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+codec_72: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response WWW-Authenticate 401)."""
 
-codec_73: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+codec_73: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 403 application/problem+json)."""
 
 codec_74: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 404 application/problem+json)."""
 
 codec_75: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 409 application/problem+json)."""
 
 codec_76: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 413 application/problem+json)."""
 
 codec_77: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 422 application/problem+json)."""
 
 codec_78: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 503 application/problem+json)."""
+
+codec_79: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
+
+codec_80: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
+
+codec_81: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
+
+codec_82: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
+
+codec_83: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
+
+codec_84: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
+
+codec_85: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
+
+codec_86: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
+
+codec_87: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
+
+codec_88: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
+
+codec_89: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
+
+codec_90: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
+
+codec_91: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
+
+codec_92: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
+
+codec_93: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
+
+codec_94: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
+
+codec_95: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
+
+codec_96: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
+
+codec_97: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
+
+codec_98: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
+
+codec_99: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+
+codec_100: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+
+codec_101: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+
+codec_102: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+
+codec_103: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+
+codec_104: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+
+codec_105: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+
+codec_106: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+
+codec_107: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+
+codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+
+codec_109: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+
+codec_110: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+
+codec_111: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+
+codec_112: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+
+codec_113: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+
+codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+
+codec_115: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+
+codec_116: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+
+codec_117: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+
+codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
 
-codec_79: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_119: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
 
-codec_80: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_120: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
 
-codec_81: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""

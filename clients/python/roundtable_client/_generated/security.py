@@ -56,11 +56,35 @@ OPERATION_9: Final = SecurityBinding(
 
 OPERATION_10: Final = SecurityBinding(
     schemes=(_SCHEME_0, _SCHEME_1),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_11: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_12: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_13: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_14: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
+)
+
+
+OPERATION_15: Final = SecurityBinding(
     schemes=(_SCHEME_0, _SCHEME_1),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )

@@ -55,7 +55,7 @@ class AsyncRealtimeResource:
         Call GET /v1/rooms/{room_id}/events.
         """
         return (await self._core.execute(
-            _operations.OPERATION_10,
+            _operations.OPERATION_14,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -74,7 +74,7 @@ class AsyncRealtimeResource:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return (await self._core.execute(
-            _operations.OPERATION_11,
+            _operations.OPERATION_15,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -103,7 +103,7 @@ class AsyncRealtimeWithResponse:
         Call GET /v1/rooms/{room_id}/events.
         """
         return await self._core.execute(
-            _operations.OPERATION_10,
+            _operations.OPERATION_14,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -122,7 +122,7 @@ class AsyncRealtimeWithResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return await self._core.execute(
-            _operations.OPERATION_11,
+            _operations.OPERATION_15,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -151,7 +151,7 @@ class AsyncRealtimeWithRawResponse:
         Call GET /v1/rooms/{room_id}/events.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_10,
+            _operations.OPERATION_14,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -170,7 +170,7 @@ class AsyncRealtimeWithRawResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_11,
+            _operations.OPERATION_15,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -199,7 +199,7 @@ class AsyncRealtimeWithStreamingResponse:
         Call GET /v1/rooms/{room_id}/events.
         """
         return self._core.stream(
-            _operations.OPERATION_10,
+            _operations.OPERATION_14,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -218,7 +218,7 @@ class AsyncRealtimeWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.stream(
-            _operations.OPERATION_11,
+            _operations.OPERATION_15,
             (room_id,),
             body=body,
             media_type=media_type,
