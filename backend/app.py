@@ -21,6 +21,8 @@ from backend.core.limits import BodyLimitMiddleware
 from backend.core.logs import install_log_redaction
 from backend.core.problems import install_problem_handlers
 from backend.core.runtime import resolve_database_url
+from backend.game.endpoints import router as game_router
+from backend.game.scheduler import Scheduler
 from backend.ops.endpoints import router as ops_router
 from backend.realtime.endpoints import router as realtime_router
 from backend.realtime.streams import Realtime
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.db = db = Database(create_engine(url, settings))
         app.state.realtime = realtime = Realtime(db, settings)
         await realtime.start()
+        app.state.scheduler = scheduler = Scheduler(db, realtime, settings.scheduler_seconds)
+        scheduler.start()
         # Thousands of open streams make CPython's cyclic collector stall the process: keep
         # what start-up made out of its reach, and let young collections run less often.
         gc.collect()
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         try:
             yield
         finally:
+            await scheduler.stop()
             await realtime.stop()
             await db.dispose()
 
@@ -88,6 +93,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(ops_router)
     app.include_router(rooms_router)
+    app.include_router(game_router)
     app.include_router(realtime_router)
 
     spec_body = json.dumps(load_openapi()).encode()

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     chat_per_second: float = Field(default=5.0, gt=0)
     chat_burst: int = Field(default=10, ge=1)
+    # How often each worker looks for phases whose deadline has passed.
+    scheduler_seconds: float = Field(default=0.2, gt=0)
 
 
 @lru_cache

@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.contract.api import FieldError, Problem
-from backend.domain.lobby import LobbyError
+from backend.domain.errors import RuleError
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
         errors = exc.errors if isinstance(exc, ValidationFailed) else None
         return problem_response(exc.status, exc.code, exc.detail, errors=errors, headers=exc.headers)
 
-    async def on_lobby_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, LobbyError)
+    async def on_rule_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RuleError)
         return problem_response(exc.status, exc.code, exc.detail)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
@@ -179,7 +179,7 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
 
     handlers: list[tuple[type[Exception], Any]] = [
         (AppError, on_app_error),
-        (LobbyError, on_lobby_error),
+        (RuleError, on_rule_error),
         (RequestValidationError, on_validation),
         (StarletteHTTPException, on_http),
         (OperationalError, on_database_down),

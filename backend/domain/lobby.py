@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backend.domain.errors import RuleError
+
 # A-Z and 2-9 without the look-alikes I, O, 0 and 1.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
@@ -23,15 +25,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-class LobbyError(Exception):
-    """A lobby rule refused the command; `code` is the stable problem code."""
+class LobbyError(RuleError):
+    """A lobby rule refused the command."""
 
     code = "lobby_error"
-    status = 409
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class RoomFull(LobbyError):

@@ -36,6 +36,8 @@ class RoomRow(SQLModel, table=True):
         # Join codes are unique among rooms that are not finished; old codes come back.
         Index("uq_rooms_code_unfinished", "code", unique=True, postgresql_where=text(UNFINISHED)),
         Index("ix_rooms_listing", "status", "list_key"),
+        # The scheduler's question, every fraction of a second: which running phases are overdue?
+        Index("ix_rooms_deadline", "phase_ends_at", postgresql_where=text("status = 'in_progress'")),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -129,3 +131,58 @@ class StreamLeaseRow(SQLModel, table=True):
         sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     seen_at: datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class VoteRow(SQLModel, table=True):
+    """One vote as cast: every change is a new row (the vote history); the newest counts."""
+
+    __tablename__ = "votes"
+    __table_args__ = (Index("ix_votes_room_round_phase", "room_id", "round", "phase"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False))
+    round: int
+    phase: str
+    # kill, protect, investigate (night) or eliminate (vote).
+    action: str
+    voter_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=False)
+    )
+    target_player_id: uuid.UUID | None = None
+    # The seq of the vote.cast event that announced it.
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    cast_at: datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class PhaseResultRow(SQLModel, table=True):
+    """A closed phase's result: the final tally, who died, and the night's private outcomes."""
+
+    __tablename__ = "phase_results"
+
+    room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True))
+    round: int = Field(primary_key=True)
+    phase: str = Field(primary_key=True)
+    # [{"target_player_id": ..., "votes": n}, ...] for the kill (night) or eliminate (vote) votes.
+    tally: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
+    eliminated_player_id: uuid.UUID | None = None
+    # {"investigations": [...], "protections": [...]} at night.
+    details: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    closed_at: datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """A command's first answer under an Idempotency-Key, stored in the command's transaction."""
+
+    __tablename__ = "idempotency_keys"
+
+    player_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True)
+    )
+    key: str = Field(primary_key=True, max_length=128)
+    # SHA-256 of the request (method, path, body) the key was first used with.
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    body: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=_now_column())

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect, status
-from pydantic import TypeAdapter, ValidationError
+from pydantic import MISSING, TypeAdapter, ValidationError
 from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketState
@@ -19,7 +19,8 @@ from starlette.websockets import WebSocketState
 from backend.api_deps import CurrentActor, RealtimeDep, StreamActor, authenticate
 from backend.contract import api, events
 from backend.core.problems import AppError, RateLimited, RoomNotFound, Unauthorized
-from backend.domain.lobby import LobbyError
+from backend.domain.errors import RuleError
+from backend.game import service as game_service
 from backend.realtime.hub import HEARTBEAT, REMOVED, SLOW, Closed, Outgoing
 from backend.realtime.streams import Realtime, Stream
 from backend.rooms import service
@@ -119,6 +120,20 @@ async def _chat(realtime: Realtime, actor: Actor, body: api.ChatMessageRequest) 
     return accepted
 
 
+async def _vote(realtime: Realtime, actor: Actor, command: events.VoteCommand) -> int:
+    body = api.VoteRequest(target_player_id=command.target_player_id)
+    if command.round is not MISSING:
+        body.round = command.round
+    if command.phase is not MISSING:
+        body.phase = command.phase
+    async with realtime.db.transaction() as session:
+        answer = await game_service.cast_vote(session, actor.room_id, actor, body, None)
+    if answer.committed is not None:
+        await realtime.committed(answer.committed)
+    seq: int = answer.body["seq"]
+    return seq
+
+
 @router.post(
     "/{room_id}/messages", status_code=status.HTTP_201_CREATED, response_model=api.ChatMessageAccepted
 )
@@ -138,7 +153,7 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-def _close_code(exc: AppError | LobbyError) -> int:
+def _close_code(exc: AppError | RuleError) -> int:
     if isinstance(exc, Unauthorized):
         return WS_UNAUTHORIZED
     if isinstance(exc, RoomNotFound):
@@ -165,7 +180,7 @@ async def room_socket(
         if not token:
             raise Unauthorized()
         actor = await authenticate(realtime.db, token, room_id)
-    except (AppError, LobbyError) as exc:
+    except (AppError, RuleError) as exc:
         await websocket.close(code=_close_code(exc), reason=exc.code)
         return
     stream = realtime.stream(actor, "ws", after)
@@ -250,12 +265,15 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
             conn.send_control(events.SocketAck(type="ack", request_id=command.request_id))
             continue
         try:
-            accepted = await _chat(realtime, stream.actor, api.ChatMessageRequest(text=command.text))
-        except (AppError, LobbyError) as exc:
+            if isinstance(command, events.VoteCommand):
+                seq = await _vote(realtime, stream.actor, command)
+            else:
+                seq = (await _chat(realtime, stream.actor, api.ChatMessageRequest(text=command.text))).seq
+        except (AppError, RuleError) as exc:
             conn.send_control(
                 events.SocketError(
                     type="error", request_id=command.request_id, code=exc.code, detail=exc.detail
                 )
             )
             continue
-        conn.send_control(events.SocketAck(type="ack", request_id=command.request_id, seq=accepted.seq))
+        conn.send_control(events.SocketAck(type="ack", request_id=command.request_id, seq=seq))

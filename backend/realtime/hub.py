@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.contract import events
 from backend.core.db import autocommit
-from backend.domain.visibility import Viewer, may_see_event
+from backend.domain.visibility import Audience, Viewer, may_see_event
 from backend.persistence.events import StoredEvent, last_seqs, read_events
 from backend.realtime import metrics
 
@@ -44,6 +44,8 @@ class Outgoing:
     at: float  # commit time, seconds since the epoch
     # The player this event removes from the room, whose streams end after it.
     removes: str | None = None
+    # For role.assigned: the team its player now plays for, which decides their team events.
+    dealt_team: str | None = None
     _sse: bytes | None = None
 
     def sse_frame(self) -> bytes:
@@ -59,6 +61,7 @@ def prepare(room_id: uuid.UUID, event: StoredEvent) -> Outgoing:
         {"seq": event.seq, "room_id": room_id, "type": event.type, "at": event.at, "data": event.data}
     )
     removes = event.data.get("player_id") if event.type == "player.left" else None
+    dealt_team = event.data.get("team") if event.type == "role.assigned" else None
     return Outgoing(
         seq=event.seq,
         type=event.type,
@@ -67,6 +70,7 @@ def prepare(room_id: uuid.UUID, event: StoredEvent) -> Outgoing:
         json=envelope.model_dump_json(),
         at=event.at.timestamp(),
         removes=removes,
+        dealt_team=dealt_team,
     )
 
 
@@ -115,7 +119,11 @@ class Connection:
         """Queue `item` if this player may see it; close the connection when it cannot keep up."""
         if self.close_reason is not None or item.seq <= self.last_sent:
             return
-        if not may_see_event(self.viewer, item.visibility, item.audience):
+        if not may_see_event(self.viewer, item.visibility, item.audience) and not (
+            # Before the deal a viewer has no team yet; their own role.assigned, ahead in the
+            # queue or in the replay, settles it. Decided again when the event is taken.
+            item.visibility == Audience.team and self.viewer.team is None
+        ):
             return
         try:
             self.queue.put_nowait(item)
@@ -174,6 +182,9 @@ class Connection:
                 if isinstance(item, Outgoing):
                     if item.seq <= self.last_sent:
                         continue  # already sent by the replay
+                    if not may_see_event(self.viewer, item.visibility, item.audience):
+                        continue
+                    self.viewer = self.viewer.after(item.type, item.dealt_team)
                     self.last_sent = item.seq
                     self._delivered.inc()
                     metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))

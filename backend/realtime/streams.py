@@ -122,6 +122,9 @@ class Stream:
             async with self.rt.db.snapshot() as session:
                 state = await service.get_state(session, self.actor.room_id, self.actor)
             self.conn.last_sent = state.last_seq
+            # The snapshot may already include the deal the stream was opened before.
+            if state.me.team is not None:
+                self.conn.viewer = Viewer(str(self.actor.player_id), state.me.team.value)
             yield state
             return
         after = self.resume
@@ -130,7 +133,9 @@ class Stream:
                 batch = await read_events(db, self.actor.room_id, after, REPLAY_BATCH)
             for event in batch:
                 if may_see_event(self.conn.viewer, event.visibility, event.audience):
-                    yield prepare(self.actor.room_id, event)
+                    outgoing = prepare(self.actor.room_id, event)
+                    self.conn.viewer = self.conn.viewer.after(outgoing.type, outgoing.dealt_team)
+                    yield outgoing
             if batch:
                 after = batch[-1].seq
             self.conn.last_sent = after

@@ -22,8 +22,11 @@ from backend.core.problems import (
 )
 from backend.core.security import hash_token, new_token
 from backend.domain import lobby
+from backend.domain.mafia import PlayerDead
+from backend.domain.visibility import Audience
+from backend.game import repository as game_repository
 from backend.persistence.events import NewEvent, append_events
-from backend.persistence.tables import PlayerRow, RoomRow
+from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
 from backend.rooms.views import player_view, room_view, state_view
 
@@ -98,7 +101,8 @@ async def create_room(
     return answer, Committed(room.id, last_seq)
 
 
-async def _locked_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow:
+async def locked_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow:
+    """Return the room, its row locked until the transaction ends: commands on it queue here."""
     room = await repository.lock_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
@@ -117,7 +121,7 @@ async def join_room(
     session: AsyncSession, room_id: uuid.UUID, body: api.JoinRoomRequest
 ) -> tuple[api.RoomSession, Committed]:
     """Add a player to a room in the lobby."""
-    room = await _locked_room(session, room_id)
+    room = await locked_room(session, room_id)
     if room.settings.get("private") and body.code != room.code:
         raise RoomCodeRequired("This room is private; join it with its code.")
     players = list(await repository.present_players(session, room.id))
@@ -137,7 +141,7 @@ async def remove_player(
     session: AsyncSession, room_id: uuid.UUID, actor: Actor, player_id: uuid.UUID
 ) -> Committed:
     """Let a player leave, or the host kick one; hand the host role on; close an empty room."""
-    room = await _locked_room(session, room_id)
+    room = await locked_room(session, room_id)
     players = list(await repository.present_players(session, room.id))
     me = _me(players, actor)
     target = next((p for p in players if p.id == player_id), None)
@@ -177,7 +181,7 @@ async def update_room(
             "Name at least one of name or settings.",
             [api.FieldError(loc=["body"], message="at least one of name, settings is required")],
         )
-    room = await _locked_room(session, room_id)
+    room = await locked_room(session, room_id)
     players = list(await repository.present_players(session, room.id))
     me = _me(players, actor)
     if room.host_player_id != me.id:
@@ -197,16 +201,31 @@ async def send_chat(
     session: AsyncSession, room_id: uuid.UUID, actor: Actor, body: api.ChatMessageRequest
 ) -> tuple[api.ChatMessageAccepted, Committed]:
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby)."""
-    room = await _locked_room(session, room_id)
+    room = await locked_room(session, room_id)
     me = await repository.present_player(session, room.id, actor.player_id)
     if me is None:
         raise Unauthorized("This token's player is no longer in the room.")
-    if room.status != "lobby":
-        raise lobby.ChatClosed(f"The room is {room.status}; chat is open in the lobby.")
-    channel = api.ChatChannel.room
+    channel = chat_channel(room, me)
     data = events.ChatMessageData(player_id=me.id, text=lobby.clean_text(body.text), channel=channel)
-    last_seq = await append_events(session, room, [NewEvent("chat.message", _dump(data))])
+    message = NewEvent("chat.message", _dump(data))
+    if channel is api.ChatChannel.mafia:
+        message = NewEvent("chat.message", _dump(data), Audience.team, "mafia")
+    last_seq = await append_events(session, room, [message])
     return api.ChatMessageAccepted(seq=last_seq, channel=channel), Committed(room.id, last_seq)
+
+
+def chat_channel(room: RoomRow, me: PlayerRow) -> api.ChatChannel:
+    """Return who hears the player now: the room (lobby, day, after the game) or the mafia (night)."""
+    if room.status == "in_progress":
+        if not me.alive:
+            raise PlayerDead("Dead players watch; they do not talk while the game runs.")
+        if room.phase == "night":
+            if me.team != "mafia":
+                raise lobby.ChatClosed("It is night: only the mafia talk, among themselves.")
+            return api.ChatChannel.mafia
+    elif room.status not in ("lobby", "finished"):
+        raise lobby.ChatClosed(f"The room is {room.status}; chat is closed.")
+    return api.ChatChannel.room
 
 
 async def set_presence(
@@ -217,7 +236,7 @@ async def set_presence(
     The player is connected while any living worker holds a stream lease; None when the
     room sees no change.
     """
-    room = await _locked_room(session, room_id)
+    room = await locked_room(session, room_id)
     player = await repository.present_player(session, room.id, player_id)
     if player is None:
         return None
@@ -250,7 +269,11 @@ async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> 
     if room is None:
         raise RoomNotFound("No room with this id.")
     players = list(await repository.present_players(session, room.id))
-    return state_view(room, players, _me(players, actor))
+    me = _me(players, actor)
+    ballots: list[VoteRow] = []
+    if room.status == "in_progress" and room.phase is not None:
+        ballots = list(await game_repository.current_ballots(session, room.id, room.round, room.phase))
+    return state_view(room, players, me, ballots)
 
 
 async def authenticate(session: AsyncSession, token: str, room_id: uuid.UUID) -> Actor:

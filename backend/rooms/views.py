@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backend.contract import api
-from backend.domain.visibility import Viewer, may_see_role
-from backend.persistence.tables import PlayerRow, RoomRow
+from backend.domain.visibility import Viewer, may_see_role, may_see_vote
+from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 
 
 def room_view(room: RoomRow, player_count: int) -> api.Room:
@@ -29,9 +29,21 @@ def room_view(room: RoomRow, player_count: int) -> api.Room:
     )
 
 
-def player_view(player: PlayerRow, room: RoomRow, viewer: Viewer | None) -> api.Player:
-    """Return `player` as `viewer` may see them; `viewer` None is the public (everyone's) view."""
-    visible = viewer is not None and may_see_role(viewer, str(player.id), player.team, room.status)
+def player_view(
+    player: PlayerRow, room: RoomRow, viewer: Viewer | None, *, reveal: bool = False
+) -> api.Player:
+    """Return `player` as `viewer` may see them; `viewer` None is the public (everyone's) view.
+
+    `reveal` shows the role to everyone: the end of the game, or a death with reveal_on_death.
+    """
+    visible = reveal or may_see_role(
+        viewer or Viewer(player_id=""),
+        str(player.id),
+        player.team,
+        room.status,
+        alive=player.alive,
+        reveal_on_death=bool(room.settings.get("reveal_on_death", True)),
+    )
     return api.Player(
         id=player.id,
         nickname=player.nickname,
@@ -49,23 +61,38 @@ def viewer_of(player: PlayerRow) -> Viewer:
     return Viewer(player_id=str(player.id), team=player.team)
 
 
-def state_view(room: RoomRow, players: Sequence[PlayerRow], me: PlayerRow) -> api.RoomState:
+def vote_view(v: VoteRow) -> api.Vote:
+    """Return a stored vote as the contract has it."""
+    return api.Vote(
+        round=v.round,
+        phase=api.Phase(v.phase),
+        action=api.VoteAction(v.action),
+        voter_id=v.voter_id,
+        target_player_id=v.target_player_id,
+    )
+
+
+def visible_votes(viewer: Viewer, votes: Sequence[VoteRow], room_status: str) -> list[api.Vote]:
+    """Return the votes `viewer` may see."""
+    return [vote_view(v) for v in votes if may_see_vote(viewer, v.action, str(v.voter_id), room_status)]
+
+
+def state_view(
+    room: RoomRow, players: Sequence[PlayerRow], me: PlayerRow, ballots: Sequence[VoteRow] = ()
+) -> api.RoomState:
     """Return everything `me` may see of the room now."""
     viewer = viewer_of(me)
     seen = [player_view(p, room, viewer) for p in players]
     teammates = [
         p.id
         for p in players
-        if p.id != me.id
-        and me.team is not None
-        and p.team == me.team
-        and may_see_role(viewer, str(p.id), p.team, room.status)
+        if p.id != me.id and me.team is not None and p.team == me.team and viewer.team == "mafia"
     ]
     return api.RoomState(
         room=room_view(room, len(players)),
         players=seen,
         me=player_view(me, room, viewer),
         teammates=teammates,
-        votes=[],
+        votes=visible_votes(viewer, ballots, room.status),
         last_seq=room.last_seq,
     )

@@ -188,7 +188,12 @@ async def test_a_private_event_reaches_only_its_player_live_and_on_replay(
                     assert room is not None
                     secret = NewEvent(
                         "role.assigned",
-                        {"role": "detective", "team": "town", "teammates": []},
+                        {
+                            "player_id": alice["player"]["id"],
+                            "role": "detective",
+                            "team": "town",
+                            "teammates": [],
+                        },
                         Audience.player,
                         alice["player"]["id"],
                     )
