@@ -4,6 +4,7 @@ a killed server, and two servers sharing the scheduler."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from datetime import datetime
@@ -13,7 +14,9 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.asyncio.client import connect as ws_connect
 
+from backend.contract import events
 from backend.core.database_url import to_async_url
 from backend.domain import mafia
 from tests.game_support import Seat, new_room, start, state
@@ -221,9 +224,18 @@ async def test_bots_play_six_and_twelve_player_games_to_the_end_and_the_log_repl
                         if received.event == "game.finished":
                             break
                 live = [e for e in next(b for b in bots if b.seat is seat).seen if e["type"] != "snapshot"]
-                assert [e["seq"] for e in replayed if e["seq"] > live[0]["seq"] - 1] == [
-                    e["seq"] for e in live
+                # Exactly what the player may see, live and replayed alike: their own events, their
+                # team's (dealt after their stream opened), the room's; nothing twice, nothing missed.
+                team = "mafia" if seat.id in truth.mafia else "town"
+                mine = [
+                    e["seq"]
+                    for e in log
+                    if e["visibility"] == "room"
+                    or (e["visibility"] == "player" and e["audience"] == seat.id)
+                    or (e["visibility"] == "team" and e["audience"] == team)
                 ]
+                assert [e["seq"] for e in replayed] == mine
+                assert [e["seq"] for e in live] == [q for q in mine if q >= live[0]["seq"]]
                 for event in replayed[:-1]:
                     truth.check_event(seat.id, event)
             final = await state(http, room_id, seats[0])
@@ -367,3 +379,40 @@ def test_two_servers_fire_each_deadline_once(database_url: str, tmp_path: Path) 
             assert "Traceback" not in (tmp_path / name).read_text()
 
     asyncio.run(scenario())
+
+
+async def test_a_vote_over_the_websocket_is_acked_with_its_seq_or_refused_with_a_code(
+    server_url: str, database_url: str
+) -> None:
+    """The WebSocket `vote` command does what POST /votes does, answered by request_id."""
+    async with httpx.AsyncClient(base_url=server_url, timeout=30) as http:
+        room_id, seats = await new_room(http, 4)
+        await start(http, room_id, seats)
+    mafia_seat = next(s for s in seats if s.role == "mafia")
+    citizen = next(s for s in seats if s.role == "citizen")
+    ws_url = server_url.replace("http://", "ws://") + f"/v1/rooms/{room_id}/ws"
+    replies: dict[str, dict[str, Any]] = {}
+    async with ws_connect(ws_url, additional_headers=mafia_seat.auth) as ws:
+        await ws.send(json.dumps({"type": "vote", "request_id": "bad", "target_player_id": mafia_seat.id}))
+        vote = {
+            "type": "vote",
+            "request_id": "good",
+            "target_player_id": citizen.id,
+            "round": 1,
+            "phase": "night",
+        }
+        await ws.send(json.dumps(vote))
+        while len(replies) < 2:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message["type"] in ("ack", "error"):
+                reply = events.SocketAck if message["type"] == "ack" else events.SocketError
+                reply.model_validate(message)
+                replies[message["request_id"]] = message
+    assert replies["bad"]["type"] == "error"
+    assert replies["bad"]["code"] == "invalid_target"
+    assert replies["good"]["type"] == "ack"
+    log = await room_log(database_url, room_id)
+    cast = next(e for e in log if e["seq"] == replies["good"]["seq"])
+    assert cast["type"] == "vote.cast"
+    assert cast["data"]["voter_id"] == mafia_seat.id
+    assert cast["data"]["target_player_id"] == citizen.id
