@@ -1,0 +1,171 @@
+// A room's event stream over EventSource that resumes by seq and hands each event over once, typed.
+import type { RoomEvent, Snapshot } from "./generated/events.js";
+import { ROOM_EVENT_TYPES } from "./generated/events.js";
+import { dispatchRoomEvent, type RoomEventHandlers } from "./events.js";
+
+/** The part of an EventSource message this helper reads. */
+export interface MessageEventLike {
+  readonly data?: unknown;
+}
+
+/** What this helper needs of an EventSource: the browser's, or the `eventsource` package's in Node. */
+export interface EventSourceLike {
+  addEventListener(type: string, listener: (event: MessageEventLike) => void): void;
+  close(): void;
+}
+
+/** An EventSource constructor, such as `globalThis.EventSource` or `import { EventSource } from "eventsource"`. */
+export type EventSourceConstructor = new (url: string) => EventSourceLike;
+
+/** Why a stream stopped or paused. */
+export interface RoomStreamError {
+  /** The HTTP status when the EventSource implementation reports it (the `eventsource` package does). */
+  status?: number;
+  message: string;
+  /** True when the helper gave up (the token is refused or the room is gone); false while it retries. */
+  fatal: boolean;
+}
+
+export interface RoomStreamOptions {
+  /** The server, such as `http://127.0.0.1:8000` (or `""` for the page's own origin). */
+  baseUrl: string;
+  roomId: string;
+  /** The player's token; sent as `?access_token=`, since EventSource cannot send headers. */
+  token: string;
+  /** Resume after this seq (replay, no snapshot). Left out, the stream opens with a snapshot. */
+  after?: number;
+  /** Every event, once, in seq order. */
+  onEvent?: (event: RoomEvent) => void;
+  /** Or a handler per type, each typed by it (called after `onEvent`). */
+  on?: RoomEventHandlers;
+  /** The caller's state, when the stream opens without a resume point. */
+  onSnapshot?: (snapshot: Snapshot) => void;
+  /** Each time a connection opens (the first one and every reconnection). */
+  onOpen?: () => void;
+  /** Each time a connection fails; `fatal` when the helper stops trying. */
+  onError?: (error: RoomStreamError) => void;
+  /** The EventSource to use; the global one by default (browsers have it, Node 20 does not). */
+  EventSource?: EventSourceConstructor;
+  /** First reconnection delay in ms (doubles on each failure in a row, up to `maxRetryMs`). Default 500. */
+  retryMs?: number;
+  /** Default 15000. */
+  maxRetryMs?: number;
+}
+
+export interface RoomStream {
+  /** Stop for good: close the connection and cancel any pending reconnection. */
+  close(): void;
+  /** The seq the stream resumes after: the last event's seq, or the snapshot's `last_seq`; null before either. */
+  lastSeq(): number | null;
+}
+
+// Statuses that no retry will fix.
+const FATAL_STATUSES = new Set([400, 401, 403, 404, 410, 422]);
+
+/** Build the events URL: `?access_token=` always, `?after=` when resuming. */
+export function roomEventsUrl(baseUrl: string, roomId: string, token: string, after: number | null): string {
+  const query = new URLSearchParams({ access_token: token });
+  if (after !== null) query.set("after", String(after));
+  return `${baseUrl.replace(/\/+$/, "")}/v1/rooms/${encodeURIComponent(roomId)}/events?${query.toString()}`;
+}
+
+function statusOf(event: unknown): number | undefined {
+  const code = (event as { code?: unknown } | null)?.code;
+  return typeof code === "number" ? code : undefined;
+}
+
+/**
+ * Open a room's event stream. The helper tracks the last seq seen; on any error or end of
+ * the connection it reopens with `?after=<last seq>`, so every event arrives exactly once and
+ * in order across reconnections. Events arrive typed: switch on `event.type`, or pass `on`.
+ */
+export function openRoomStream(options: RoomStreamOptions): RoomStream {
+  const found = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
+  if (!found) {
+    throw new Error("openRoomStream: no EventSource here; pass one (in Node: the `eventsource` package)");
+  }
+  const EventSourceImpl: EventSourceConstructor = found;
+  const firstRetry = options.retryMs ?? 500;
+  const maxRetry = options.maxRetryMs ?? 15_000;
+
+  let last: number | null = options.after ?? null;
+  let source: EventSourceLike | null = null;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let closed = false;
+  let failures = 0;
+
+  const onEventMessage = (message: MessageEventLike): void => {
+    const event = parse<RoomEvent>(message);
+    if (!event || typeof event.seq !== "number") return;
+    if (last !== null && event.seq <= last) return; // already delivered before a reconnection
+    last = event.seq;
+    failures = 0;
+    options.onEvent?.(event);
+    if (options.on) dispatchRoomEvent(event, options.on);
+  };
+
+  const onSnapshotMessage = (message: MessageEventLike): void => {
+    const snapshot = parse<Snapshot>(message);
+    if (!snapshot) return;
+    last = Math.max(last ?? 0, snapshot.data.last_seq);
+    failures = 0;
+    options.onSnapshot?.(snapshot);
+  };
+
+  function parse<T>(message: MessageEventLike): T | null {
+    if (typeof message.data !== "string") return null;
+    try {
+      return JSON.parse(message.data) as T;
+    } catch {
+      options.onError?.({ message: `unreadable event: ${message.data.slice(0, 200)}`, fatal: false });
+      return null;
+    }
+  }
+
+  function connect(): void {
+    timer = null;
+    if (closed) return;
+    const current = new EventSourceImpl(roomEventsUrl(options.baseUrl, options.roomId, options.token, last));
+    source = current;
+    for (const type of ROOM_EVENT_TYPES) current.addEventListener(type, onEventMessage);
+    current.addEventListener("snapshot", onSnapshotMessage);
+    current.addEventListener("open", () => {
+      if (source === current) options.onOpen?.();
+    });
+    current.addEventListener("error", (event) => {
+      if (source !== current) return; // a connection already replaced
+      // Take reconnection over from EventSource, so the new URL carries `after=<last seq>`.
+      current.close();
+      source = null;
+      if (closed) return;
+      const status = statusOf(event);
+      const message = (event as { message?: unknown }).message;
+      const fatal = status !== undefined && FATAL_STATUSES.has(status);
+      options.onError?.({
+        ...(status !== undefined ? { status } : {}),
+        message: typeof message === "string" && message ? message : "connection lost",
+        fatal,
+      });
+      if (fatal) {
+        closed = true;
+        return;
+      }
+      const delay = Math.min(maxRetry, firstRetry * 2 ** failures);
+      failures += 1;
+      timer = setTimeout(connect, delay);
+    });
+  }
+
+  connect();
+
+  return {
+    close() {
+      closed = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      source?.close();
+      source = null;
+    },
+    lastSeq: () => last,
+  };
+}
