@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-GENERATED := backend/contract clients/python/roundtable_client
+GENERATED := backend/contract clients/python/roundtable/contract clients/python/roundtable_client
 
 .PHONY: help install run test check generate lint types specs migrations-check generated-check bench
 
@@ -26,13 +26,13 @@ install: $(UV) ## Install the pinned dependencies into .venv
 run: install ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unless DATABASE_URL)
 	$(RUN) python -m backend serve
 
-test: install ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
+test: install ts-install ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
 	$(RUN) pytest
 
-generate: install ## Regenerate backend/contract and clients/python from the specs
+generate: install ts-generate ## Regenerate backend/contract and clients/python (and clients/typescript) from the specs
 	$(RUN) datamodel-codegen --all-jobs
 
-check: install specs generated-check lint types migrations-check ## Everything CI checks besides tests
+check: install specs generated-check ts-check lint types migrations-check ## Everything CI checks besides tests
 
 specs: ## Validate openapi/openapi.yaml and asyncapi/asyncapi.yaml
 	$(RUN) python -m tests.tools.validate_specs
@@ -52,3 +52,19 @@ migrations-check: ## Fail unless migrations and models agree
 
 bench: install ## Load the server from another process; print latency, throughput and memory per stream
 	$(RUN) python -m tests.bench.run
+
+# The TypeScript client (clients/typescript): npm dependencies pinned exactly, locked in package-lock.json.
+TS := clients/typescript
+.PHONY: ts-install ts-generate ts-check
+
+$(TS)/node_modules: $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund
+	@touch $@
+
+ts-install: $(TS)/node_modules ## Install the TypeScript client's pinned npm dependencies (npm ci), when needed
+
+ts-generate: ts-install ## Regenerate clients/typescript/src/generated from both specs
+	cd $(TS) && npm run --silent generate
+
+ts-check: ts-install ## Fail when the TypeScript client's generated types drift from the specs or it does not compile
+	cd $(TS) && npm run --silent check:generated && npm run --silent typecheck

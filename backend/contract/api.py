@@ -422,53 +422,6 @@ class RoundList(ContractModel):
     rounds: list[Round]
 
 
-RoomIdParameter = TypeAliasType("RoomIdParameter", UUID)
-
-
-UnauthorizedResponseWWWAuthenticateHeader = TypeAliasType("UnauthorizedResponseWWWAuthenticateHeader", str)
-
-
-TooManyRequestsResponseRetryAfterHeader = TypeAliasType("TooManyRequestsResponseRetryAfterHeader", StrictInt)
-
-
-MetricsGetResponse = TypeAliasType("MetricsGetResponse", str)
-
-
-V1RoomsPostResponse201LocationHeader = TypeAliasType("V1RoomsPostResponse201LocationHeader", str)
-
-
-V1RoomsGetQueryLimitParameter = TypeAliasType(
-    "V1RoomsGetQueryLimitParameter", Annotated[StrictInt, Field(ge=1, le=100)]
-)
-
-
-V1RoomsGetQueryCursorParameter = TypeAliasType(
-    "V1RoomsGetQueryCursorParameter", Annotated[str, Field(pattern='^[1-9][0-9]{0,17}$')]
-)
-
-
-V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter = TypeAliasType("V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter", UUID)
-
-
-V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter = TypeAliasType(
-    "V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter",
-    Annotated[str, Field(max_length=128, min_length=1, pattern='^[\\x21-\\x7E]+$')],
-)
-
-
-V1RoomsRoomIdEventsGetQueryAfterParameter = TypeAliasType(
-    "V1RoomsRoomIdEventsGetQueryAfterParameter", Annotated[StrictInt, Field(ge=0)]
-)
-
-
-V1RoomsRoomIdEventsGetHeaderLastEventIDParameter = TypeAliasType(
-    "V1RoomsRoomIdEventsGetHeaderLastEventIDParameter", Annotated[str, Field(pattern='^[0-9]{1,18}$')]
-)
-
-
-V1RoomsRoomIdEventsGetResponse = TypeAliasType("V1RoomsRoomIdEventsGetResponse", str)
-
-
 class Problem(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from roundtable.contract import api
 from roundtable_client import AsyncClient
 from roundtable_client.errors import ConflictError, PermissionDeniedError
-
-from backend.contract import api
 
 
 async def test_the_generated_client_creates_joins_and_reads_state(server_url: str) -> None:

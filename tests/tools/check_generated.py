@@ -12,7 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 INPUTS = ["pyproject.toml", "openapi", "asyncapi"]
 # The generated trees; every file in them must match what generation produces now.
-OUTPUTS = ["backend/contract/api.py", "backend/contract/events.py", "clients/python/roundtable_client"]
+OUTPUTS = [
+    "backend/contract/api.py",
+    "backend/contract/events.py",
+    "clients/python/roundtable/contract/api.py",
+    "clients/python/roundtable/contract/events.py",
+    "clients/python/roundtable_client",
+]
 
 
 def files_under(base: Path, rel: str) -> set[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from backend.contract import api
+from roundtable.contract import api
 
 from .._runtime.model_codecs.pydantic_models import PydanticCodec
 

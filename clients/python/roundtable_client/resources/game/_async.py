@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Literal
 from uuid import UUID
 
-from backend.contract import api
+from roundtable.contract import api
 
 from ... import _operations
 from ..._runtime.client.client import AsyncClientCore

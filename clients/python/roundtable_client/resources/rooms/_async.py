@@ -10,8 +10,8 @@ from functools import cached_property
 from typing import Literal
 from uuid import UUID
 
-from backend.contract import api
 from pydantic import StrictInt
+from roundtable.contract import api
 
 from ... import _operations
 from ..._runtime.client.client import AsyncClientCore

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from backend.contract import api
+from roundtable.contract import api
 
 GetHealthResponse: TypeAlias = api.Health
 

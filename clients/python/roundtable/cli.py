@@ -1,0 +1,89 @@
+"""`roundtable-bots`: fill a room with bots (or create one) and play a game to the end."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+
+from roundtable.bots import STRATEGIES, Bot
+from roundtable.contract import api
+from roundtable.errors import RoundtableError
+from roundtable.session import RoomSession
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(prog="roundtable-bots", description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
+    parser.add_argument("--room", help="join the room with this code; without it the bots create one")
+    parser.add_argument("--count", type=int, required=True, help="how many bots")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="random")
+    parser.add_argument("--phase-seconds", type=int, default=5, help="phase length of a room the bots create")
+    parser.add_argument("--seed", type=int, default=None, help="make the strategies repeatable")
+    args = parser.parse_args(argv)
+    if args.count < 1 or (args.room is None and args.count < 4):
+        parser.error("a game needs 4 players: --count of at least 4 without --room, 1 with it")
+    if not 1 <= args.phase_seconds <= 3600:
+        parser.error("--phase-seconds must be 1-3600")
+    return args
+
+
+async def play(args: argparse.Namespace) -> api.Team:
+    """Create or join, start when everyone is in (as host), play to the end; return the winner."""
+    tag = uuid.uuid4().hex[:4]
+    sessions: list[RoomSession] = []
+    try:
+        if args.room is None:
+            seconds = args.phase_seconds
+            settings = api.RoomSettingsInput(
+                max_players=max(4, args.count),
+                night_seconds=seconds,
+                day_seconds=seconds,
+                vote_seconds=seconds,
+            )
+            host = await RoomSession.create(
+                args.url, name=f"Bots {tag}", nickname=f"bot-{tag}-1", settings=settings
+            )
+            sessions.append(host)
+            print(f"created room {host.room.code} ({host.room_id})", flush=True)
+            for i in range(2, args.count + 1):
+                sessions.append(
+                    await RoomSession.join(args.url, nickname=f"bot-{tag}-{i}", room_id=host.room_id)
+                )
+        else:
+            for i in range(1, args.count + 1):
+                sessions.append(await RoomSession.join(args.url, nickname=f"bot-{tag}-{i}", code=args.room))
+            print(f"joined room {args.room} with {args.count} bots", flush=True)
+        make = STRATEGIES[args.strategy]
+        bots = [
+            Bot(s, make(None if args.seed is None else args.seed + i), on_progress=print if i == 0 else None)
+            for i, s in enumerate(sessions)
+        ]
+        games = [asyncio.create_task(bot.run()) for bot in bots]
+        if args.room is None:
+            await sessions[0].start()
+        winners = await asyncio.gather(*games)
+        return winners[0]
+    finally:
+        for s in sessions:
+            await s.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bots; exit 0 with the winner printed, 1 when the server refused."""
+    args = parse(argv)
+    try:
+        winner = asyncio.run(play(args))
+    except RoundtableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(f"winner: {winner.value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""A player's session in one room: the token, typed commands, and event streams that resume by seq."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx2
+from pydantic import TypeAdapter
+from roundtable_client import AsyncClient
+from roundtable_client.errors import APIConnectionError, APIStatusError
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from roundtable.contract import api, events
+from roundtable.errors import RoundtableError, from_problem_body
+
+T = TypeVar("T")
+
+# Everything a stream yields: the snapshot (a stream opened without a resume point) or an event.
+Incoming = events.Snapshot | events.RoomEvent
+_INCOMING: TypeAdapter[Incoming] = TypeAdapter(Incoming)
+_SOCKET_REPLY: TypeAdapter[events.SocketAck | events.SocketError] = TypeAdapter(
+    events.SocketAck | events.SocketError
+)
+
+
+class StreamGone(RoundtableError):
+    """The server will not stream to this player any more (removed from the room, or the room is gone)."""
+
+
+async def _call(awaitable: Awaitable[T]) -> T:
+    """Run a generated client call; turn a problem response into a typed RoundtableError."""
+    try:
+        return await awaitable
+    except APIStatusError as exc:
+        raise from_problem_body(exc.status_code, exc.body) from exc
+
+
+class RoomSession:
+    """One player in one room.
+
+    Create or join with `RoomSession.create` / `RoomSession.join`; the session keeps the
+    bearer token (shown by the server only once). `events()` iterates the room's events
+    over SSE for as long as you like, reconnecting by itself with `Last-Event-ID`, so you
+    see every event you may see exactly once, in order, across network errors and server
+    restarts. `socket()` does the same over a WebSocket and lets you send commands.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        room: api.Room,
+        player: api.Player,
+        token: str,
+        *,
+        reconnect_delay: float = 0.25,
+        max_reconnect_delay: float = 5.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.room = room
+        self.player = player
+        self.token = token
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.client = AsyncClient(base_url=self.base_url, bearer_auth=token)
+        # The newest seq this session has seen on any stream: where the next stream resumes.
+        self.last_seq: int | None = None
+
+    @property
+    def room_id(self) -> uuid.UUID:
+        return self.room.id
+
+    @property
+    def player_id(self) -> uuid.UUID:
+        return self.player.id
+
+    @classmethod
+    async def create(
+        cls, base_url: str, *, name: str, nickname: str, settings: api.RoomSettingsInput | None = None
+    ) -> RoomSession:
+        """Create a room and become its host."""
+        body = api.CreateRoomRequest(name=name, nickname=nickname, ruleset="mafia")
+        if settings is not None:
+            body.settings = settings
+        async with AsyncClient(base_url=base_url) as anonymous:
+            answer = await _call(anonymous.rooms.create_room(body=body))
+        return cls(base_url, answer.room, answer.player, answer.token)
+
+    @classmethod
+    async def join(
+        cls, base_url: str, *, nickname: str, room_id: uuid.UUID | None = None, code: str | None = None
+    ) -> RoomSession:
+        """Join a room by its id or its six-character code."""
+        async with AsyncClient(base_url=base_url) as anonymous:
+            if room_id is None:
+                if code is None:
+                    raise ValueError("join needs room_id or code")
+                page = await _call(anonymous.rooms.list_rooms(code=code.upper()))
+                if not page.items:
+                    raise RoundtableError(404, "room_not_found", f"No open room has the code {code}.")
+                room_id = page.items[0].id
+            body = api.JoinRoomRequest(nickname=nickname)
+            if code is not None:
+                body.code = code.upper()
+            answer = await _call(anonymous.players.join_room(room_id=room_id, body=body))
+        return cls(base_url, answer.room, answer.player, answer.token)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session's HTTP connections (the token stays valid)."""
+        await self.client.aclose()
+
+    # Commands -------------------------------------------------------------------------
+
+    async def state(self) -> api.RoomState:
+        """Return this player's view of the room now."""
+        state = await _call(self.client.rooms.get_room_state(room_id=self.room_id))
+        self.room = state.room
+        return state
+
+    async def start(self) -> api.Room:
+        """Start the game (host only)."""
+        self.room = await _call(self.client.game.start_game(room_id=self.room_id))
+        return self.room
+
+    async def advance(self, round_: int | None = None, phase: api.Phase | None = None) -> api.Room:
+        """Close the open phase now (host only); with round and phase, only if that phase is still open."""
+        if round_ is not None and phase is not None:
+            body = api.AdvanceRequest(round=round_, phase=phase)
+            self.room = await _call(self.client.game.advance_phase(room_id=self.room_id, body=body))
+        else:
+            self.room = await _call(self.client.game.advance_phase(room_id=self.room_id))
+        return self.room
+
+    async def vote(
+        self,
+        target: uuid.UUID | None,
+        *,
+        round_: int | None = None,
+        phase: api.Phase | None = None,
+        idempotency_key: str | None = None,
+    ) -> api.VoteAccepted:
+        """Vote for `target` (None abstains) in the open phase, or in that round and phase only.
+
+        Every vote carries an Idempotency-Key (a fresh one unless given), so the client's own
+        retries after a lost answer never count a vote twice.
+        """
+        body = api.VoteRequest(target_player_id=target)
+        if round_ is not None:
+            body.round = round_
+        if phase is not None:
+            body.phase = phase
+        key = idempotency_key or uuid.uuid4().hex
+        return await _call(self.client.game.cast_vote(room_id=self.room_id, body=body, idempotency_key=key))
+
+    async def chat(self, text: str) -> api.ChatMessageAccepted:
+        """Say something; the phase decides who hears it."""
+        body = api.ChatMessageRequest(text=text)
+        return await _call(self.client.realtime.send_chat_message(room_id=self.room_id, body=body))
+
+    async def rounds(self) -> api.RoundList:
+        """Return every round's votes and results this player may see."""
+        return await _call(self.client.game.list_rounds(room_id=self.room_id))
+
+    async def leave(self) -> None:
+        """Leave the room; the token stops working."""
+        await _call(self.client.players.remove_player(room_id=self.room_id, player_id=self.player_id))
+
+    # Streams --------------------------------------------------------------------------
+
+    async def events(self, after: int | None = None) -> AsyncGenerator[Incoming, None]:
+        """Yield the room's events over SSE, forever, resuming by seq after any disconnect.
+
+        Without `after` (and before this session saw any event) the first item is the
+        snapshot of the caller's state. Stop by breaking out of the loop. Raises a
+        RoundtableError when the server refuses the stream for good (bad token, removed).
+        """
+        if after is not None:
+            self.last_seq = after
+        delay = self.reconnect_delay
+        url = f"{self.base_url}/v1/rooms/{self.room_id}/events"
+        timeout = httpx2.Timeout(10.0, read=60.0)  # heartbeats come every 15 s
+        async with httpx2.AsyncClient(timeout=timeout) as http:
+            while True:
+                headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
+                if self.last_seq is not None:
+                    headers["Last-Event-ID"] = str(self.last_seq)
+                try:
+                    async with http.stream("GET", url, headers=headers) as response:
+                        if response.status_code != 200:
+                            body = json.loads(await response.aread() or b"{}")
+                            raise _stream_refused(response.status_code, body)
+                        delay = self.reconnect_delay
+                        async for item in _parse_sse(response.aiter_lines()):
+                            self.last_seq = (
+                                item.data.last_seq if isinstance(item, events.Snapshot) else item.seq
+                            )
+                            yield item
+                except (httpx2.TransportError, APIConnectionError):
+                    pass  # the server went away or restarts: resume where we stopped
+                except RoundtableError as refused:
+                    if refused.status != 503:
+                        raise
+                await asyncio.sleep(delay)
+                delay = min(self.max_reconnect_delay, delay * 2)
+
+    def socket(self, after: int | None = None) -> AbstractAsyncContextManager[SocketSession]:
+        """Open a WebSocket to the room: iterate events, send `vote` / `chat` / `ping` commands."""
+        return SocketSession(self, after)
+
+
+def _stream_refused(status: int, body: Any) -> RoundtableError:
+    error = from_problem_body(status, body)
+    if status in (401, 403, 404):
+        return StreamGone(error.status, error.code, error.detail, error.problem)
+    return error
+
+
+async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[Incoming]:
+    """Turn SSE lines into typed messages (comments, `retry:` and unknown fields skipped)."""
+    data: list[str] = []
+    async for line in lines:
+        if line == "":
+            if data:
+                yield _INCOMING.validate_json("\n".join(data))
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+
+
+class SocketSession:
+    """A WebSocket to the room that resumes by seq; commands are answered by ack or error."""
+
+    def __init__(self, session: RoomSession, after: int | None) -> None:
+        self.session = session
+        if after is not None:
+            session.last_seq = after
+        self._ws: ClientConnection | None = None
+        self._replies: dict[str, asyncio.Future[events.SocketAck]] = {}
+        self._events: asyncio.Queue[Incoming | ConnectionClosed] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SocketSession:
+        await self._connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _connect(self) -> None:
+        s = self.session
+        url = (
+            s.base_url.replace("http://", "ws://").replace("https://", "wss://") + f"/v1/rooms/{s.room_id}/ws"
+        )
+        if s.last_seq is not None:
+            url += f"?after={s.last_seq}"
+        try:
+            self._ws = await ws_connect(url, additional_headers={"Authorization": f"Bearer {s.token}"})
+        except InvalidStatus as exc:
+            raise _stream_refused(exc.response.status_code, {}) from exc
+        self._reader = asyncio.create_task(self._read(self._ws))
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message.get("type") in ("ack", "error"):
+                    reply = _SOCKET_REPLY.validate_python(message)
+                    waiter = self._replies.pop(str(reply.request_id), None)
+                    if waiter is not None and not waiter.done():
+                        if isinstance(reply, events.SocketAck):
+                            waiter.set_result(reply)
+                        else:
+                            waiter.set_exception(RoundtableError(0, reply.code, reply.detail))
+                    continue
+                item = _INCOMING.validate_python(message)
+                self.session.last_seq = item.data.last_seq if isinstance(item, events.Snapshot) else item.seq
+                await self._events.put(item)
+        except ConnectionClosed as closed:
+            await self._events.put(closed)
+
+    def __aiter__(self) -> SocketSession:
+        return self
+
+    async def __anext__(self) -> Incoming:
+        """Return the next event, reconnecting by seq when the socket closed."""
+        while True:
+            item = await self._events.get()
+            if not isinstance(item, ConnectionClosed):
+                return item
+            code = item.rcvd.code if item.rcvd is not None else 1006
+            if code in (4401, 4403, 4404, 4409):
+                status = 404 if code == 4404 else 403
+                raise StreamGone(status, f"closed_{code}", "The server ended this stream for good.")
+            await asyncio.sleep(self.session.reconnect_delay)
+            await self._connect()
+
+    async def command(self, message: dict[str, Any]) -> events.SocketAck:
+        """Send a command and wait (at most 10 s) for its ack; an error reply raises RoundtableError."""
+        assert self._ws is not None
+        request_id = str(message.setdefault("request_id", uuid.uuid4().hex))
+        waiter: asyncio.Future[events.SocketAck] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = waiter
+        await self._ws.send(json.dumps(message))
+        async with asyncio.timeout(10):
+            return await waiter
+
+    async def vote(
+        self, target: uuid.UUID | None, *, round_: int | None = None, phase: api.Phase | None = None
+    ) -> events.SocketAck:
+        """Vote over the socket; the ack carries the seq of the vote.cast event."""
+        message: dict[str, Any] = {"type": "vote", "target_player_id": str(target) if target else None}
+        if round_ is not None:
+            message["round"] = round_
+        if phase is not None:
+            message["phase"] = phase.value
+        return await self.command(message)
+
+    async def chat(self, text: str) -> events.SocketAck:
+        """Say something over the socket."""
+        return await self.command({"type": "chat", "text": text})
+
+    async def ping(self) -> events.SocketAck:
+        """Check the socket answers."""
+        return await self.command({"type": "ping"})

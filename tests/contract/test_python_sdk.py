@@ -1,0 +1,67 @@
+"""The Python SDK's hand-written layer against a real server: sessions, typed errors, resuming streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from roundtable import Conflict, Forbidden, RoomSession, RoundtableError
+from roundtable.contract import api, events
+
+
+async def test_a_session_creates_joins_by_code_and_raises_typed_errors(server_url: str) -> None:
+    """Create, join by code, and problem responses as exceptions carrying their code."""
+    host = await RoomSession.create(server_url, name="SDK", nickname="Ada")
+    async with host:
+        guest = await RoomSession.join(server_url, nickname="Bo", code=host.room.code)
+        async with guest:
+            assert guest.room_id == host.room_id
+            with pytest.raises(Conflict) as taken:
+                await RoomSession.join(server_url, nickname="ada", room_id=host.room_id)
+            assert taken.value.code == "nickname_taken"
+            assert taken.value.status == 409
+            with pytest.raises(Forbidden) as refused:
+                await guest.start()
+            assert refused.value.code == "not_host"
+            state = await guest.state()
+            assert isinstance(state, api.RoomState)
+            assert [p.nickname for p in state.players] == ["Ada", "Bo"]
+
+
+async def test_events_are_typed_and_resume_where_the_last_stream_stopped(server_url: str) -> None:
+    """A snapshot first, typed events after; a new iteration resumes after the last seq, once each."""
+    async with await RoomSession.create(server_url, name="SDK", nickname="Ada") as host:
+        stream = host.events()
+        first = await anext(stream)
+        assert isinstance(first, events.Snapshot)
+        await host.chat("one")
+        said = await anext(stream)
+        assert isinstance(said, events.ChatMessageEvent)
+        assert said.data.text == "one"
+        await stream.aclose()  # the connection is gone; the session remembers the seq
+        await host.chat("two")
+        await host.chat("three")
+        resumed = host.events()
+        texts = []
+        for _ in range(2):
+            event = await asyncio.wait_for(anext(resumed), 10)
+            assert isinstance(event, events.ChatMessageEvent)
+            texts.append(event.data.text)
+        await resumed.aclose()
+        assert texts == ["two", "three"]
+
+
+async def test_the_socket_sends_commands_and_awaits_their_answer(server_url: str) -> None:
+    """Over the WebSocket a chat is acked with its seq; a refused command raises with its code."""
+    host = await RoomSession.create(server_url, name="SDK", nickname="Ada")
+    async with host, host.socket() as socket:
+        snapshot = await anext(socket)
+        assert isinstance(snapshot, events.Snapshot)
+        ack = await socket.chat("over the socket")
+        assert ack.seq is not None
+        heard = await anext(socket)
+        assert isinstance(heard, events.ChatMessageEvent)
+        assert heard.seq == ack.seq
+        with pytest.raises(RoundtableError) as refused:
+            await socket.vote(None)
+        assert refused.value.code == "game_not_in_progress"
