@@ -4,7 +4,7 @@ import createClient, { type Client, type Middleware } from "openapi-fetch";
 import type { paths, Problem } from "./generated/openapi.js";
 
 /** An openapi-fetch client typed by the spec: `client.POST("/v1/rooms", { body })` and so on. */
-export type RoundtableClient = Client<paths, "application/json">;
+export type RoundtableClient = Client<paths>;
 
 /** Where a bearer token comes from: a fixed string, or a function asked before every request. */
 export type TokenSource = string | null | undefined | (() => string | null | undefined);
@@ -26,7 +26,7 @@ function resolveToken(token: TokenSource): string | null | undefined {
 
 /** Create a typed HTTP client; `token` (a string or a getter) becomes the bearer token of every request. */
 export function createRoundtableClient(options: RoundtableClientOptions): RoundtableClient {
-  const client = createClient<paths, "application/json">({
+  const client = createClient<paths>({
     baseUrl: options.baseUrl,
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.headers ? { headers: options.headers } : {}),

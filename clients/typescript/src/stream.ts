@@ -127,8 +127,14 @@ export function openRoomStream(options: RoomStreamOptions): RoomStream {
     if (closed) return;
     const current = new EventSourceImpl(roomEventsUrl(options.baseUrl, options.roomId, options.token, last));
     source = current;
-    for (const type of ROOM_EVENT_TYPES) current.addEventListener(type, onEventMessage);
-    current.addEventListener("snapshot", onSnapshotMessage);
+    // Only the live connection speaks: a replaced one may still have a message in flight.
+    const onEvent = (message: MessageEventLike): void => {
+      if (source === current) onEventMessage(message);
+    };
+    for (const type of ROOM_EVENT_TYPES) current.addEventListener(type, onEvent);
+    current.addEventListener("snapshot", (message) => {
+      if (source === current) onSnapshotMessage(message);
+    });
     current.addEventListener("open", () => {
       if (source === current) options.onOpen?.();
     });
