@@ -150,34 +150,33 @@ async function generate(outDir) {
   writeFileSync(join(outDir, "events.ts"), events);
 }
 
-function check() {
+/** Generate into a temporary directory and compare with src/generated; print a diff and return 1 on drift. */
+async function check() {
   const fresh = mkdtempSync(join(tmpdir(), "roundtable-ts-"));
   try {
-    return generate(fresh).then(() => {
-      const committed = existsSync(GENERATED) ? readdirSync(GENERATED).sort() : [];
-      const names = [...new Set([...committed, ...readdirSync(fresh)])].sort();
-      let drift = false;
-      for (const name of names) {
-        const a = join(GENERATED, name);
-        const b = join(fresh, name);
-        if (!existsSync(a) || !existsSync(b) || readFileSync(a, "utf8") !== readFileSync(b, "utf8")) {
-          drift = true;
-          const diff = spawnSync("diff", ["-u", "--label", `committed/${name}`, "--label", `generated/${name}`, existsSync(a) ? a : "/dev/null", existsSync(b) ? b : "/dev/null"], { encoding: "utf8" });
-          process.stderr.write(diff.stdout || `differs: ${name}\n`);
-        }
-      }
-      if (drift) {
-        process.stderr.write(
-          "clients/typescript/src/generated is out of date with the specs; run `make generate` and commit.\n",
-        );
-        return 1;
-      }
-      console.log("TypeScript generated code matches the specs");
-      return 0;
-    });
+    await generate(fresh);
+    const committed = existsSync(GENERATED) ? readdirSync(GENERATED) : [];
+    const names = [...new Set([...committed, ...readdirSync(fresh)])].sort();
+    let drift = false;
+    for (const name of names) {
+      const [a, b] = [join(GENERATED, name), join(fresh, name)];
+      if (existsSync(a) && existsSync(b) && readFileSync(a, "utf8") === readFileSync(b, "utf8")) continue;
+      drift = true;
+      const diff = spawnSync(
+        "diff",
+        ["-u", "--label", `committed/${name}`, "--label", `generated/${name}`, existsSync(a) ? a : "/dev/null", existsSync(b) ? b : "/dev/null"],
+        { encoding: "utf8" },
+      );
+      process.stderr.write(diff.stdout || `differs: ${name}\n`);
+    }
+    if (drift) {
+      process.stderr.write("clients/typescript/src/generated is out of date with the specs; run `make generate` and commit.\n");
+      return 1;
+    }
+    console.log("TypeScript generated code matches the specs");
+    return 0;
   } finally {
-    // generate() is awaited by the caller; clean up once it settles.
-    process.on("exit", () => rmSync(fresh, { recursive: true, force: true }));
+    rmSync(fresh, { recursive: true, force: true });
   }
 }
 
