@@ -68,3 +68,20 @@ ts-generate: ts-install ## Regenerate clients/typescript/src/generated from both
 
 ts-check: ts-install ## Fail when the TypeScript client's generated types drift from the specs or it does not compile
 	cd $(TS) && npm run --silent check:generated && npm run --silent typecheck
+
+# Documentation renderers (Swagger UI, ReDoc, AsyncAPI's React component), pinned in
+# clients/docs and copied next to the app, so /docs, /redoc and /docs/events work offline.
+DOCS := clients/docs
+VENDOR := backend/docs/vendor
+.PHONY: docs
+
+$(DOCS)/node_modules: $(DOCS)/package.json $(DOCS)/package-lock.json
+	cd $(DOCS) && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+docs: $(DOCS)/node_modules ## Copy the pinned documentation renderers next to the app (else pages use their CDN)
+	mkdir -p $(VENDOR)
+	cp $(DOCS)/node_modules/swagger-ui-dist/swagger-ui-bundle.js $(DOCS)/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/
+	cp $(DOCS)/node_modules/redoc/bundles/redoc.standalone.js $(VENDOR)/
+	cp $(DOCS)/node_modules/@asyncapi/react-component/browser/standalone/index.js $(VENDOR)/asyncapi.js
+	cp $(DOCS)/node_modules/@asyncapi/react-component/styles/default.min.css $(VENDOR)/asyncapi.css

@@ -12,8 +12,6 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.core.db import Database, create_engine
@@ -21,6 +19,7 @@ from backend.core.limits import BodyLimitMiddleware
 from backend.core.logs import install_log_redaction
 from backend.core.problems import install_problem_handlers
 from backend.core.runtime import resolve_database_url
+from backend.docs.endpoints import router as docs_router
 from backend.game.endpoints import router as game_router
 from backend.game.scheduler import Scheduler
 from backend.ops.endpoints import router as ops_router
@@ -94,6 +93,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(ops_router)
     app.include_router(rooms_router)
     app.include_router(game_router)
+    app.include_router(docs_router)
     app.include_router(realtime_router)
 
     spec_body = json.dumps(load_openapi()).encode()
@@ -101,9 +101,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json() -> Response:
         return Response(spec_body, media_type="application/json")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Roundtable API")
 
     return app

@@ -1,0 +1,102 @@
+"""Rendered documentation of both contracts: Swagger UI and ReDoc for HTTP, AsyncAPI's renderer for events.
+
+The renderers' bundles are served from `backend/docs/vendor/` when `make docs` has
+copied them there from their pinned npm packages (clients/docs), so the pages work
+offline; otherwise the pages load the same pinned versions from their CDN.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+
+from backend.core.config import PROJECT_ROOT
+from backend.core.problems import AppError
+from backend.docs.bundle import bundled_asyncapi
+
+router = APIRouter(include_in_schema=False)
+
+VENDOR = PROJECT_ROOT / "backend" / "docs" / "vendor"
+# name served under /docs/assets/ -> (the pinned package's file, its CDN address)
+ASSETS = {
+    "swagger-ui-bundle.js": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js",
+    "swagger-ui.css": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui.css",
+    "redoc.standalone.js": "https://cdn.jsdelivr.net/npm/redoc@2.5.4/bundles/redoc.standalone.js",
+    "asyncapi.js": "https://unpkg.com/@asyncapi/react-component@2.6.4/browser/standalone/index.js",
+    "asyncapi.css": "https://unpkg.com/@asyncapi/react-component@2.6.4/styles/default.min.css",
+}
+
+EVENTS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Roundtable events (AsyncAPI)</title>
+  <link rel="stylesheet" href="{css}">
+</head>
+<body>
+  <div id="asyncapi"></div>
+  <script src="{js}"></script>
+  <script>
+    fetch("/asyncapi.json").then((r) => r.json()).then((schema) => {{
+      AsyncApiStandalone.render(
+        {{ schema, config: {{ show: {{ sidebar: true }} }} }},
+        document.getElementById("asyncapi"),
+      );
+    }});
+  </script>
+</body>
+</html>
+"""
+
+
+class AssetNotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+def asset_url(name: str) -> str:
+    """Return where a page loads a renderer file from: here when built, else the CDN."""
+    return f"/docs/assets/{name}" if (VENDOR / name).is_file() else ASSETS[name]
+
+
+@router.get("/docs")
+async def swagger_ui() -> HTMLResponse:
+    """The HTTP API in Swagger UI, from the hand-written spec."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Roundtable API",
+        swagger_js_url=asset_url("swagger-ui-bundle.js"),
+        swagger_css_url=asset_url("swagger-ui.css"),
+    )
+
+
+@router.get("/redoc")
+async def redoc() -> HTMLResponse:
+    """The HTTP API rendered by ReDoc."""
+    return get_redoc_html(
+        openapi_url="/openapi.json", title="Roundtable API", redoc_js_url=asset_url("redoc.standalone.js")
+    )
+
+
+@router.get("/asyncapi.json")
+async def asyncapi_json() -> Response:
+    """The event contract as one self-contained AsyncAPI 3.0 document."""
+    return Response(json.dumps(bundled_asyncapi()), media_type="application/json")
+
+
+@router.get("/docs/events")
+async def events_docs() -> HTMLResponse:
+    """The event contract rendered by AsyncAPI's React component."""
+    return HTMLResponse(EVENTS_PAGE.format(css=asset_url("asyncapi.css"), js=asset_url("asyncapi.js")))
+
+
+@router.get("/docs/assets/{name}")
+async def docs_asset(name: str) -> FileResponse:
+    """A renderer file copied by `make docs`."""
+    if name not in ASSETS or not (VENDOR / name).is_file():
+        raise AssetNotFound(f"No documentation asset {name!r}; `make docs` copies them.")
+    media = "text/css" if name.endswith(".css") else "text/javascript"
+    return FileResponse(VENDOR / name, media_type=media)

@@ -1,0 +1,73 @@
+"""Both contracts are served as documentation, and the AsyncAPI one self-contained."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.docs.bundle import bundle
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    from asyncapi3 import AsyncAPI3
+
+
+def local_refs(node: Any) -> list[str]:
+    """Return every $ref in a document."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in local_refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in local_refs(v)]
+    return []
+
+
+def pointer(document: dict[str, Any], ref: str) -> Any:
+    """Follow a local JSON pointer."""
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+async def test_the_docs_pages_are_served(client: httpx.AsyncClient) -> None:
+    """Swagger UI, ReDoc and the AsyncAPI page answer with HTML pointing at their documents."""
+    for path, needle in (
+        ("/docs", "/openapi.json"),
+        ("/redoc", "/openapi.json"),
+        ("/docs/events", "/asyncapi.json"),
+    ):
+        page = await client.get(path)
+        assert page.status_code == 200, path
+        assert page.headers["content-type"].startswith("text/html")
+        assert needle in page.text
+
+
+async def test_the_served_asyncapi_document_is_valid_and_self_contained(client: httpx.AsyncClient) -> None:
+    """Every $ref of /asyncapi.json points inside it, and it is a valid AsyncAPI 3.0 document."""
+    document = (await client.get("/asyncapi.json")).json()
+    refs = local_refs(document)
+    assert refs
+    assert all(ref.startswith("#/") for ref in refs)
+    for ref in refs:
+        pointer(document, ref)
+    AsyncAPI3.model_validate(document)
+    assert document["components"]["schemas"]["Player"]["required"][0] == "id"
+
+
+def test_a_schema_defined_in_both_specs_is_refused() -> None:
+    """Bundling never silently picks one of two different definitions."""
+    asyncapi = {
+        "components": {
+            "schemas": {
+                "Player": {"type": "string"},
+                "Joined": {"$ref": "../openapi/openapi.yaml#/components/schemas/Player"},
+            }
+        }
+    }
+    openapi = {"components": {"schemas": {"Player": {"type": "object"}}}}
+    with pytest.raises(ValueError, match="Player"):
+        bundle(asyncapi, openapi)
