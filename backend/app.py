@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI, Response
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.core.db import Database, create_engine
@@ -28,6 +30,8 @@ from backend.realtime.streams import Realtime
 from backend.rooms.endpoints import router as rooms_router
 
 OPENAPI_PATH = PROJECT_ROOT / "openapi" / "openapi.yaml"
+# The playable page, built from clients/web by `make web` (committed, so no Node is needed to serve it).
+STATIC_DIR = PROJECT_ROOT / "backend" / "static"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
 
 
@@ -101,5 +105,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json() -> Response:
         return Response(spec_body, media_type="application/json")
+
+    # The web page: not part of the API, so not in the spec.
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     return app

@@ -1,0 +1,372 @@
+// The page: create or join a room, then play it live over the room's SSE stream.
+//
+// The seat ({roomId, token, lastSeq}) is kept in localStorage, with the room's history lines.
+// A first visit opens the stream without a resume point: a snapshot, then events. A reload
+// reads GET /state (the present) and reopens the stream after the saved lastSeq: the events
+// it missed while reloading fill the history, and only those newer than the state move the
+// model, so nothing is lost or applied twice.
+
+import {
+  createRoundtableClient,
+  openRoomStream,
+  RoundtableError,
+  unwrap,
+  type RoomEvent,
+  type RoomState,
+  type RoomStream,
+  type Snapshot,
+} from "@roundtable/client";
+
+import { byId } from "./dom.js";
+import { apply, describe, fromState, type Investigation, type LogLine, type Model } from "./model.js";
+import { appendLog, clearLog, invalidate, render, tick } from "./view.js";
+
+interface Seat {
+  roomId: string;
+  token: string;
+  /** The seq the stream resumes after. */
+  lastSeq: number;
+}
+
+interface History {
+  roomId: string;
+  /** The seq of the newest event the lines cover. */
+  through: number;
+  lines: LogLine[];
+}
+
+const SEAT_KEY = "roundtable.session";
+const HISTORY_KEY = "roundtable.history";
+const MAX_LINES = 500;
+const BASE_URL = window.location.origin;
+
+let seat: Seat | null = null;
+let model: Model | null = null;
+let investigations: Investigation[] = [];
+let history: History | null = null;
+let stream: RoomStream | null = null;
+
+const api = createRoundtableClient({ baseUrl: BASE_URL, token: () => seat?.token });
+
+// ---- storage ---------------------------------------------------------------------------
+
+function read<T>(key: string): T | null {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw ? (JSON.parse(raw) as T) : null;
+  } catch {
+    return null;
+  }
+}
+
+function save(): void {
+  if (!seat) return;
+  if (model) {
+    // Resume after what both the model and the history have seen.
+    seat.lastSeq = Math.min(model.lastSeq, history?.through ?? model.lastSeq);
+  }
+  localStorage.setItem(SEAT_KEY, JSON.stringify(seat));
+  if (history) {
+    history.lines = history.lines.slice(-MAX_LINES);
+    localStorage.setItem(HISTORY_KEY, JSON.stringify(history));
+  }
+}
+
+function forget(): void {
+  stream?.close();
+  stream = null;
+  seat = null;
+  model = null;
+  history = null;
+  investigations = [];
+  localStorage.removeItem(SEAT_KEY);
+  localStorage.removeItem(HISTORY_KEY);
+}
+
+// ---- screens and messages ----------------------------------------------------------------
+
+let errorTimer: ReturnType<typeof setTimeout> | undefined;
+
+function showError(error: unknown): void {
+  const el = byId("error");
+  let text = error instanceof Error ? error.message : String(error);
+  if (error instanceof RoundtableError) text = error.problem?.detail ?? error.problem?.title ?? error.message;
+  el.textContent = text;
+  el.dataset.code = error instanceof RoundtableError ? error.code : "";
+  el.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => {
+    el.hidden = true;
+  }, 6000);
+}
+
+function setConnection(state: "idle" | "connecting" | "live" | "reconnecting", text: string): void {
+  const el = byId("connection");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function showHome(message?: string): void {
+  byId("room").hidden = true;
+  byId("home").hidden = false;
+  setConnection("idle", "");
+  if (message) showError(message);
+}
+
+function showRoom(): void {
+  byId("home").hidden = true;
+  byId("room").hidden = false;
+}
+
+function redraw(): void {
+  if (model) render(model, investigations, actions);
+}
+
+// ---- the room's stream -------------------------------------------------------------------
+
+function addLines(lines: LogLine[]): void {
+  if (!history || lines.length === 0) return;
+  history.lines.push(...lines);
+  appendLog(lines);
+}
+
+function onSnapshot(snapshot: Snapshot): void {
+  if (!seat) return;
+  model = fromState(snapshot.data);
+  if (!history || history.roomId !== seat.roomId) history = { roomId: seat.roomId, through: 0, lines: [] };
+  history.through = Math.max(history.through, snapshot.data.last_seq);
+  save();
+  redraw();
+  void loadInvestigations();
+}
+
+function onEvent(event: RoomEvent): void {
+  if (!model || !history) return;
+  if (event.seq > history.through) {
+    const line = describe(model, event);
+    if (line) addLines([line]);
+    history.through = event.seq;
+  }
+  if (event.seq > model.lastSeq) {
+    apply(model, event);
+    if (event.type === "night.result" && event.data.detective_id === model.meId) {
+      const { round, target_player_id, team } = event.data;
+      investigations.push({ round, target_player_id, team });
+    }
+  }
+  save();
+  redraw();
+  if (model.removed) {
+    forget();
+    showHome("You are no longer in that room.");
+  }
+}
+
+function openStream(after?: number): void {
+  if (!seat) return;
+  stream?.close();
+  const current = seat;
+  setConnection("connecting", "connecting…");
+  stream = openRoomStream({
+    baseUrl: BASE_URL,
+    roomId: current.roomId,
+    token: current.token,
+    ...(after !== undefined ? { after } : {}),
+    onSnapshot,
+    onEvent,
+    onOpen: () => setConnection("live", "live"),
+    onError: (error) => {
+      setConnection("reconnecting", error.fatal ? "disconnected" : "reconnecting…");
+      // A browser's EventSource does not tell why it failed: ask whether the seat still exists.
+      void checkSeat(current);
+    },
+  });
+}
+
+async function checkSeat(checked: Seat): Promise<void> {
+  const result = await api.GET("/v1/rooms/{room_id}/state", { params: { path: { room_id: checked.roomId } } });
+  if (seat === checked && [401, 403, 404].includes(result.response.status)) {
+    forget();
+    showHome("Your seat in that room is gone.");
+  }
+}
+
+async function loadInvestigations(): Promise<void> {
+  if (!seat || !model || model.room.status === "lobby") return;
+  const loaded = model;
+  const result = await api.GET("/v1/rooms/{room_id}/rounds", { params: { path: { room_id: seat.roomId } } });
+  if (!result.data || model !== loaded) return;
+  const found: Investigation[] = [];
+  for (const round of result.data.rounds) {
+    for (const phase of round.phases) {
+      for (const found_ of phase.investigations) {
+        if (found_.detective_id === loaded.meId) {
+          found.push({ round: round.round, target_player_id: found_.target_player_id, team: found_.team });
+        }
+      }
+    }
+  }
+  // Keep any result that arrived live meanwhile.
+  const rounds = new Set(found.map((r) => r.round));
+  investigations = [...found, ...investigations.filter((r) => !rounds.has(r.round))].sort((a, b) => a.round - b.round);
+  redraw();
+}
+
+/** Enter a room just created or joined: the stream's snapshot draws it. */
+function enter(roomId: string, token: string): void {
+  forget();
+  seat = { roomId, token, lastSeq: 0 };
+  history = { roomId, through: 0, lines: [] };
+  save();
+  clearLog();
+  showRoom();
+  openStream();
+}
+
+/** Come back to the saved seat after a reload: the state now, then the events missed. */
+async function resume(saved: Seat): Promise<void> {
+  seat = saved;
+  let state: RoomState;
+  try {
+    state = unwrap(await api.GET("/v1/rooms/{room_id}/state", { params: { path: { room_id: saved.roomId } } }));
+  } catch (error) {
+    if (error instanceof RoundtableError && [401, 403, 404].includes(error.status)) {
+      forget();
+      showHome("Your seat in that room is gone.");
+      return;
+    }
+    showHome();
+    showError(`Cannot reach the server (${String(error)}); retrying…`);
+    setTimeout(() => void resume(saved), 2000);
+    return;
+  }
+  if (seat !== saved) return;
+  model = fromState(state);
+  const kept = read<History>(HISTORY_KEY);
+  history = kept && kept.roomId === saved.roomId ? kept : { roomId: saved.roomId, through: saved.lastSeq, lines: [] };
+  clearLog();
+  appendLog(history.lines);
+  showRoom();
+  redraw();
+  void loadInvestigations();
+  openStream(Math.min(saved.lastSeq, history.through, state.last_seq));
+}
+
+// ---- commands ----------------------------------------------------------------------------
+
+async function run(command: () => Promise<unknown>): Promise<void> {
+  try {
+    await command();
+  } catch (error) {
+    showError(error);
+    invalidate();
+  } finally {
+    redraw();
+  }
+}
+
+const actions = {
+  start(): void {
+    if (!seat) return;
+    const roomId = seat.roomId;
+    void run(async () => unwrap(await api.POST("/v1/rooms/{room_id}/start", { params: { path: { room_id: roomId } } })));
+  },
+  advance(): void {
+    if (!seat || !model?.room.phase) return;
+    const roomId = seat.roomId;
+    const body = { round: model.room.round, phase: model.room.phase };
+    void run(async () =>
+      unwrap(await api.POST("/v1/rooms/{room_id}/advance", { params: { path: { room_id: roomId } }, body })),
+    );
+  },
+  vote(target: string | null): void {
+    if (!seat || !model?.room.phase) return;
+    const roomId = seat.roomId;
+    const body = { target_player_id: target, round: model.room.round, phase: model.room.phase };
+    void run(async () =>
+      unwrap(await api.POST("/v1/rooms/{room_id}/votes", { params: { path: { room_id: roomId } }, body })),
+    );
+  },
+};
+
+async function chat(form: HTMLFormElement): Promise<void> {
+  const input = form.elements.namedItem("text") as HTMLInputElement;
+  const text = input.value.trim();
+  if (!seat || !text) return;
+  const roomId = seat.roomId;
+  await run(async () => {
+    unwrap(await api.POST("/v1/rooms/{room_id}/messages", { params: { path: { room_id: roomId } }, body: { text } }));
+    input.value = "";
+  });
+}
+
+async function leave(): Promise<void> {
+  if (seat && model && model.room.status === "lobby") {
+    const roomId = seat.roomId;
+    const playerId = model.meId;
+    await api.DELETE("/v1/rooms/{room_id}/players/{player_id}", {
+      params: { path: { room_id: roomId, player_id: playerId } },
+    });
+  }
+  forget();
+  showHome();
+}
+
+function field(form: HTMLFormElement, name: string): string {
+  return (form.elements.namedItem(name) as HTMLInputElement).value.trim();
+}
+
+async function createRoom(form: HTMLFormElement): Promise<void> {
+  const seconds = Number.parseInt(field(form, "seconds"), 10);
+  const settings = Number.isFinite(seconds)
+    ? { night_seconds: seconds, day_seconds: seconds, vote_seconds: seconds }
+    : undefined;
+  const body = {
+    name: field(form, "name"),
+    nickname: field(form, "nickname"),
+    ruleset: "mafia" as const,
+    ...(settings ? { settings } : {}),
+  };
+  const session = unwrap(await api.POST("/v1/rooms", { body }));
+  enter(session.room.id, session.token);
+}
+
+async function joinRoom(form: HTMLFormElement): Promise<void> {
+  const code = field(form, "code").toUpperCase();
+  const page = unwrap(await api.GET("/v1/rooms", { params: { query: { code } } }));
+  const room = page.items[0];
+  if (!room) throw new Error(`No open room has the code ${code}.`);
+  const session = unwrap(
+    await api.POST("/v1/rooms/{room_id}/players", {
+      params: { path: { room_id: room.id } },
+      body: { nickname: field(form, "nickname"), code },
+    }),
+  );
+  enter(session.room.id, session.token);
+}
+
+function onSubmit(id: string, handler: (form: HTMLFormElement) => Promise<void>): void {
+  const form = byId<HTMLFormElement>(id);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const submit = form.querySelector<HTMLButtonElement>("button[type=submit]");
+    if (submit) submit.disabled = true;
+    handler(form)
+      .catch(showError)
+      .finally(() => {
+        if (submit) submit.disabled = false;
+      });
+  });
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+onSubmit("create-form", createRoom);
+onSubmit("join-form", joinRoom);
+onSubmit("chat-form", chat);
+byId("leave-button").addEventListener("click", () => void leave());
+setInterval(() => tick(model), 250);
+
+const saved = read<Seat>(SEAT_KEY);
+if (saved?.roomId && saved.token) void resume({ roomId: saved.roomId, token: saved.token, lastSeq: saved.lastSeq || 0 });
+else showHome();
