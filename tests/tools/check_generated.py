@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-INPUTS = ["pyproject.toml", "openapi", "asyncapi"]
+# Generation reads its settings from the nearest pyproject.toml, the SDK's own for its files.
+INPUTS = ["pyproject.toml", "clients/python/pyproject.toml", "openapi", "asyncapi"]
 # The generated trees; every file in them must match what generation produces now.
 OUTPUTS = [
     "backend/contract/api.py",
@@ -40,6 +41,7 @@ def main(root: Path = ROOT) -> int:
             if src.is_dir():
                 shutil.copytree(src, work / name)
             else:
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, work / name)
         done = subprocess.run(
             [sys.executable, "-m", "datamodel_code_generator", "--all-jobs"],

@@ -19,8 +19,17 @@ from ._runtime.client.operations import (
     model_branch,
 )
 from ._runtime.model_codecs.parameters import ParameterPlan
-from .types.game import AdvancePhaseResponse, CastVoteResponse, ListRoundsResponse, StartGameResponse
-from .types.operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
+from .types.game import (
+    AdvancePhaseResponse,
+    CastVoteResponse,
+    ListRoundsResponse,
+    StartGameResponse,
+)
+from .types.operations import (
+    GetHealthResponse,
+    GetMetricsResponse,
+    GetReadinessResponse,
+)
 from .types.players import JoinRoomResponse, RemovePlayerResponse
 from .types.realtime import SendChatMessageResponse, StreamRoomEventsResponse
 from .types.rooms import (

@@ -5,7 +5,12 @@
 
 from __future__ import annotations
 
-from ._runtime.client.options import Clock, RequestOptions, RetryOptions, ServerSelection
+from ._runtime.client.options import (
+    Clock,
+    RequestOptions,
+    RetryOptions,
+    ServerSelection,
+)
 from ._runtime.model_codecs.unset import UNSET
 
 __all__ = [

@@ -7,7 +7,15 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    MISSING,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 from typing_extensions import TypeAliasType
 
 
@@ -49,7 +57,9 @@ class FieldError(BaseModel):
     )
     loc: Annotated[
         list[str | StrictInt],
-        Field(description='Where the field is, such as `["body", "settings", "max_players"]`.'),
+        Field(
+            description='Where the field is, such as `["body", "settings", "max_players"]`.'
+        ),
     ]
     message: str
 
@@ -154,7 +164,9 @@ class RoomSettings(BaseModel):
     day_seconds: PhaseSeconds
     vote_seconds: PhaseSeconds
     reveal_on_death: StrictBool
-    private: Annotated[StrictBool, Field(description="Unlisted; joined with the room's code only.")]
+    private: Annotated[
+        StrictBool, Field(description="Unlisted; joined with the room's code only.")
+    ]
 
 
 class RoomSettingsInput(BaseModel):
@@ -211,7 +223,9 @@ class Room(BaseModel):
     ruleset: Ruleset
     status: RoomStatus
     settings: RoomSettings
-    host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
+    host_player_id: Annotated[
+        UUID | None, Field(description='`null` once the room is closed.')
+    ]
     player_count: Annotated[StrictInt, Field(ge=0)]
     round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
     phase: Phase | None
@@ -242,7 +256,10 @@ class RoomSession(BaseModel):
     )
     room: Room
     player: Player
-    token: Annotated[str, Field(description='Bearer token for this player in this room.', min_length=43)]
+    token: Annotated[
+        str,
+        Field(description='Bearer token for this player in this room.', min_length=43),
+    ]
 
 
 class RoomPage(BaseModel):
@@ -252,7 +269,10 @@ class RoomPage(BaseModel):
     )
     items: list[Room]
     next_cursor: Annotated[
-        str | None, Field(description='Pass as `cursor` for the next page; `null` on the last page.')
+        str | None,
+        Field(
+            description='Pass as `cursor` for the next page; `null` on the last page.'
+        ),
     ]
 
 
@@ -288,7 +308,9 @@ class ChatMessageAccepted(BaseModel):
         extra='forbid',
         validate_by_name=True,
     )
-    seq: Annotated[StrictInt, Field(description='The seq of the `chat.message` event.', ge=1)]
+    seq: Annotated[
+        StrictInt, Field(description='The seq of the `chat.message` event.', ge=1)
+    ]
     channel: ChatChannel
 
 
@@ -320,10 +342,13 @@ class RoomState(BaseModel):
     players: Annotated[list[Player], Field(description='Present players by seat.')]
     me: Player
     teammates: Annotated[
-        list[UUID], Field(description='Ids of the players the caller knows to share their team.')
+        list[UUID],
+        Field(description='Ids of the players the caller knows to share their team.'),
     ]
     votes: Annotated[list[Vote], Field(description='The votes the caller may see now.')]
-    last_seq: Annotated[StrictInt, Field(description='The seq of the newest event in the room.', ge=0)]
+    last_seq: Annotated[
+        StrictInt, Field(description='The seq of the newest event in the room.', ge=0)
+    ]
 
 
 class VoteRequest(BaseModel):
@@ -331,11 +356,14 @@ class VoteRequest(BaseModel):
         extra='forbid',
         validate_by_name=True,
     )
-    target_player_id: Annotated[UUID | None, Field(description='Whom the vote is for; `null` abstains.')]
+    target_player_id: Annotated[
+        UUID | None, Field(description='Whom the vote is for; `null` abstains.')
+    ]
     round: Annotated[
         StrictInt | MISSING,
         Field(
-            description='The round the vote is meant for; refused with `phase_closed` once it is over.', ge=1
+            description='The round the vote is meant for; refused with `phase_closed` once it is over.',
+            ge=1,
         ),
     ] = MISSING
     phase: Phase | MISSING = MISSING
@@ -347,9 +375,14 @@ class VoteAccepted(BaseModel):
         validate_by_name=True,
     )
     vote: Vote
-    seq: Annotated[StrictInt, Field(description='The seq of the `vote.cast` event.', ge=1)]
+    seq: Annotated[
+        StrictInt, Field(description='The seq of the `vote.cast` event.', ge=1)
+    ]
     phase_closed: Annotated[
-        StrictBool, Field(description='This vote was the last one awaited, and the phase closed with it.')
+        StrictBool,
+        Field(
+            description='This vote was the last one awaited, and the phase closed with it.'
+        ),
     ]
 
 
@@ -367,7 +400,9 @@ class TallyEntry(BaseModel):
         extra='forbid',
         validate_by_name=True,
     )
-    target_player_id: Annotated[UUID | None, Field(description='`null` counts the abstentions.')]
+    target_player_id: Annotated[
+        UUID | None, Field(description='`null` counts the abstentions.')
+    ]
     votes: Annotated[StrictInt, Field(ge=1)]
 
 
@@ -389,7 +424,10 @@ class PhaseRecord(BaseModel):
     phase: Phase
     closed: StrictBool
     votes: Annotated[
-        list[Vote], Field(description='Every vote the caller may see, changes included, in the order cast.')
+        list[Vote],
+        Field(
+            description='Every vote the caller may see, changes included, in the order cast.'
+        ),
     ]
     tally: Annotated[
         list[TallyEntry] | None,
@@ -399,7 +437,9 @@ class PhaseRecord(BaseModel):
     ]
     eliminated_player_id: Annotated[
         UUID | None,
-        Field(description='Who died when the phase closed (killed at night, voted out in `vote`).'),
+        Field(
+            description='Who died when the phase closed (killed at night, voted out in `vote`).'
+        ),
     ]
     investigations: list[Investigation]
 
@@ -442,7 +482,8 @@ V1RoomsGetQueryLimitParameter = TypeAliasType(
 
 
 V1RoomsGetQueryCursorParameter = TypeAliasType(
-    "V1RoomsGetQueryCursorParameter", Annotated[str, Field(pattern='^[1-9][0-9]{0,17}$')]
+    "V1RoomsGetQueryCursorParameter",
+    Annotated[str, Field(pattern='^[1-9][0-9]{0,17}$')],
 )
 
 
@@ -461,7 +502,8 @@ V1RoomsRoomIdEventsGetQueryAfterParameter = TypeAliasType(
 
 
 V1RoomsRoomIdEventsGetHeaderLastEventIDParameter = TypeAliasType(
-    "V1RoomsRoomIdEventsGetHeaderLastEventIDParameter", Annotated[str, Field(pattern='^[0-9]{1,18}$')]
+    "V1RoomsRoomIdEventsGetHeaderLastEventIDParameter",
+    Annotated[str, Field(pattern='^[0-9]{1,18}$')],
 )
 
 
@@ -473,11 +515,16 @@ class Problem(BaseModel):
         validate_by_name=True,
     )
     type: Annotated[
-        str, Field(description='A URI naming the problem type; `about:blank` when `code` says it all.')
+        str,
+        Field(
+            description='A URI naming the problem type; `about:blank` when `code` says it all.'
+        ),
     ]
     title: Annotated[str, Field(description='The HTTP status phrase.')]
     status: Annotated[StrictInt, Field(ge=400, le=599)]
-    detail: Annotated[str | MISSING, Field(description='What went wrong, for a person.')] = MISSING
+    detail: Annotated[
+        str | MISSING, Field(description='What went wrong, for a person.')
+    ] = MISSING
     code: Annotated[
         str,
         Field(

@@ -7,7 +7,15 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    MISSING,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 from roundtable.contract.api import (
     ChatChannel,
     ChatText,
@@ -33,7 +41,11 @@ class LeaveReason(StrEnum):
 Seq = TypeAliasType(
     "Seq",
     Annotated[
-        StrictInt, Field(description="The event's position in the room, 1, 2, 3, … without gaps.", ge=1)
+        StrictInt,
+        Field(
+            description="The event's position in the room, 1, 2, 3, … without gaps.",
+            ge=1,
+        ),
     ],
 )
 
@@ -42,14 +54,23 @@ RoomId = TypeAliasType("RoomId", UUID)
 
 
 At = TypeAliasType(
-    "At", Annotated[AwareDatetime, Field(description='When the event was committed (database clock).')]
+    "At",
+    Annotated[
+        AwareDatetime,
+        Field(description='When the event was committed (database clock).'),
+    ],
 )
 
 
 RequestId = TypeAliasType(
     "RequestId",
     Annotated[
-        str, Field(description='Chosen by the client; echoed in the reply.', max_length=64, min_length=1)
+        str,
+        Field(
+            description='Chosen by the client; echoed in the reply.',
+            max_length=64,
+            min_length=1,
+        ),
     ],
 )
 
@@ -104,13 +125,18 @@ class RoleAssignedData(BaseModel):
         validate_by_name=True,
     )
     player_id: Annotated[
-        UUID, Field(description='The player this role is dealt to (the only one who sees it).')
+        UUID,
+        Field(
+            description='The player this role is dealt to (the only one who sees it).'
+        ),
     ]
     role: Role
     team: Team
     teammates: Annotated[
         list[UUID],
-        Field(description='The other members of the team, where the ruleset reveals them (mafia).'),
+        Field(
+            description='The other members of the team, where the ruleset reveals them (mafia).'
+        ),
     ]
 
 
@@ -210,7 +236,9 @@ class PhaseStartedData(BaseModel):
     ]
     killed_player_id: Annotated[
         UUID | None | MISSING,
-        Field(description='`day` only: whom the night killed, `null` when nobody died.'),
+        Field(
+            description='`day` only: whom the night killed, `null` when nobody died.'
+        ),
     ] = MISSING
 
 
@@ -268,7 +296,10 @@ class PlayerEliminatedData(BaseModel):
     player_id: UUID
     cause: EliminationCause
     role: Annotated[
-        Role | None, Field(description="The dead player's role, or `null` when `reveal_on_death` is off.")
+        Role | None,
+        Field(
+            description="The dead player's role, or `null` when `reveal_on_death` is off."
+        ),
     ]
 
 
@@ -278,9 +309,15 @@ class GameFinishedData(BaseModel):
         validate_by_name=True,
     )
     winner: Team
-    players: Annotated[list[Player], Field(description='Every player with their role and team revealed.')]
+    players: Annotated[
+        list[Player],
+        Field(description='Every player with their role and team revealed.'),
+    ]
     votes: Annotated[
-        list[Vote], Field(description='Every final vote of every phase, night votes included, in order.')
+        list[Vote],
+        Field(
+            description='Every final vote of every phase, night votes included, in order.'
+        ),
     ]
 
 
@@ -373,7 +410,8 @@ RoomEvent = TypeAliasType(
     Annotated[
         PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent,
         Field(
-            description='The envelope of every event of the log, told apart by `type`.', discriminator='type'
+            description='The envelope of every event of the log, told apart by `type`.',
+            discriminator='type',
         ),
     ],
 )
@@ -397,7 +435,8 @@ class SocketAck(BaseModel):
     type: Literal['ack']
     request_id: RequestId
     seq: Annotated[
-        StrictInt | MISSING, Field(description='The seq of the event the command appended, if any.', ge=1)
+        StrictInt | MISSING,
+        Field(description='The seq of the event the command appended, if any.', ge=1),
     ] = MISSING
 
 
@@ -409,7 +448,9 @@ class SocketError(BaseModel):
     type: Literal['error']
     request_id: Annotated[
         RequestId | None,
-        Field(description='`null` when the message could not be read far enough to find it.'),
+        Field(
+            description='`null` when the message could not be read far enough to find it.'
+        ),
     ]
     code: Annotated[
         str,
@@ -455,7 +496,10 @@ SocketCommand = TypeAliasType(
     "SocketCommand",
     Annotated[
         PingCommand | ChatCommand | VoteCommand,
-        Field(description='What a client may send over the WebSocket.', discriminator='type'),
+        Field(
+            description='What a client may send over the WebSocket.',
+            discriminator='type',
+        ),
     ],
 )
 
@@ -521,7 +565,10 @@ class RoomSocketWsQuery(BaseModel):
     model_config = ConfigDict(
         validate_by_name=True,
     )
-    after: Annotated[StrictInt | MISSING, Field(description='Resume after this seq.', ge=0)] = MISSING
+    after: Annotated[
+        StrictInt | MISSING, Field(description='Resume after this seq.', ge=0)
+    ] = MISSING
     access_token: Annotated[
-        str | MISSING, Field(description='The bearer token, for clients that cannot send headers.')
+        str | MISSING,
+        Field(description='The bearer token, for clients that cannot send headers.'),
     ] = MISSING

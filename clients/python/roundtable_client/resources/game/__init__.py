@@ -9,7 +9,12 @@ from ._async import (
     AsyncGameWithResponse,
     AsyncGameWithStreamingResponse,
 )
-from ._sync import GameResource, GameWithRawResponse, GameWithResponse, GameWithStreamingResponse
+from ._sync import (
+    GameResource,
+    GameWithRawResponse,
+    GameWithResponse,
+    GameWithStreamingResponse,
+)
 
 __all__ = [
     'AsyncGameResource',

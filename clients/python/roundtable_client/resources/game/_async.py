@@ -16,7 +16,12 @@ from ... import _operations
 from ..._runtime.client.client import AsyncClientCore
 from ...options import UNSET, RequestOptions
 from ...responses import AsyncRawResponse, Response
-from ...types.game import AdvancePhaseResponse, CastVoteResponse, ListRoundsResponse, StartGameResponse
+from ...types.game import (
+    AdvancePhaseResponse,
+    CastVoteResponse,
+    ListRoundsResponse,
+    StartGameResponse,
+)
 
 
 class AsyncGameResource:

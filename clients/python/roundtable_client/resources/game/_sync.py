@@ -16,7 +16,12 @@ from ... import _operations
 from ..._runtime.client.client import ClientCore
 from ...options import UNSET, RequestOptions
 from ...responses import RawResponse, Response
-from ...types.game import AdvancePhaseResponse, CastVoteResponse, ListRoundsResponse, StartGameResponse
+from ...types.game import (
+    AdvancePhaseResponse,
+    CastVoteResponse,
+    ListRoundsResponse,
+    StartGameResponse,
+)
 
 
 class GameResource:

@@ -13,7 +13,11 @@ from ... import _operations
 from ..._runtime.client.client import AsyncClientCore
 from ...options import RequestOptions
 from ...responses import AsyncRawResponse, Response
-from ...types.operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
+from ...types.operations import (
+    GetHealthResponse,
+    GetMetricsResponse,
+    GetReadinessResponse,
+)
 
 
 class AsyncOperationsResource:

@@ -9,7 +9,12 @@ from ._async import (
     AsyncPlayersWithResponse,
     AsyncPlayersWithStreamingResponse,
 )
-from ._sync import PlayersResource, PlayersWithRawResponse, PlayersWithResponse, PlayersWithStreamingResponse
+from ._sync import (
+    PlayersResource,
+    PlayersWithRawResponse,
+    PlayersWithResponse,
+    PlayersWithStreamingResponse,
+)
 
 __all__ = [
     'AsyncPlayersResource',

@@ -9,7 +9,12 @@ from ._async import (
     AsyncRoomsWithResponse,
     AsyncRoomsWithStreamingResponse,
 )
-from ._sync import RoomsResource, RoomsWithRawResponse, RoomsWithResponse, RoomsWithStreamingResponse
+from ._sync import (
+    RoomsResource,
+    RoomsWithRawResponse,
+    RoomsWithResponse,
+    RoomsWithStreamingResponse,
+)
 
 __all__ = [
     'AsyncRoomsResource',

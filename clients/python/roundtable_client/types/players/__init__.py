@@ -3,7 +3,11 @@
 
 """The types of the players operations."""
 
-from ._operations import JoinRoomResponse, RemovePlayerResponse, decode_remove_player_header
+from ._operations import (
+    JoinRoomResponse,
+    RemovePlayerResponse,
+    decode_remove_player_header,
+)
 
 __all__ = [
     'JoinRoomResponse',
