@@ -32,7 +32,7 @@ test: install ts-install ## Run every test (PostgreSQL from TEST_DATABASE_URL/DA
 generate: install ts-generate ## Regenerate backend/contract and clients/python (and clients/typescript) from the specs
 	$(RUN) datamodel-codegen --all-jobs
 
-check: install specs generated-check ts-check lint types migrations-check ## Everything CI checks besides tests
+check: install specs generated-check ts-check web-check lint types migrations-check ## Everything CI checks besides tests
 
 specs: ## Validate openapi/openapi.yaml and asyncapi/asyncapi.yaml
 	$(RUN) python -m tests.tools.validate_specs
@@ -68,6 +68,26 @@ ts-generate: ts-install ## Regenerate clients/typescript/src/generated from both
 
 ts-check: ts-install ## Fail when the TypeScript client's generated types drift from the specs or it does not compile
 	cd $(TS) && npm run --silent check:generated && npm run --silent typecheck
+
+# The web page (clients/web): built with esbuild into backend/static, which is committed, so
+# serving and testing the page needs no Node. `npm ci` copies clients/typescript in as a package.
+WEB := clients/web
+.PHONY: web web-install web-check
+
+web-install: ## Install the page's pinned npm dependencies (npm ci), the TypeScript client's current source included
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+
+web: web-install ## Type-check the web page and build it into backend/static (commit the result)
+	cd $(WEB) && npm run --silent typecheck && npm run --silent build -- ../../backend/static
+
+web-check: web-install ## Fail when the page does not compile or backend/static differs from a fresh build
+	cd $(WEB) && npm run --silent typecheck
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	(cd $(WEB) && npm run --silent build -- "$$out" >/dev/null) || exit 1; \
+	if ! diff -r "$$out" backend/static >/dev/null; then \
+	  diff -rq "$$out" backend/static; \
+	  echo "backend/static differs from a fresh build of $(WEB): run 'make web' and commit backend/static"; exit 1; \
+	fi; echo "backend/static is up to date"
 
 # Documentation renderers (Swagger UI, ReDoc, AsyncAPI's React component), pinned in
 # clients/docs and copied next to the app, so /docs, /redoc and /docs/events work offline.

@@ -157,7 +157,9 @@ export function describe(m: Model, event: RoomEvent): LogLine | null {
     case "vote.closed": {
       const d = event.data;
       if (d.action !== "kill" && d.action !== "eliminate") return null;
-      const counts = d.tally.map((t) => `${nickname(m, t.target_player_id)} ${t.votes}`).join(", ");
+      const counts = d.tally
+        .map((t) => `${t.target_player_id ? nickname(m, t.target_player_id) : "abstained"} ${t.votes}`)
+        .join(", ");
       const who = d.eliminated_player_id ? nickname(m, d.eliminated_player_id) : "nobody";
       return { seq, kind: "vote", text: `${ACTION_WORDS[d.action]}: ${who} (${counts || "no votes"})` };
     }
