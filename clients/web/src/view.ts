@@ -66,6 +66,12 @@ export function render(m: Model, investigations: Investigation[], actions: Actio
   status.textContent = m.room.status.replace("_", " ");
   status.dataset.status = m.room.status;
 
+  // Chat is routed by phase: to the room in the lobby and by day, mafia to mafia at night.
+  const chat = byId<HTMLInputElement>("chat-input");
+  const asleep = m.room.status === "in_progress" && m.room.phase === "night" && self?.role !== "mafia";
+  chat.disabled = asleep;
+  chat.placeholder = asleep ? "Night: only the mafia talk" : self?.role === "mafia" && m.room.phase === "night" ? "To the mafia" : "Say something";
+
   renderPlayers(m);
   renderLobby(m, actions);
   renderPhase(m, actions);
