@@ -99,9 +99,10 @@ $(DOCS)/node_modules: $(DOCS)/package.json $(DOCS)/package-lock.json
 	cd $(DOCS) && npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
-docs: $(DOCS)/node_modules ## Copy the pinned documentation renderers next to the app (else pages use their CDN)
-	mkdir -p $(VENDOR)
+docs: install $(DOCS)/node_modules ## Build the static docs pages (ReDoc, AsyncAPI) and copy their renderers next to the app
+	mkdir -p $(VENDOR) backend/docs/site
 	cp $(DOCS)/node_modules/swagger-ui-dist/swagger-ui-bundle.js $(DOCS)/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/
 	cp $(DOCS)/node_modules/redoc/bundles/redoc.standalone.js $(VENDOR)/
 	cp $(DOCS)/node_modules/@asyncapi/react-component/browser/standalone/index.js $(VENDOR)/asyncapi.js
 	cp $(DOCS)/node_modules/@asyncapi/react-component/styles/default.min.css $(VENDOR)/asyncapi.css
+	$(RUN) python -m backend.docs.build

@@ -66,6 +66,11 @@ def bundle(asyncapi: dict[str, Any], openapi: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def load_openapi() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    return _load("openapi/openapi.yaml")
+
+
 @lru_cache
 def bundled_asyncapi() -> dict[str, Any]:
     """Return the project's AsyncAPI document, self-contained."""

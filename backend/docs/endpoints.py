@@ -1,8 +1,12 @@
-"""Rendered documentation of both contracts: Swagger UI and ReDoc for HTTP, AsyncAPI's renderer for events.
+"""Rendered documentation of both contracts, under /docs/.
 
-The renderers' bundles are served from `backend/docs/vendor/` when `make docs` has
-copied them there from their pinned npm packages (clients/docs), so the pages work
-offline; otherwise the pages load the same pinned versions from their CDN.
+- /docs: Swagger UI; /docs/api: the API reference (ReDoc); /docs/events: the events
+  (AsyncAPI's React component); /asyncapi.json: the self-contained AsyncAPI document.
+- `make docs` builds static pages into `backend/docs/site/` (each with its document inlined)
+  and copies the renderers' bundles
+  from their pinned npm packages (clients/docs) into `backend/docs/vendor/`, so the pages
+  work offline. Without it the pages are rendered here and load the same pinned renderers
+  from their CDN.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from backend.docs.bundle import bundled_asyncapi
 router = APIRouter(include_in_schema=False)
 
 VENDOR = PROJECT_ROOT / "backend" / "docs" / "vendor"
+SITE = PROJECT_ROOT / "backend" / "docs" / "site"
 # name served under /docs/assets/ -> (the pinned package's file, its CDN address)
 ASSETS = {
     "swagger-ui-bundle.js": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js",
@@ -73,6 +78,14 @@ async def swagger_ui() -> HTMLResponse:
     )
 
 
+@router.get("/docs/api", response_model=None)
+async def api_reference() -> HTMLResponse | FileResponse:
+    """The HTTP API reference: the page `make docs` built, else rendered by ReDoc here."""
+    if (SITE / "api.html").is_file() and (VENDOR / "redoc.standalone.js").is_file():
+        return FileResponse(SITE / "api.html", media_type="text/html")
+    return await redoc()
+
+
 @router.get("/redoc")
 async def redoc() -> HTMLResponse:
     """The HTTP API rendered by ReDoc."""
@@ -87,9 +100,11 @@ async def asyncapi_json() -> Response:
     return Response(json.dumps(bundled_asyncapi()), media_type="application/json")
 
 
-@router.get("/docs/events")
-async def events_docs() -> HTMLResponse:
-    """The event contract rendered by AsyncAPI's React component."""
+@router.get("/docs/events", response_model=None)
+async def events_docs() -> HTMLResponse | FileResponse:
+    """The event contract rendered by AsyncAPI's React component (the built page when there is one)."""
+    if (SITE / "events.html").is_file() and (VENDOR / "asyncapi.js").is_file():
+        return FileResponse(SITE / "events.html", media_type="text/html")
     return HTMLResponse(EVENTS_PAGE.format(css=asset_url("asyncapi.css"), js=asset_url("asyncapi.js")))
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
 import httpx
 import pytest
 
-from backend.docs.bundle import bundle
+from backend.docs import build
+from backend.docs.bundle import bundle, bundled_asyncapi, load_openapi
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
@@ -34,11 +36,12 @@ def pointer(document: dict[str, Any], ref: str) -> Any:
 
 
 async def test_the_docs_pages_are_served(client: httpx.AsyncClient) -> None:
-    """Swagger UI, ReDoc and the AsyncAPI page answer with HTML pointing at their documents."""
+    """Swagger UI, ReDoc and the AsyncAPI page answer with HTML that runs their renderer."""
     for path, needle in (
         ("/docs", "/openapi.json"),
         ("/redoc", "/openapi.json"),
-        ("/docs/events", "/asyncapi.json"),
+        ("/docs/api", "redoc"),
+        ("/docs/events", "AsyncApiStandalone"),
     ):
         page = await client.get(path)
         assert page.status_code == 200, path
@@ -71,3 +74,22 @@ def test_a_schema_defined_in_both_specs_is_refused() -> None:
     openapi = {"components": {"schemas": {"Player": {"type": "object"}}}}
     with pytest.raises(ValueError, match="Player"):
         bundle(asyncapi, openapi)
+
+
+def inlined(page: str) -> Any:
+    """Return the JSON document a built page carries inline."""
+    start = page.index('<script id="document" type="application/json">') + len(
+        '<script id="document" type="application/json">'
+    )
+    return json.loads(page[start : page.index("</script>", start)])
+
+
+def test_make_docs_pages_carry_their_documents_and_need_no_other_host() -> None:
+    """The static pages inline the whole spec and load their renderer from this server only."""
+    api, events = build.api_page(), build.events_page()
+    assert inlined(api) == load_openapi()
+    assert inlined(events) == bundled_asyncapi()
+    for page in (api, events):
+        sources = [part.split('"')[1] for part in page.split("src=")[1:]]
+        assert sources
+        assert all(src.startswith("/docs/assets/") for src in sources)
