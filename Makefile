@@ -53,6 +53,18 @@ migrations-check: ## Fail unless migrations and models agree
 bench: install ## Load the server from another process; print latency, throughput and memory per stream
 	$(RUN) python -m tests.bench.run
 
+# The contract diff (tests/tools/specdiff): openapi/ and asyncapi/ at BASE against the working
+# tree. BASE defaults to the merge base with main, or on main to the previous commit.
+# REPORT_ONLY=1 prints without failing (CI).
+.PHONY: spec-diff release-notes
+SPEC_DIFF := $(RUN) python -m tests.tools.specdiff $(if $(BASE),--base $(BASE))
+
+spec-diff: $(UV) ## Classified contract changes since BASE=ref; fails on a breaking one unless its spec's major rose
+	@$(SPEC_DIFF) $(if $(filter 1,$(REPORT_ONLY)),--report-only)
+
+release-notes: $(UV) ## Draft CHANGELOG.md entries from the contract changes since BASE=ref
+	@$(SPEC_DIFF) --release-notes
+
 # The TypeScript client (clients/typescript): npm dependencies pinned exactly, locked in package-lock.json.
 TS := clients/typescript
 .PHONY: ts-install ts-generate ts-check
