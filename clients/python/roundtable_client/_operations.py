@@ -48,6 +48,7 @@ OPERATION_0: Final[OperationPlan[GetHealthResponse]] = OperationPlan(
     path='/healthz',
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_0),), ()),
+    security=security.OPERATION_0,
 )
 
 OPERATION_1: Final[OperationPlan[GetReadinessResponse]] = OperationPlan(
@@ -56,6 +57,7 @@ OPERATION_1: Final[OperationPlan[GetReadinessResponse]] = OperationPlan(
     path='/readyz',
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_1),), (model_branch('503', 'application/problem+json', 'json', model_bindings.codec_2),)),
+    security=security.OPERATION_1,
 )
 
 OPERATION_2: Final[OperationPlan[GetMetricsResponse]] = OperationPlan(
@@ -64,6 +66,7 @@ OPERATION_2: Final[OperationPlan[GetMetricsResponse]] = OperationPlan(
     path='/metrics',
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('200', 'text/plain', 'text', model_bindings.codec_3),), ()),
+    security=security.OPERATION_2,
 )
 
 OPERATION_3: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
@@ -73,6 +76,7 @@ OPERATION_3: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_5),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_7), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_8), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_9))),
     body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_4),), default='application/json', required=True),
+    security=security.OPERATION_3,
 )
 
 OPERATION_4: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
@@ -82,6 +86,7 @@ OPERATION_4: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_14),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_15), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_16))),
     parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_10), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_11), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_12), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_13)),
+    security=security.OPERATION_4,
 )
 
 OPERATION_5: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
@@ -91,6 +96,7 @@ OPERATION_5: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_18),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_19), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_20), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_21))),
     parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_17),),
+    security=security.OPERATION_5,
 )
 
 OPERATION_6: Final[OperationPlan[UpdateRoomResponse]] = OperationPlan(
@@ -112,6 +118,7 @@ OPERATION_7: Final[OperationPlan[JoinRoomResponse]] = OperationPlan(
     responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_35),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_36), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_37), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_38), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_39), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_40), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_41))),
     parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_33),),
     body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_34),), default='application/json', required=True),
+    security=security.OPERATION_7,
 )
 
 OPERATION_8: Final[OperationPlan[RemovePlayerResponse]] = OperationPlan(

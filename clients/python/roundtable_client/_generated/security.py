@@ -36,9 +36,51 @@ ROOT_SCHEMES: Final[tuple[SecuritySchemeEntry, ...]] = (
 )
 
 
+OPERATION_0: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
+)
+
+
+OPERATION_1: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
+)
+
+
+OPERATION_2: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
+)
+
+
+OPERATION_3: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
+)
+
+
+OPERATION_4: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
+)
+
+
+OPERATION_5: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
+)
+
+
 OPERATION_6: Final = SecurityBinding(
     schemes=(_SCHEME_0, _SCHEME_1),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_7: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1),
+    alternatives=(),
 )
 
 

@@ -98,7 +98,12 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Public summary of a room */
+        /**
+         * Public summary of a room
+         * @description What anyone may know about a room: its code, name, settings, status and how far the
+         *     game is; of the players, only how many there are. Private rooms too: whoever has the
+         *     id may look.
+         */
         get: operations["getRoom"];
         put?: never;
         post?: never;
