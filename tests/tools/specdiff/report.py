@@ -8,6 +8,7 @@ from tests.tools.specdiff.rules import RULES, Change
 from tests.tools.specdiff.specs import ASYNCAPI, OPENAPI, Specs
 
 TITLES = {"openapi": ("OpenAPI", OPENAPI), "asyncapi": ("AsyncAPI", ASYNCAPI)}
+UNCOMPARED = "descriptions, summaries, examples, tags, servers, AsyncAPI security"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def report(changes: list[Change], old: Specs, new: Specs, base: str) -> str:
         lines.append("No breaking change." if changes else "No change to what clients send or receive.")
     for spec, (title, path) in TITLES.items():
         if old.document(path) != new.document(path) and not any(c.spec == spec for c in changes):
-            lines.append(f"{title}: only documentation changed (descriptions, examples); see `git diff`.")
+            lines.append(f"{title}: changed only where this diff does not look ({UNCOMPARED}).")
     for spec, (title, _) in TITLES.items():
         for breaking in (True, False):
             mine = [r for r in merged if r.change.spec == spec and r.change.breaking == breaking]
