@@ -55,6 +55,12 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
+def _sse_frame(item: object) -> bytes:
+    if isinstance(item, Outgoing):
+        return item.sse_frame()
+    return b": ping\n\n" if item is HEARTBEAT else b""
+
+
 def _body(chunk: bytes) -> Message:
     return {"type": "http.response.body", "body": chunk, "more_body": True}
 
@@ -125,11 +131,7 @@ class HubEventSourceResponse(EventSourceResponse):
                     batch = await conn.next_batch()
                 except Closed:
                     break  # lifetime over, player removed, shutdown: the client resumes by seq
-                frames = b"".join(
-                    item.sse_frame() if isinstance(item, Outgoing) else b": ping\n\n"
-                    for item in batch
-                    if isinstance(item, Outgoing) or item is HEARTBEAT
-                )
+                frames = b"".join([_sse_frame(item) for item in batch])
                 if frames:
                     await send(_body(frames))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
