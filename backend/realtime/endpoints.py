@@ -66,14 +66,16 @@ def _body(chunk: bytes) -> Message:
 
 
 class HubEventSourceResponse(EventSourceResponse):
-    """A room's SSE stream, written by the request's own task straight from its hub connection.
+    """A room's SSE stream, written by one task straight from its hub connection.
 
     sse-starlette's EventSourceResponse headers, HEAD and WebSocket handling are kept; its
     streaming part runs a task group of several tasks per response (the body iterator, a
     disconnect listener, a shutdown listener) and a cancel scope around every send. With
-    thousands of streams that is most of a stream's memory and much of a delivery's time,
-    so here one task writes (history, then batches from the connection's queue), one waits
-    for the client to go away, and one per process hears the shutdown (see Realtime).
+    thousands of streams that is most of a stream's memory and much of a delivery's time.
+    Here the writer is one task of its own (history, then batches from the connection's
+    queue), resumed on every delivery through a stack of a few frames rather than the
+    request's ~25 middleware and routing frames; the request's task waits for the client to
+    go away; one task per process hears the shutdown (see Realtime).
 
     Ends at once, a blocked send included, when the client disconnects, when the connection
     is aborted (slow consumer, shutdown): the writer is cancelled, as sse-starlette's task
@@ -85,8 +87,6 @@ class HubEventSourceResponse(EventSourceResponse):
         super().__init__(_no_body(), ping=0, sep="\n", headers=headers)
         self.stream = stream
         self.retry_ms = retry_ms
-        self._writing = False
-        self._stopped = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"].upper() == "HEAD":
@@ -94,29 +94,35 @@ class HubEventSourceResponse(EventSourceResponse):
             return
         task = asyncio.current_task()
         assert task is not None
-        conn = self.stream.conn
+        aborted = self.stream.conn.aborted
+        writer = asyncio.ensure_future(self._write(send))
+        listening = True
 
-        def stop(_: object) -> None:
-            # Runs as a loop callback: the writer is suspended, never mid-step.
-            if self._writing and not self._stopped:
-                self._stopped = True
+        def writer_done(_: object) -> None:
+            # Runs as a loop callback; wakes this task from its wait for a disconnect.
+            if listening:
                 task.cancel()
 
-        listener = asyncio.ensure_future(_until_disconnect(receive))
-        listener.add_done_callback(stop)
-        conn.aborted.add_done_callback(stop)
-        self._writing = True
+        def abort(_: object) -> None:
+            writer.cancel()
+
+        writer.add_done_callback(writer_done)
+        aborted.add_done_callback(abort)
         try:
-            await self._write(send)
+            await _until_disconnect(receive)
         except asyncio.CancelledError:
-            # Our own stop ends the response quietly; any other cancellation goes on.
-            if not self._stopped or task.uncancel() > 0:
+            # Woken because the writer finished; any other cancellation goes on.
+            if not writer.done() or task.uncancel() > 0:
                 raise
         finally:
-            self._writing = False
-            conn.aborted.remove_done_callback(stop)
-            listener.remove_done_callback(stop)
-            listener.cancel()
+            listening = False
+            aborted.remove_done_callback(abort)
+            writer.remove_done_callback(writer_done)
+            if not writer.done():
+                writer.cancel()  # the client went away
+                await asyncio.wait({writer})
+        if not writer.cancelled() and (error := writer.exception()) is not None:
+            raise error
 
     async def _write(self, send: Send) -> None:
         stream = self.stream
