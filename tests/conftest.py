@@ -17,7 +17,8 @@ from backend.core.embedded import embedded_database_url
 from backend.core.runtime import migrate, recreate_database
 from tests.support import serve
 
-TEST_DATABASE = "roundtable_test"
+# Two checkouts can test against one PostgreSQL server at once, each with a database of its own.
+TEST_DATABASE = os.environ.get("TEST_DATABASE_NAME", "roundtable_test")
 ROOT = Path(__file__).resolve().parents[1]
 
 

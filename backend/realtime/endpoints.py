@@ -21,7 +21,7 @@ from backend.contract import api, events
 from backend.core.problems import AppError, RateLimited, RoomNotFound, Unauthorized
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
-from backend.realtime.hub import HEARTBEAT, REMOVED, SLOW, Closed, Outgoing
+from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
 from backend.realtime.streams import Realtime, Stream
 from backend.rooms import service
 from backend.rooms.service import Actor
@@ -36,57 +36,128 @@ SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCom
 WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_SLOW = 1000, 1001, 1008, 1009, 1013
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
 
+# Replayed events are written in chunks of this many frames.
+HISTORY_FRAMES_PER_WRITE = 64
+
 
 def snapshot_json(room_id: uuid.UUID, state: api.RoomState) -> str:
     """Return the snapshot message for a state."""
     return events.Snapshot(type="snapshot", room_id=room_id, data=state).model_dump_json()
 
 
-async def sse_frames(stream: Stream, retry_ms: int) -> AsyncIterator[bytes]:
-    """Yield the SSE stream: retry hint, history, then live events until the server ends it."""
-    async with stream:
-        yield f"retry: {retry_ms}\n\n".encode()
-        async for item in stream.history():
-            if isinstance(item, Outgoing):
-                yield item.sse_frame()
-            else:
-                body = snapshot_json(stream.actor.room_id, item)
-                yield f"id: {item.last_seq}\nevent: snapshot\ndata: {body}\n\n".encode()
-        try:
-            async for batch in stream.live():
-                frames = b"".join(
-                    item.sse_frame() if isinstance(item, Outgoing) else b": ping\n\n"
-                    for item in batch
-                    if isinstance(item, Outgoing) or item is HEARTBEAT
-                )
-                if frames:
-                    yield frames
-        except Closed:
-            return
+async def _no_body() -> AsyncIterator[bytes]:
+    """The body EventSourceResponse is built with; HubEventSourceResponse writes its own."""
+    return
+    yield b""  # pragma: no cover
 
 
-class AbortableEventSourceResponse(EventSourceResponse):
-    """An SSE response the server can end at once, a blocked send included (slow consumers).
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
-    sse-starlette ends every part of a response when the client disconnects; an abort is
-    made to look like that disconnect. Cheaper than a timeout around every send.
+
+def _sse_frame(item: object) -> bytes:
+    if isinstance(item, Outgoing):
+        return item.sse_frame()
+    return b": ping\n\n" if item is HEARTBEAT else b""
+
+
+def _body(chunk: bytes) -> Message:
+    return {"type": "http.response.body", "body": chunk, "more_body": True}
+
+
+class HubEventSourceResponse(EventSourceResponse):
+    """A room's SSE stream, written by one task straight from its hub connection.
+
+    sse-starlette's EventSourceResponse headers, HEAD and WebSocket handling are kept; its
+    streaming part runs a task group of several tasks per response (the body iterator, a
+    disconnect listener, a shutdown listener) and a cancel scope around every send. With
+    thousands of streams that is most of a stream's memory and much of a delivery's time.
+    Here the writer is one task of its own (history, then batches from the connection's
+    queue), resumed on every delivery through a stack of a few frames rather than the
+    request's ~25 middleware and routing frames; the request's task waits for the client to
+    go away; one task per process hears the shutdown (see Realtime).
+
+    Ends at once, a blocked send included, when the client disconnects, when the connection
+    is aborted (slow consumer, shutdown): the writer is cancelled, as sse-starlette's task
+    group would cancel it.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], *, abort: asyncio.Future[None], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self.abort = abort
+    def __init__(self, stream: Stream, retry_ms: int, headers: dict[str, str]) -> None:
+        # ping=0: the hub sends heartbeats to idle streams, with one timer for all.
+        super().__init__(_no_body(), ping=0, sep="\n", headers=headers)
+        self.stream = stream
+        self.retry_ms = retry_ms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def receive_or_abort() -> Message:
-            message = asyncio.ensure_future(receive())
-            either: set[asyncio.Future[Any]] = {message, self.abort}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if message.done():
-                return message.result()
-            message.cancel()
-            return {"type": "http.disconnect"}
+        if scope["type"] != "http" or scope["method"].upper() == "HEAD":
+            await super().__call__(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        aborted = self.stream.conn.aborted
+        writer = asyncio.ensure_future(self._write(send))
+        listening = True
 
-        await super().__call__(scope, receive_or_abort, send)
+        def writer_done(_: object) -> None:
+            # Runs as a loop callback; wakes this task from its wait for a disconnect.
+            if listening:
+                task.cancel()
+
+        def abort(_: object) -> None:
+            writer.cancel()
+
+        writer.add_done_callback(writer_done)
+        aborted.add_done_callback(abort)
+        try:
+            await _until_disconnect(receive)
+        except asyncio.CancelledError:
+            # Woken because the writer finished; any other cancellation goes on.
+            if not writer.done() or task.uncancel() > 0:
+                raise
+        finally:
+            listening = False
+            aborted.remove_done_callback(abort)
+            writer.remove_done_callback(writer_done)
+            if not writer.done():
+                writer.cancel()  # the client went away
+                await asyncio.wait({writer})
+        if not writer.cancelled() and (error := writer.exception()) is not None:
+            raise error
+
+    async def _write(self, send: Send) -> None:
+        stream = self.stream
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async with stream:
+            if stream.rt.exiting:
+                stream.conn.abort(SHUTDOWN)
+            await self._write_history(send)
+            conn = stream.conn
+            while True:
+                try:
+                    batch = await conn.next_batch()
+                except Closed:
+                    break  # lifetime over, player removed, shutdown: the client resumes by seq
+                frames = b"".join([_sse_frame(item) for item in batch])
+                if frames:
+                    await send(_body(frames))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write_history(self, send: Send) -> None:
+        # Its own frame: the snapshot is not kept alive for the stream's whole life.
+        stream = self.stream
+        frames = [f"retry: {self.retry_ms}\n\n".encode()]
+        async for item in stream.history():
+            if isinstance(item, Outgoing):
+                frames.append(item.sse_frame())
+            else:
+                body = snapshot_json(stream.actor.room_id, item)
+                frames.append(f"id: {item.last_seq}\nevent: snapshot\ndata: {body}\n\n".encode())
+            if len(frames) >= HISTORY_FRAMES_PER_WRITE:
+                await send(_body(b"".join(frames)))
+                frames = []
+        if frames:
+            await send(_body(b"".join(frames)))
 
 
 @router.get("/{room_id}/events")
@@ -96,16 +167,12 @@ async def stream_room_events(
     realtime: RealtimeDep,
     after: Annotated[int | None, Query(ge=0)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")] = None,
-) -> AbortableEventSourceResponse:
+) -> HubEventSourceResponse:
     """Stream the room's events as Server-Sent Events."""
     resume = after if after is not None else (int(last_event_id) if last_event_id is not None else None)
-    settings = realtime.settings
-    stream = realtime.stream(actor, "sse", resume)
-    return AbortableEventSourceResponse(
-        sse_frames(stream, settings.sse_retry_ms),
-        abort=stream.conn.aborted,
-        ping=0,  # the hub sends heartbeats to idle streams, with one timer for all
-        sep="\n",
+    return HubEventSourceResponse(
+        realtime.stream(actor, "sse", resume),
+        realtime.settings.sse_retry_ms,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 

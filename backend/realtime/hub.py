@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +83,6 @@ class Closed(Exception):
         self.reason = reason
 
 
-# Wakes a writer waiting on an empty queue when its stream is closed.
-_WAKE = object()
 # Tells an idle writer to send a keep-alive (an SSE comment).
 HEARTBEAT = object()
 
@@ -94,26 +93,57 @@ LIFETIME = "lifetime"
 SHUTDOWN = "shutdown"
 
 
-@dataclass(eq=False)
 class Connection:
-    """One open stream of one player."""
+    """One open stream of one player: a bounded queue the hub fills and one writer drains.
 
-    room_id: uuid.UUID
-    viewer: Viewer
-    transport: str
-    queue_size: int
-    last_sent: int = 0
-    close_reason: str | None = None
-    queue: asyncio.Queue[Outgoing | object] = field(init=False)
-    # Set when the writer must stop at once, even in the middle of a blocked send.
-    aborted: asyncio.Future[None] = field(init=False)
-    _delivered: Any = field(init=False)
-    _final: Closed | None = field(init=False, default=None)
+    A plain deque and a single waiter future rather than an asyncio.Queue: thousands of
+    these stay open, and each queue, lock and event costs memory and time per delivery.
+    """
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.queue_size)
-        self.aborted = asyncio.get_running_loop().create_future()
-        self._delivered = metrics.EVENTS_DELIVERED.labels(self.transport)
+    __slots__ = (
+        "_delivered",
+        "_final",
+        "_items",
+        "_waiter",
+        "aborted",
+        "close_reason",
+        "last_sent",
+        "queue_size",
+        "room_id",
+        "transport",
+        "viewer",
+    )
+
+    def __init__(self, room_id: uuid.UUID, viewer: Viewer, transport: str, queue_size: int) -> None:
+        self.room_id = room_id
+        self.viewer = viewer
+        self.transport = transport
+        self.queue_size = queue_size
+        self.last_sent = 0
+        self.close_reason: str | None = None
+        self._items: deque[Outgoing | object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        # Set when the writer must stop at once, even in the middle of a blocked send.
+        self.aborted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._delivered: Any = metrics.EVENTS_DELIVERED.labels(transport)
+        self._final: Closed | None = None
+
+    def pending(self) -> int:
+        """Return how many items wait to be written."""
+        return len(self._items)
+
+    def _put(self, item: object) -> bool:
+        """Queue `item` and wake the writer; False when the queue is full."""
+        if len(self._items) >= self.queue_size:
+            return False
+        self._items.append(item)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def offer(self, item: Outgoing) -> None:
         """Queue `item` if this player may see it; close the connection when it cannot keep up."""
@@ -125,9 +155,7 @@ class Connection:
             item.visibility == Audience.team and self.viewer.team is None
         ):
             return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if not self._put(item):
             metrics.SLOW_CONSUMERS.inc()
             self.close(SLOW)
             return
@@ -136,49 +164,59 @@ class Connection:
 
     def heartbeat(self) -> None:
         """Queue a keep-alive, unless data is already waiting to go out."""
-        if self.close_reason is None and self.queue.empty():
-            self.queue.put_nowait(HEARTBEAT)
+        if self.close_reason is None and not self._items:
+            self._put(HEARTBEAT)
 
     def send_control(self, item: object) -> None:
         """Queue a reply (ack, error) that is not an event of the log."""
-        if self.close_reason is None:
-            try:
-                self.queue.put_nowait(item)
-            except asyncio.QueueFull:
-                metrics.SLOW_CONSUMERS.inc()
-                self.close(SLOW)
+        if self.close_reason is None and not self._put(item):
+            metrics.SLOW_CONSUMERS.inc()
+            self.close(SLOW)
 
     def close(self, reason: str) -> None:
         """End the stream after what is queued (or at once, for a slow consumer)."""
+        self._end(reason, at_once=reason == SLOW)
+
+    def abort(self, reason: str) -> None:
+        """End the stream at once, dropping what is queued and stopping a blocked send."""
+        self._end(reason, at_once=True)
+
+    def _end(self, reason: str, at_once: bool) -> None:
         if self.close_reason is not None:
+            if at_once and not self.aborted.done():
+                self._items.clear()
+                self.aborted.set_result(None)
             return
         self.close_reason = reason
         self._final = Closed(reason)
-        if reason == SLOW:
+        if at_once:
             # What is queued is dropped: the client resumes from the last seq it received.
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self._items.clear()
             if not self.aborted.done():
                 self.aborted.set_result(None)
-        if self.queue.empty():
-            self.queue.put_nowait(_WAKE)  # a waiting writer must notice; an empty queue has room
+        self._wake()  # a waiting writer must notice
 
     async def next_batch(self, limit: int = 64) -> list[Outgoing | object]:
         """Wait for the next item, then take what else is queued: one write for a burst.
 
         Raises `Closed` once the stream is over and everything queued before has been handed out.
         """
-        while True:
-            if self._final is not None and self.queue.empty():
-                raise self._final
-            taken = [await self.queue.get()]
-            while len(taken) < limit and not self.queue.empty():
-                taken.append(self.queue.get_nowait())
+        items: list[Outgoing | object] = []
+        queued = self._items
+        while not items:
+            if not queued:
+                if self._final is not None:
+                    raise self._final
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+                continue
             now = time.time()
-            items: list[Outgoing | object] = []
-            for item in taken:
-                if item is _WAKE:
-                    continue
+            delivered = 0
+            for _ in range(min(limit, len(queued))):
+                item = queued.popleft()
                 if isinstance(item, Outgoing):
                     if item.seq <= self.last_sent:
                         continue  # already sent by the replay
@@ -186,11 +224,12 @@ class Connection:
                         continue
                     self.viewer = self.viewer.after(item.type, item.dealt_team)
                     self.last_sent = item.seq
-                    self._delivered.inc()
+                    delivered += 1
                     metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
                 items.append(item)
-            if items:
-                return items
+            if delivered:
+                self._delivered.inc(delivered)
+        return items
 
     async def next(self) -> Outgoing | object:
         """Return the next item to send; raise Closed when the stream is over."""

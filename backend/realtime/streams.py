@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
+
+from sse_starlette import EventSourceResponse
 
 from backend.contract import api
 from backend.core.config import Settings
@@ -15,7 +18,7 @@ from backend.core.ratelimit import RateLimiter
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import read_events
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
-from backend.realtime.hub import LIFETIME, Closed, Connection, Hub, Outgoing, prepare
+from backend.realtime.hub import LIFETIME, SHUTDOWN, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
 from backend.rooms import repository, service
 from backend.rooms.service import Actor, Committed
@@ -43,15 +46,33 @@ class Realtime:
             self._set_presence, self._maintain_presence, settings.presence_grace_seconds, LEASE_RENEW_SECONDS
         )
         self.chat_limiter = RateLimiter(settings.chat_per_second, settings.chat_burst)
+        # Set once the server is told to exit: SSE streams end at once rather than hold it up.
+        self.exiting = False
+        self._exit_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the catch-up timer and the doorbell subscription."""
         self.hub.start()
         self.presence.start()
+        self._exit_watch = asyncio.create_task(self._end_sse_streams_on_exit(), name="sse-exit")
         await self.broker.start()
+
+    async def _end_sse_streams_on_exit(self) -> None:
+        # sse-starlette's shutdown signal (it hooks uvicorn's exit), heard once per process
+        # instead of by a task per stream: uvicorn waits for open responses before it stops.
+        await EventSourceResponse._listen_for_exit_signal()
+        self.exiting = True
+        for channel in list(self.hub.rooms.values()):
+            for conn in list(channel.connections):
+                if conn.transport == "sse":
+                    conn.abort(SHUTDOWN)
 
     async def stop(self) -> None:
         """Close every stream and stop listening."""
+        if self._exit_watch is not None:
+            self._exit_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exit_watch
         await self.presence.stop()
         await self.hub.stop()
         await self.broker.stop()

@@ -59,7 +59,7 @@ async def test_events_are_filtered_by_visibility_and_sent_once() -> None:
     mafia.offer(event(3, "team", "mafia"))  # a late duplicate from the hub
     mafia.offer(event(6))
     seen = []
-    while not mafia.queue.empty():
+    while mafia.pending():
         item = await mafia.next()
         assert isinstance(item, Outgoing)
         seen.append(item.seq)
