@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -49,6 +50,30 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
     await session.exec(update(table).where(table.c.id == room.id).values(last_seq=last))
     set_committed_value(room, "last_seq", last)
     return last
+
+
+_APPEND_ONE = text(
+    "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = :room RETURNING last_seq)"
+    " INSERT INTO room_events (room_id, seq, type, data, visibility, audience)"
+    " SELECT :room, next.last_seq, :type, CAST(:data AS jsonb), :visibility, :audience FROM next"
+    " RETURNING seq"
+)
+
+
+async def append_event(session: AsyncSession, room_id: uuid.UUID, event: NewEvent) -> int:
+    """Append one event and return its seq, in one statement; the caller holds the room row lock."""
+    result = await (await session.connection()).execute(
+        _APPEND_ONE,
+        {
+            "room": room_id,
+            "type": event.type,
+            "data": json.dumps(event.data),
+            "visibility": event.visibility.value,
+            "audience": event.audience,
+        },
+    )
+    seq: int = result.scalar_one()
+    return seq
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -58,12 +59,55 @@ async def count_present(session: AsyncSession, room_id: uuid.UUID) -> int:
     return int(result.one())
 
 
-async def player_by_token_hash(session: AsyncSession, token_hash: str) -> PlayerRow | None:
-    """Return the present player holding the token with this hash."""
-    result = await session.exec(
-        select(PlayerRow).where(col(PlayerRow.token_hash) == token_hash, col(PlayerRow.left_at).is_(None))
+async def token_holder(
+    session: AsyncSession, token_hash: str
+) -> tuple[uuid.UUID, uuid.UUID, str | None] | None:
+    """Return (player, room, team) of the present player holding the token with this hash.
+
+    Every authenticated request asks this: one plain statement, no ORM object.
+    """
+    result = await (await session.connection()).execute(
+        text("SELECT id, room_id, team FROM players WHERE token_hash = :hash AND left_at IS NULL"),
+        {"hash": token_hash},
     )
-    return result.first()
+    row = result.first()
+    return None if row is None else (row.id, row.room_id, row.team)
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """What the chat rules need to know of the player who speaks."""
+
+    alive: bool
+    team: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomForSpeaker:
+    """The room, locked, as chat sees it, and its speaker (None: not in the room)."""
+
+    status: str
+    phase: str | None
+    speaker: Speaker | None
+
+
+async def lock_room_for_speaker(
+    session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID
+) -> RoomForSpeaker | None:
+    """Lock the room's row and read it with one of its present players, in one statement."""
+    result = await (await session.connection()).execute(
+        text(
+            "SELECT r.status, r.phase, p.id AS player_id, p.alive, p.team FROM rooms r"
+            " LEFT JOIN players p ON p.id = :player AND p.room_id = r.id AND p.left_at IS NULL"
+            " WHERE r.id = :room FOR UPDATE OF r"
+        ),
+        {"room": room_id, "player": player_id},
+    )
+    row = result.first()
+    if row is None:
+        return None
+    speaker = Speaker(row.alive, row.team) if row.player_id is not None else None
+    return RoomForSpeaker(row.status, row.phase, speaker)
 
 
 async def insert_room(session: AsyncSession, room: RoomRow, attempts: int = 8) -> None:

@@ -25,7 +25,7 @@ from backend.domain import lobby
 from backend.domain.mafia import PlayerDead
 from backend.domain.visibility import Audience
 from backend.game import repository as game_repository
-from backend.persistence.events import NewEvent, append_events
+from backend.persistence.events import NewEvent, append_event, append_events
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
 from backend.rooms.views import player_view, room_view, state_view
@@ -200,31 +200,38 @@ async def update_room(
 async def send_chat(
     session: AsyncSession, room_id: uuid.UUID, actor: Actor, body: api.ChatMessageRequest
 ) -> tuple[api.ChatMessageAccepted, Committed]:
-    """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby)."""
-    room = await locked_room(session, room_id)
-    me = await repository.present_player(session, room.id, actor.player_id)
-    if me is None:
+    """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby).
+
+    The busiest command, so it takes the lean path: one statement locks the room and reads
+    the speaker, one appends the event (no ORM objects).
+    """
+    where = await repository.lock_room_for_speaker(session, room_id, actor.player_id)
+    if where is None:
+        raise RoomNotFound("No room with this id.")
+    if where.speaker is None:
         raise Unauthorized("This token's player is no longer in the room.")
-    channel = chat_channel(room, me)
-    data = events.ChatMessageData(player_id=me.id, text=lobby.clean_text(body.text), channel=channel)
+    channel = chat_channel(where.status, where.phase, where.speaker)
+    data = events.ChatMessageData(
+        player_id=actor.player_id, text=lobby.clean_text(body.text), channel=channel
+    )
     message = NewEvent("chat.message", _dump(data))
     if channel is api.ChatChannel.mafia:
         message = NewEvent("chat.message", _dump(data), Audience.team, "mafia")
-    last_seq = await append_events(session, room, [message])
-    return api.ChatMessageAccepted(seq=last_seq, channel=channel), Committed(room.id, last_seq)
+    seq = await append_event(session, room_id, message)
+    return api.ChatMessageAccepted(seq=seq, channel=channel), Committed(room_id, seq)
 
 
-def chat_channel(room: RoomRow, me: PlayerRow) -> api.ChatChannel:
+def chat_channel(status: str, phase: str | None, speaker: repository.Speaker) -> api.ChatChannel:
     """Return who hears the player now: the room (lobby, day, after the game) or the mafia (night)."""
-    if room.status == "in_progress":
-        if not me.alive:
+    if status == "in_progress":
+        if not speaker.alive:
             raise PlayerDead("Dead players watch; they do not talk while the game runs.")
-        if room.phase == "night":
-            if me.team != "mafia":
+        if phase == "night":
+            if speaker.team != "mafia":
                 raise lobby.ChatClosed("It is night: only the mafia talk, among themselves.")
             return api.ChatChannel.mafia
-    elif room.status not in ("lobby", "finished"):
-        raise lobby.ChatClosed(f"The room is {room.status}; chat is closed.")
+    elif status not in ("lobby", "finished"):
+        raise lobby.ChatClosed(f"The room is {status}; chat is closed.")
     return api.ChatChannel.room
 
 
@@ -278,12 +285,13 @@ async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> 
 
 async def authenticate(session: AsyncSession, token: str, room_id: uuid.UUID) -> Actor:
     """Return the actor a token stands for, if it belongs to a present player of `room_id`."""
-    player = await repository.player_by_token_hash(session, hash_token(token))
-    if player is None:
+    holder = await repository.token_holder(session, hash_token(token))
+    if holder is None:
         raise Unauthorized("The token is unknown or no longer valid.")
-    if player.room_id != room_id:
+    player_id, player_room, team = holder
+    if player_room != room_id:
         raise NotAMember("This token belongs to another room.")
-    return Actor(player_id=player.id, room_id=player.room_id, team=player.team)
+    return Actor(player_id=player_id, room_id=player_room, team=team)
 
 
 async def list_rooms(
