@@ -56,12 +56,12 @@ _APPEND_ONE = text(
     "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = :room RETURNING last_seq)"
     " INSERT INTO room_events (room_id, seq, type, data, visibility, audience)"
     " SELECT :room, next.last_seq, :type, CAST(:data AS jsonb), :visibility, :audience FROM next"
-    " RETURNING seq"
+    " RETURNING seq, created_at"
 )
 
 
-async def append_event(session: AsyncSession, room_id: uuid.UUID, event: NewEvent) -> int:
-    """Append one event and return its seq, in one statement; the caller holds the room row lock."""
+async def append_event(session: AsyncSession, room_id: uuid.UUID, event: NewEvent) -> StoredEvent:
+    """Append one event and return it as stored, in one statement; the caller holds the room row lock."""
     result = await (await session.connection()).execute(
         _APPEND_ONE,
         {
@@ -72,8 +72,8 @@ async def append_event(session: AsyncSession, room_id: uuid.UUID, event: NewEven
             "audience": event.audience,
         },
     )
-    seq: int = result.scalar_one()
-    return seq
+    seq, at = result.one()
+    return StoredEvent(seq, event.type, event.data, event.visibility.value, event.audience, at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,6 +319,25 @@ class Hub:
             return
         channel.wanted = max(channel.wanted, seq)
         self._pump_soon(channel)
+
+    def handoff(self, room_id: uuid.UUID, stored: Sequence[StoredEvent]) -> None:
+        """Deliver events this process just committed without reading them back, when they are
+        exactly the next ones the hub expects for the room; otherwise the doorbell reads them."""
+        channel = self.rooms.get(room_id)
+        if (
+            channel is None
+            or channel.pumping
+            or channel.last_read is None
+            or not stored
+            or stored[0].seq != channel.last_read + 1
+        ):
+            return
+        for event in stored:
+            item = prepare(room_id, event)
+            for conn in list(channel.connections):
+                conn.offer(item)
+        channel.last_read = stored[-1].seq
+        channel.wanted = max(channel.wanted, channel.last_read)
 
     def _pump_soon(self, channel: RoomChannel) -> None:
         if channel.pumping or channel.last_read is None or channel.wanted <= channel.last_read:

@@ -86,6 +86,8 @@ class Realtime:
     async def committed(self, committed: Committed | None) -> None:
         """Ring the doorbell for what a command committed."""
         if committed is not None:
+            if committed.events:
+                self.hub.handoff(committed.room_id, committed.events)
             await self.broker.publish(committed.room_id, committed.last_seq)
 
     async def _set_presence(

@@ -25,7 +25,7 @@ from backend.domain import lobby
 from backend.domain.mafia import PlayerDead
 from backend.domain.visibility import Audience
 from backend.game import repository as game_repository
-from backend.persistence.events import NewEvent, append_event, append_events
+from backend.persistence.events import NewEvent, StoredEvent, append_event, append_events
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
 from backend.rooms.views import player_view, room_view, state_view
@@ -42,10 +42,12 @@ class Actor:
 
 @dataclass(frozen=True)
 class Committed:
-    """What a command wrote: its answer and the room's newest seq (for the doorbell)."""
+    """What a command wrote: the room's newest seq (for the doorbell), and the events as stored
+    when the command has them at hand (this worker's hub then needs no read to deliver them)."""
 
     room_id: uuid.UUID
     last_seq: int
+    events: tuple[StoredEvent, ...] = ()
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -217,8 +219,8 @@ async def send_chat(
     message = NewEvent("chat.message", _dump(data))
     if channel is api.ChatChannel.mafia:
         message = NewEvent("chat.message", _dump(data), Audience.team, "mafia")
-    seq = await append_event(session, room_id, message)
-    return api.ChatMessageAccepted(seq=seq, channel=channel), Committed(room_id, seq)
+    stored = await append_event(session, room_id, message)
+    return api.ChatMessageAccepted(seq=stored.seq, channel=channel), Committed(room_id, stored.seq, (stored,))
 
 
 def chat_channel(status: str, phase: str | None, speaker: repository.Speaker) -> api.ChatChannel:

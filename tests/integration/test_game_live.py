@@ -349,7 +349,14 @@ def test_a_deadline_that_passed_while_the_server_was_down_fires_once_after_resta
         days = [e for e in full if e["type"] == "phase.started" and e["data"]["phase"] == "day"]
         assert len(days) == 1
         assert sum(e["type"] == "vote.closed" for e in full) == 1
-        visible = [e["seq"] for e in full if e["visibility"] == "room" or e["audience"] == seats[1].id]
+        team = "mafia" if seats[1].role == "mafia" else "town"
+        visible = [
+            e["seq"]
+            for e in full
+            if e["visibility"] == "room"
+            or (e["visibility"] == "player" and e["audience"] == seats[1].id)
+            or (e["visibility"] == "team" and e["audience"] == team)
+        ]
         assert [e["seq"] for e in seen + resumed] == visible
 
     asyncio.run(scenario())

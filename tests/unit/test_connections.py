@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from backend.domain.visibility import Viewer
-from backend.realtime.hub import REMOVED, SLOW, Closed, Connection, Outgoing
+from backend.persistence.events import StoredEvent
+from backend.realtime.hub import REMOVED, SLOW, Closed, Connection, Hub, Outgoing, RoomChannel
 
 ROOM = uuid.uuid4()
 
@@ -97,3 +99,21 @@ async def test_a_close_is_not_lost_when_the_queue_is_full() -> None:
     with pytest.raises(Closed) as closed:
         await asyncio.wait_for(conn.next_batch(), 1)
     assert closed.value.reason == REMOVED
+
+
+def stored(seq: int) -> StoredEvent:
+    data = {"player_id": str(uuid.uuid4()), "text": f"m{seq}", "channel": "room"}
+    return StoredEvent(seq, "chat.message", data, "room", None, datetime.now(UTC))
+
+
+async def test_a_handoff_delivers_only_the_next_events_in_order_and_leaves_gaps_to_the_log() -> None:
+    """Events this process committed skip the read-back only when they are exactly the next ones."""
+    hub = Hub(engine=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    conn = connection()
+    hub.rooms[ROOM] = RoomChannel(ROOM, {conn}, last_read=5, wanted=5)
+    hub.handoff(ROOM, [stored(7)])  # seq 6 is missing: the doorbell's read must find it
+    assert conn.pending() == 0
+    assert hub.rooms[ROOM].last_read == 5
+    hub.handoff(ROOM, [stored(6), stored(7)])
+    assert [item.seq for item in await conn.next_batch() if isinstance(item, Outgoing)] == [6, 7]
+    assert hub.rooms[ROOM].last_read == 7
