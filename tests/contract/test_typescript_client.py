@@ -7,14 +7,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.support import require_node
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "clients" / "typescript"
 
 
 def test_the_typescript_client_creates_joins_streams_and_chats(server_url: str) -> None:
-    make, npm = shutil.which("make"), shutil.which("npm")
+    npm = require_node()
+    make = shutil.which("make")
     assert make is not None, "make is needed to install the TypeScript client"
-    assert npm is not None, "Node 20+ and npm are needed to test the TypeScript client"
     # npm ci, only when node_modules is missing or older than package.json / package-lock.json.
     installed = subprocess.run(
         [make, "-s", "ts-install"], cwd=ROOT, capture_output=True, text=True, timeout=600
