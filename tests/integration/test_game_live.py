@@ -137,17 +137,21 @@ class Bot:
         return False
 
     async def look(self, round_: int) -> None:
-        """Read the state and the rounds as the game runs, for the no-leak check."""
+        """Read the rounds, then the state, as the game runs, for the no-leak check.
+
+        Once the game is over everything is public, so both answers count only when the
+        state, read last, still shows the game running.
+        """
         dead = set(p for p in {pp["id"] for pp in self.seen_players()} if p not in self.alive)
-        for path in ("state", "rounds"):
+        answers = []
+        for path in ("rounds", "state"):
             answer = await self.http.get(
                 f"{self.base}/v1/rooms/{self.room_id}/{path}", headers=self.seat.auth
             )
             assert answer.status_code == 200, answer.text
-            body = answer.json()
-            if path == "state" and body["room"]["status"] == "finished":
-                return
-            self.views.append((dead, body))
+            answers.append(answer.json())
+        if answers[-1]["room"]["status"] != "finished":
+            self.views.extend((dead, body) for body in answers)
 
     def seen_players(self) -> list[dict[str, Any]]:
         snapshot = next(p for p in self.seen if p["type"] == "snapshot")
