@@ -8,10 +8,7 @@ from typing import Any
 
 import httpx
 
-
-def bearer(token: str) -> dict[str, str]:
-    """Return the Authorization header for `token`."""
-    return {"Authorization": f"Bearer {token}"}
+from tests.conftest import bearer
 
 
 @dataclass

@@ -20,11 +20,11 @@ EVENTS_PAGE = """<!doctype html>
 <head>
   <meta charset="utf-8">
   <title>Roundtable events (AsyncAPI)</title>
-  <link rel="stylesheet" href="/docs/assets/asyncapi.css">
+  <link rel="stylesheet" href="{css}">
 </head>
 <body>
   <div id="asyncapi"></div>
-  <script src="/docs/assets/asyncapi.js"></script>
+  <script src="{js}"></script>
   <script id="document" type="application/json">{document}</script>
   <script>
     const schema = JSON.parse(document.getElementById("document").textContent);
@@ -69,9 +69,9 @@ def api_page() -> str:
     return API_PAGE.format(document=_inline(load_openapi()))
 
 
-def events_page() -> str:
-    """Return the static events page."""
-    return EVENTS_PAGE.format(document=_inline(bundled_asyncapi()))
+def events_page(css: str = "/docs/assets/asyncapi.css", js: str = "/docs/assets/asyncapi.js") -> str:
+    """Return the events page, loading AsyncAPI's renderer from `js`/`css` (served here by default)."""
+    return EVENTS_PAGE.format(document=_inline(bundled_asyncapi()), css=css, js=js)
 
 
 def main() -> int:

@@ -19,13 +19,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.core.config import PROJECT_ROOT
 from backend.core.problems import AppError
+from backend.docs import build
 from backend.docs.bundle import bundled_asyncapi
 
 router = APIRouter(include_in_schema=False)
 
 VENDOR = PROJECT_ROOT / "backend" / "docs" / "vendor"
-SITE = PROJECT_ROOT / "backend" / "docs" / "site"
-# name served under /docs/assets/ -> (the pinned package's file, its CDN address)
+SITE = build.SITE
+# Files served under /docs/assets/ once `make docs` copied them, and where else to find them.
 ASSETS = {
     "swagger-ui-bundle.js": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js",
     "swagger-ui.css": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui.css",
@@ -33,28 +34,6 @@ ASSETS = {
     "asyncapi.js": "https://unpkg.com/@asyncapi/react-component@2.6.4/browser/standalone/index.js",
     "asyncapi.css": "https://unpkg.com/@asyncapi/react-component@2.6.4/styles/default.min.css",
 }
-
-EVENTS_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Roundtable events (AsyncAPI)</title>
-  <link rel="stylesheet" href="{css}">
-</head>
-<body>
-  <div id="asyncapi"></div>
-  <script src="{js}"></script>
-  <script>
-    fetch("/asyncapi.json").then((r) => r.json()).then((schema) => {{
-      AsyncApiStandalone.render(
-        {{ schema, config: {{ show: {{ sidebar: true }} }} }},
-        document.getElementById("asyncapi"),
-      );
-    }});
-  </script>
-</body>
-</html>
-"""
 
 
 class AssetNotFound(AppError):
@@ -105,7 +84,7 @@ async def events_docs() -> HTMLResponse | FileResponse:
     """The event contract rendered by AsyncAPI's React component (the built page when there is one)."""
     if (SITE / "events.html").is_file() and (VENDOR / "asyncapi.js").is_file():
         return FileResponse(SITE / "events.html", media_type="text/html")
-    return HTMLResponse(EVENTS_PAGE.format(css=asset_url("asyncapi.css"), js=asset_url("asyncapi.js")))
+    return HTMLResponse(build.events_page(css=asset_url("asyncapi.css"), js=asset_url("asyncapi.js")))
 
 
 @router.get("/docs/assets/{name}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, text
+from sqlalchemy import func, insert
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, select
@@ -111,14 +111,3 @@ async def lock_overdue_room(session: AsyncSession) -> RoomRow | None:
         .with_for_update(skip_locked=True)
     )
     return result.first()
-
-
-async def seconds_to_next_deadline(session: AsyncSession) -> float | None:
-    """Return how long until the soonest running phase's deadline (negative: overdue)."""
-    result = await session.exec(
-        select(func.extract("epoch", func.min(col(RoomRow.phase_ends_at)) - func.clock_timestamp())).where(
-            text("status = 'in_progress'")
-        )
-    )
-    value = result.one()
-    return None if value is None else float(value)

@@ -10,7 +10,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import MISSING
@@ -73,7 +73,7 @@ async def _load(session: AsyncSession, room: RoomRow) -> Table:
         phase=mafia.Phase(room.phase) if room.phase else None,
         ballots=ballots,
         winner=mafia.Team(room.winner) if room.winner else None,
-        reveal_on_death=bool(room.settings.get("reveal_on_death", True)),
+        reveal_on_death=game_reveal(room),
     )
     return Table(room, {str(p.id): p for p in players}, game)
 
@@ -83,11 +83,19 @@ def _seconds(room: RoomRow, phase: mafia.Phase) -> int:
 
 
 async def _write(
-    session: AsyncSession, table: Table, facts: Sequence[mafia.Fact], before: mafia.Game, after: mafia.Game
+    session: AsyncSession,
+    table: Table,
+    facts: Sequence[mafia.Fact],
+    before: mafia.Game,
+    after: mafia.Game,
+    now: datetime | None = None,
 ) -> int:
-    """Write what the facts say happened: rows, the room's round and phase, and the events."""
+    """Write what the facts say happened: rows, the room's round and phase, and the events.
+
+    `now` is the database clock when the command already read it (deadlines count from it).
+    """
     room, players = table.room, table.players
-    now = await repository.db_clock(session)
+    now = now or await repository.db_clock(session)
     new_events: list[NewEvent] = []
     votes: list[dict[str, Any]] = []
     result: dict[str, Any] | None = None
@@ -253,7 +261,7 @@ async def start_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) ->
     )
     await append_events(session, room, [NewEvent("game.started", _dump(started))])
     before = mafia.Game(seats=game.seats, phase=None)
-    last_seq = await _write(session, table, facts, before, game)
+    last_seq = await _write(session, table, facts, before, game, now)
     return room_view(room, len(players)), Committed(room.id, last_seq)
 
 
@@ -271,10 +279,13 @@ def _guard(game: mafia.Game, round_: int | None, phase: api.Phase | None) -> Non
         raise mafia.PhaseClosed(f"{wanted} is not open; it is round {game.round} {game.phase.value}.")
 
 
-async def _check_deadline(session: AsyncSession, room: RoomRow) -> None:
-    # A command that arrives after the deadline is late even when the scheduler has not run yet.
-    if room.phase_ends_at is not None and room.phase_ends_at <= await repository.db_clock(session):
+async def _check_deadline(session: AsyncSession, room: RoomRow) -> datetime:
+    """Return the database clock; refuse a command that arrives after the phase's deadline,
+    even when the scheduler has not closed the phase yet."""
+    now = await repository.db_clock(session)
+    if room.phase_ends_at is not None and room.phase_ends_at <= now:
         raise mafia.PhaseClosed("The phase's deadline has passed; it is closing.")
+    return now
 
 
 def request_hash(body: api.VoteRequest) -> str:
@@ -315,7 +326,7 @@ async def cast_vote(
         body.round if body.round is not MISSING else None,
         body.phase if body.phase is not MISSING else None,
     )
-    await _check_deadline(session, room)
+    now = await _check_deadline(session, room)
     target = str(body.target_player_id) if body.target_player_id is not None else None
     voted, facts = mafia.vote(game, str(me.id), target)
     cast = facts[0]
@@ -326,7 +337,7 @@ async def cast_vote(
         after, more = mafia.advance(voted)
         facts = facts + more
     first_seq = room.last_seq + 1
-    last_seq = await _write(session, table, facts, game, after)
+    last_seq = await _write(session, table, facts, game, after, now)
     answer = api.VoteAccepted(
         vote=api.Vote(
             round=cast.round,

@@ -332,8 +332,13 @@ class Hub:
             or stored[0].seq != channel.last_read + 1
         ):
             return
+        self._deliver(channel, stored)
+
+    @staticmethod
+    def _deliver(channel: RoomChannel, stored: Sequence[StoredEvent]) -> None:
+        """Serialise each event once, offer it to every connection of the room, note it read."""
         for event in stored:
-            item = prepare(room_id, event)
+            item = prepare(channel.room_id, event)
             for conn in list(channel.connections):
                 conn.offer(item)
         channel.last_read = stored[-1].seq
@@ -354,12 +359,7 @@ class Hub:
                     stored = await read_events(db, channel.room_id, channel.last_read)
                 if not stored:
                     break
-                for event in stored:
-                    item = prepare(channel.room_id, event)
-                    for conn in list(channel.connections):
-                        conn.offer(item)
-                channel.last_read = stored[-1].seq
-                channel.wanted = max(channel.wanted, channel.last_read)
+                self._deliver(channel, stored)
         except Exception:
             log.exception("reading room %s failed; the catch-up timer retries", channel.room_id)
         finally:
