@@ -44,8 +44,8 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 async def authenticate(db: Database, token: str, room_id: uuid.UUID) -> Actor:
     """Return the player a token stands for in `room_id`, in one short read."""
-    async with db.read() as session:
-        return await service.authenticate(session, token, room_id)
+    async with db.driver(transaction=False) as conn:
+        return await service.authenticate(conn, token, room_id)
 
 
 async def current_actor(room_id: uuid.UUID, db: DatabaseDep, credentials: Credentials) -> Actor:
@@ -64,5 +64,11 @@ async def stream_actor(
     return await authenticate(db, token, room_id)
 
 
+async def required_token(credentials: Credentials) -> str:
+    """Return the bearer token unchecked, for a command that checks it on its own connection."""
+    return bearer_token(credentials)
+
+
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+BearerToken = Annotated[str, Depends(required_token)]
 StreamActor = Annotated[Actor, Depends(stream_actor)]

@@ -79,6 +79,14 @@ class RateLimited(AppError):
         super().__init__(f"Too many messages; retry in {seconds} s.", headers={"Retry-After": str(seconds)})
 
 
+class DatabaseUnavailable(AppError):
+    status = 503
+    code = "database_unavailable"
+
+    def __init__(self, detail: str = "The database is unreachable; nothing was written.") -> None:
+        super().__init__(detail)
+
+
 class ValidationFailed(AppError):
     status = 422
     code = "validation_failed"

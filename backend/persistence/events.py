@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+import asyncpg
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -52,27 +53,21 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
     return last
 
 
-_APPEND_ONE = text(
-    "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = :room RETURNING last_seq)"
+_APPEND_ONE = (
+    "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq)"
     " INSERT INTO room_events (room_id, seq, type, data, visibility, audience)"
-    " SELECT :room, next.last_seq, :type, CAST(:data AS jsonb), :visibility, :audience FROM next"
+    " SELECT $1, next.last_seq, $2, $3::jsonb, $4, $5 FROM next"
     " RETURNING seq, created_at"
 )
 
 
-async def append_event(session: AsyncSession, room_id: uuid.UUID, event: NewEvent) -> StoredEvent:
-    """Append one event and return it as stored, in one statement; the caller holds the room row lock."""
-    result = await (await session.connection()).execute(
-        _APPEND_ONE,
-        {
-            "room": room_id,
-            "type": event.type,
-            "data": json.dumps(event.data),
-            "visibility": event.visibility.value,
-            "audience": event.audience,
-        },
+async def append_event(conn: asyncpg.Connection, room_id: uuid.UUID, event: NewEvent) -> StoredEvent:
+    """Append one event and return it as stored, in one statement on the driver; the caller
+    holds the room row lock."""
+    data = json.dumps(event.data)
+    seq, at = await conn.fetchrow(
+        _APPEND_ONE, room_id, event.type, data, event.visibility.value, event.audience
     )
-    seq, at = result.one()
     return StoredEvent(seq, event.type, event.data, event.visibility.value, event.audience, at)
 
 

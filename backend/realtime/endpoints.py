@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
-from backend.api_deps import CurrentActor, RealtimeDep, StreamActor, authenticate
+from backend.api_deps import BearerToken, RealtimeDep, StreamActor, authenticate
 from backend.contract import api, events
 from backend.core.problems import AppError, RateLimited, RoomNotFound, Unauthorized
 from backend.domain.errors import RuleError
@@ -177,12 +177,17 @@ async def stream_room_events(
     )
 
 
-async def _chat(realtime: Realtime, actor: Actor, body: api.ChatMessageRequest) -> api.ChatMessageAccepted:
-    wait = realtime.chat_limiter.take(actor.player_id)
-    if wait > 0:
-        raise RateLimited(wait)
-    async with realtime.db.transaction() as session:
-        accepted, committed = await service.send_chat(session, actor.room_id, actor, body)
+async def _chat(
+    realtime: Realtime, room_id: uuid.UUID, caller: Actor | str, body: api.ChatMessageRequest
+) -> api.ChatMessageAccepted:
+    """Append a chat message for `caller`: an actor already known (a socket's), or a bearer
+    token, checked on the same pooled connection as the command (one checkout, not two)."""
+    async with realtime.db.driver() as conn:
+        actor = caller if isinstance(caller, Actor) else await service.authenticate(conn, caller, room_id)
+        wait = realtime.chat_limiter.take(actor.player_id)
+        if wait > 0:
+            raise RateLimited(wait)
+        accepted, committed = await service.send_chat(conn, actor.room_id, actor, body)
     await realtime.committed(committed)
     return accepted
 
@@ -205,10 +210,10 @@ async def _vote(realtime: Realtime, actor: Actor, command: events.VoteCommand) -
     "/{room_id}/messages", status_code=status.HTTP_201_CREATED, response_model=api.ChatMessageAccepted
 )
 async def send_chat_message(
-    room_id: uuid.UUID, body: api.ChatMessageRequest, actor: CurrentActor, realtime: RealtimeDep
+    room_id: uuid.UUID, body: api.ChatMessageRequest, token: BearerToken, realtime: RealtimeDep
 ) -> api.ChatMessageAccepted:
     """Say something in the room."""
-    return await _chat(realtime, actor, body)
+    return await _chat(realtime, room_id, token, body)
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
@@ -335,7 +340,8 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
             if isinstance(command, events.VoteCommand):
                 seq = await _vote(realtime, stream.actor, command)
             else:
-                seq = (await _chat(realtime, stream.actor, api.ChatMessageRequest(text=command.text))).seq
+                chat = api.ChatMessageRequest(text=command.text)
+                seq = (await _chat(realtime, stream.actor.room_id, stream.actor, chat)).seq
         except (AppError, RuleError) as exc:
             conn.send_control(
                 events.SocketError(

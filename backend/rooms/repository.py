@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy import delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -60,18 +61,16 @@ async def count_present(session: AsyncSession, room_id: uuid.UUID) -> int:
 
 
 async def token_holder(
-    session: AsyncSession, token_hash: str
+    conn: asyncpg.Connection, token_hash: str
 ) -> tuple[uuid.UUID, uuid.UUID, str | None] | None:
     """Return (player, room, team) of the present player holding the token with this hash.
 
-    Every authenticated request asks this: one plain statement, no ORM object.
+    Every authenticated request asks this: one prepared statement on the driver.
     """
-    result = await (await session.connection()).execute(
-        text("SELECT id, room_id, team FROM players WHERE token_hash = :hash AND left_at IS NULL"),
-        {"hash": token_hash},
+    row = await conn.fetchrow(
+        "SELECT id, room_id, team FROM players WHERE token_hash = $1 AND left_at IS NULL", token_hash
     )
-    row = result.first()
-    return None if row is None else (row.id, row.room_id, row.team)
+    return None if row is None else (row[0], row[1], row[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +91,23 @@ class RoomForSpeaker:
 
 
 async def lock_room_for_speaker(
-    session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID
+    conn: asyncpg.Connection, room_id: uuid.UUID, player_id: uuid.UUID
 ) -> RoomForSpeaker | None:
-    """Lock the room's row and read it with one of its present players, in one statement."""
-    result = await (await session.connection()).execute(
-        text(
-            "SELECT r.status, r.phase, p.id AS player_id, p.alive, p.team FROM rooms r"
-            " LEFT JOIN players p ON p.id = :player AND p.room_id = r.id AND p.left_at IS NULL"
-            " WHERE r.id = :room FOR UPDATE OF r"
-        ),
-        {"room": room_id, "player": player_id},
-    )
-    row = result.first()
-    if row is None:
+    """Lock the room's row, then read its present player `player_id`.
+
+    Two statements: one that waited for the lock would read the player as it was before the
+    wait (a statement keeps its snapshot), missing a death or a departure committed meanwhile.
+    """
+    room = await conn.fetchrow("SELECT status, phase FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+    if room is None:
         return None
-    speaker = Speaker(row.alive, row.team) if row.player_id is not None else None
-    return RoomForSpeaker(row.status, row.phase, speaker)
+    player = await conn.fetchrow(
+        "SELECT alive, team FROM players WHERE id = $1 AND room_id = $2 AND left_at IS NULL",
+        player_id,
+        room_id,
+    )
+    speaker = None if player is None else Speaker(player[0], player[1])
+    return RoomForSpeaker(room[0], room[1], speaker)
 
 
 async def insert_room(session: AsyncSession, room: RoomRow, attempts: int = 8) -> None:

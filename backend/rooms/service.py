@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from pydantic import MISSING
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -200,14 +201,14 @@ async def update_room(
 
 
 async def send_chat(
-    session: AsyncSession, room_id: uuid.UUID, actor: Actor, body: api.ChatMessageRequest
+    conn: asyncpg.Connection, room_id: uuid.UUID, actor: Actor, body: api.ChatMessageRequest
 ) -> tuple[api.ChatMessageAccepted, Committed]:
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby).
 
-    The busiest command, so it takes the lean path: one statement locks the room and reads
-    the speaker, one appends the event (no ORM objects).
+    The busiest command, so it takes the lean path, on the driver (`Database.driver`): lock
+    the room, read the speaker, append the event in one statement; no ORM objects.
     """
-    where = await repository.lock_room_for_speaker(session, room_id, actor.player_id)
+    where = await repository.lock_room_for_speaker(conn, room_id, actor.player_id)
     if where is None:
         raise RoomNotFound("No room with this id.")
     if where.speaker is None:
@@ -219,7 +220,7 @@ async def send_chat(
     message = NewEvent("chat.message", _dump(data))
     if channel is api.ChatChannel.mafia:
         message = NewEvent("chat.message", _dump(data), Audience.team, "mafia")
-    stored = await append_event(session, room_id, message)
+    stored = await append_event(conn, room_id, message)
     return api.ChatMessageAccepted(seq=stored.seq, channel=channel), Committed(room_id, stored.seq, (stored,))
 
 
@@ -285,9 +286,9 @@ async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> 
     return state_view(room, players, me, ballots)
 
 
-async def authenticate(session: AsyncSession, token: str, room_id: uuid.UUID) -> Actor:
+async def authenticate(conn: asyncpg.Connection, token: str, room_id: uuid.UUID) -> Actor:
     """Return the actor a token stands for, if it belongs to a present player of `room_id`."""
-    holder = await repository.token_holder(session, hash_token(token))
+    holder = await repository.token_holder(conn, hash_token(token))
     if holder is None:
         raise Unauthorized("The token is unknown or no longer valid.")
     player_id, player_room, team = holder

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from backend.app import create_app
 from backend.core.config import Settings
+from backend.core.runtime import migrate, recreate_database
+from tests.conftest import TEST_DATABASE, bearer, create_room, postgres_server_url
 from tests.support import ROOT, free_port, wait_until_up
 
 
@@ -88,3 +91,49 @@ async def test_unreachable_database_is_a_503_problem_not_a_500(app_without_datab
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.fixture
+def own_database() -> str:
+    """A migrated database of this test's own, whose connections it may kill."""
+    url = recreate_database(postgres_server_url(), f"{TEST_DATABASE}_faults")
+    migrate(url)
+    return url
+
+
+async def test_a_database_connection_killed_under_the_server_costs_503s_never_a_500(
+    own_database: str,
+) -> None:
+    """Chat runs on the driver (not the ORM): a pooled connection the server killed fails one
+    request with a 503 problem and leaves the pool; the next requests get working ones."""
+    url = own_database
+    # No timer of the app's own touches the pool while the test looks (each would find a dead
+    # connection first and have SQLAlchemy drop them all).
+    app = create_app(Settings(scheduler_seconds=600, catchup_seconds=600), database_url=url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roundtable.test") as client:
+            session = await create_room(client)
+            path = f"/v1/rooms/{session['room']['id']}/messages"
+            headers = bearer(session["token"])
+            assert (await client.post(path, json={"text": "before"}, headers=headers)).status_code == 201
+            killer = await asyncpg.connect(url)
+            try:
+                killed = await killer.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await killer.close()
+            assert killed >= 1
+            statuses = []
+            for attempt in range(30):
+                answer = await client.post(path, json={"text": f"after {attempt}"}, headers=headers)
+                statuses.append(answer.status_code)
+                if answer.status_code == 201:
+                    break
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["content-type"].startswith("application/problem+json")
+                assert answer.json()["code"] == "database_unavailable"
+            assert statuses[-1] == 201, statuses
+            assert 503 in statuses, "no request met a killed connection: the test proved nothing"
