@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,7 +28,11 @@ class NewEvent:
 
 
 async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEvent]) -> int:
-    """Append `events` with seqs last_seq+1...; the caller holds the room row lock."""
+    """Append `events` with seqs last_seq+1...; the caller holds the room row lock.
+
+    Every change to a room or its players comes with events appended here: `state_seq`
+    moves with them, which is what chat's unlocked append checks (see `append_event`).
+    """
     if not events:
         return room.last_seq
     first = room.last_seq + 1
@@ -48,26 +51,44 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
     await session.exec(insert(EventRow).values(rows))
     # A plain UPDATE, and the loaded row told without marking it dirty: no ORM flush for it.
     table = RoomRow.__table__  # type: ignore[attr-defined]
-    await session.exec(update(table).where(table.c.id == room.id).values(last_seq=last))
+    await session.exec(update(table).where(table.c.id == room.id).values(last_seq=last, state_seq=last))
     set_committed_value(room, "last_seq", last)
+    set_committed_value(room, "state_seq", last)
     return last
 
 
-_APPEND_ONE = (
-    "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq)"
+_APPEND_IF_UNCHANGED = (
+    "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 AND state_seq = $6"
+    " RETURNING last_seq)"
     " INSERT INTO room_events (room_id, seq, type, data, visibility, audience)"
     " SELECT $1, next.last_seq, $2, $3::jsonb, $4, $5 FROM next"
     " RETURNING seq, created_at"
 )
 
 
-async def append_event(conn: asyncpg.Connection, room_id: uuid.UUID, event: NewEvent) -> StoredEvent:
-    """Append one event and return it as stored, in one statement on the driver; the caller
-    holds the room row lock."""
-    data = json.dumps(event.data)
-    seq, at = await conn.fetchrow(
-        _APPEND_ONE, room_id, event.type, data, event.visibility.value, event.audience
+async def append_event(
+    conn: asyncpg.Connection, room_id: uuid.UUID, event: NewEvent, state_seq: int
+) -> StoredEvent | None:
+    """Append one event that changes nothing else (a chat message), in one statement on the
+    driver, if the room's state is still the one the caller decided on: `state_seq` unchanged.
+    None when it changed meanwhile (the caller reads again and decides again).
+
+    No lock is taken first: the statement's own row lock makes the seq gapless, and its
+    condition is re-checked on the newest row version if it had to wait, so an event
+    appended here follows every state change it was decided on, and precedes the rest.
+    """
+    row = await conn.fetchrow(
+        _APPEND_IF_UNCHANGED,
+        room_id,
+        event.type,
+        json.dumps(event.data),
+        event.visibility.value,
+        event.audience,
+        state_seq,
     )
+    if row is None:
+        return None
+    seq, at = row
     return StoredEvent(seq, event.type, event.data, event.visibility.value, event.audience, at)
 
 
@@ -83,33 +104,22 @@ class StoredEvent:
     at: datetime
 
 
-_EVENT_COLUMNS = (
-    EventRow.__table__.c.seq,  # type: ignore[attr-defined]
-    EventRow.__table__.c.type,  # type: ignore[attr-defined]
-    EventRow.__table__.c.data,  # type: ignore[attr-defined]
-    EventRow.__table__.c.visibility,  # type: ignore[attr-defined]
-    EventRow.__table__.c.audience,  # type: ignore[attr-defined]
-    EventRow.__table__.c.created_at,  # type: ignore[attr-defined]
-)
-
-
 async def read_events(
-    conn: AsyncConnection, room_id: uuid.UUID, after: int, limit: int = 1000
+    conn: asyncpg.Connection, room_id: uuid.UUID, after: int, limit: int = 1000
 ) -> list[StoredEvent]:
-    """Return the room's events with seq > `after`, in order, at most `limit`."""
-    table = EventRow.__table__  # type: ignore[attr-defined]
-    query = (
-        select(*_EVENT_COLUMNS)
-        .where(table.c.room_id == room_id, table.c.seq > after)
-        .order_by(table.c.seq)
-        .limit(limit)
+    """Return the room's events with seq > `after`, in order, at most `limit` (on the driver:
+    each worker runs this once per doorbell)."""
+    rows = await conn.fetch(
+        "SELECT seq, type, data, visibility, audience, created_at FROM room_events"
+        " WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        room_id,
+        after,
+        limit,
     )
-    result = await conn.execute(query)
-    return [StoredEvent(*row) for row in result]
+    return [StoredEvent(*row) for row in rows]
 
 
-async def last_seqs(conn: AsyncConnection, room_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+async def last_seqs(conn: asyncpg.Connection, room_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Return each room's newest seq."""
-    table = RoomRow.__table__  # type: ignore[attr-defined]
-    result = await conn.execute(select(table.c.id, table.c.last_seq).where(table.c.id.in_(room_ids)))
-    return {row.id: row.last_seq for row in result}
+    rows = await conn.fetch("SELECT id, last_seq FROM rooms WHERE id = ANY($1::uuid[])", room_ids)
+    return {row[0]: row[1] for row in rows}

@@ -57,6 +57,9 @@ class RoomRow(SQLModel, table=True):
     winner: str | None = None
     # The seq of the newest event; the next event gets last_seq + 1 under the row lock.
     last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    # The seq of the newest event that changed the room or its players (every event but chat
+    # does): chat appends only while it is what chat read (see persistence.events.append_event).
+    state_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     created_at: datetime | None = Field(default=None, sa_column=_now_column())
 
 

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketState
 
 from backend.api_deps import BearerToken, RealtimeDep, StreamActor, authenticate
 from backend.contract import api, events
-from backend.core.problems import AppError, RateLimited, RoomNotFound, Unauthorized
+from backend.core.problems import AppError, RoomNotFound, Unauthorized
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
 from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
@@ -181,13 +181,11 @@ async def _chat(
     realtime: Realtime, room_id: uuid.UUID, caller: Actor | str, body: api.ChatMessageRequest
 ) -> api.ChatMessageAccepted:
     """Append a chat message for `caller`: an actor already known (a socket's), or a bearer
-    token, checked on the same pooled connection as the command (one checkout, not two)."""
-    async with realtime.db.driver() as conn:
-        actor = caller if isinstance(caller, Actor) else await service.authenticate(conn, caller, room_id)
-        wait = realtime.chat_limiter.take(actor.player_id)
-        if wait > 0:
-            raise RateLimited(wait)
-        accepted, committed = await service.send_chat(conn, actor.room_id, actor, body)
+    token, checked as part of the command (see `service.send_chat`)."""
+    async with realtime.db.driver(transaction=False) as conn:
+        accepted, committed = await service.send_chat(
+            conn, room_id, caller, body, realtime.speakers, realtime.chat_limiter
+        )
     await realtime.committed(committed)
     return accepted
 

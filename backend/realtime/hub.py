@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.contract import events
-from backend.core.db import autocommit
+from backend.core.db import Database
 from backend.domain.visibility import Audience, Viewer, may_see_event
 from backend.persistence.events import StoredEvent, last_seqs, read_events
 from backend.realtime import metrics
@@ -251,8 +250,8 @@ class RoomChannel:
 class Hub:
     """Hands every connection of this process the new events of its room."""
 
-    def __init__(self, engine: AsyncEngine, catchup_seconds: float, heartbeat_seconds: float) -> None:
-        self.engine = engine
+    def __init__(self, db: Database, catchup_seconds: float, heartbeat_seconds: float) -> None:
+        self.db = db
         self.catchup_seconds = catchup_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.rooms: dict[uuid.UUID, RoomChannel] = {}
@@ -294,7 +293,7 @@ class Hub:
             channel = self.rooms[conn.room_id] = RoomChannel(conn.room_id)
         async with channel.lock:
             if channel.last_read is None:
-                async with autocommit(self.engine) as db:
+                async with self.db.driver(transaction=False) as db:
                     seqs = await last_seqs(db, [conn.room_id])
                 channel.last_read = seqs.get(conn.room_id, 0)
                 channel.wanted = max(channel.wanted, channel.last_read)
@@ -355,7 +354,7 @@ class Hub:
     async def _pump(self, channel: RoomChannel) -> None:
         try:
             while channel.last_read is not None and channel.wanted > channel.last_read:
-                async with autocommit(self.engine) as db:
+                async with self.db.driver(transaction=False) as db:
                     stored = await read_events(db, channel.room_id, channel.last_read)
                 if not stored:
                     break
@@ -380,7 +379,7 @@ class Hub:
         watched = [room_id for room_id, ch in self.rooms.items() if ch.last_read is not None]
         if not watched:
             return
-        async with autocommit(self.engine) as db:
+        async with self.db.driver(transaction=False) as db:
             newest = await last_seqs(db, watched)
         for room_id, seq in newest.items():
             channel = self.rooms.get(room_id)

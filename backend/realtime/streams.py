@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from backend.contract import api
 from backend.core.config import Settings
-from backend.core.db import Database, autocommit
+from backend.core.db import Database
 from backend.core.ratelimit import RateLimiter
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import read_events
@@ -36,7 +36,7 @@ class Realtime:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.hub = Hub(db.engine, settings.catchup_seconds, settings.heartbeat_seconds)
+        self.hub = Hub(db, settings.catchup_seconds, settings.heartbeat_seconds)
         self.broker: Broker = (
             RedisBroker(self.hub, settings.redis_url) if settings.redis_url else InMemoryBroker(self.hub)
         )
@@ -46,6 +46,7 @@ class Realtime:
             self._set_presence, self._maintain_presence, settings.presence_grace_seconds, LEASE_RENEW_SECONDS
         )
         self.chat_limiter = RateLimiter(settings.chat_per_second, settings.chat_burst)
+        self.speakers = service.KnownSpeakers()
         # Set once the server is told to exit: SSE streams end at once rather than hold it up.
         self.exiting = False
         self._exit_watch: asyncio.Task[None] | None = None
@@ -152,7 +153,7 @@ class Stream:
             return
         after = self.resume
         while True:
-            async with autocommit(self.rt.db.engine) as db:
+            async with self.rt.db.driver(transaction=False) as db:
                 batch = await read_events(db, self.actor.room_id, after, REPLAY_BATCH)
             for event in batch:
                 if may_see_event(self.conn.viewer, event.visibility, event.audience):

@@ -75,39 +75,41 @@ async def token_holder(
 
 @dataclass(frozen=True, slots=True)
 class Speaker:
-    """What the chat rules need to know of the player who speaks."""
+    """A present player about to chat, and their room, as one statement read them."""
 
-    alive: bool
+    player_id: uuid.UUID
+    room_id: uuid.UUID
     team: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class RoomForSpeaker:
-    """The room, locked, as chat sees it, and its speaker (None: not in the room)."""
-
+    alive: bool
     status: str
     phase: str | None
-    speaker: Speaker | None
+    # The room's state_seq when read: the append goes through only while it is unchanged.
+    state_seq: int
 
 
-async def lock_room_for_speaker(
-    conn: asyncpg.Connection, room_id: uuid.UUID, player_id: uuid.UUID
-) -> RoomForSpeaker | None:
-    """Lock the room's row, then read its present player `player_id`.
+_SPEAKER = (
+    "SELECT p.id, p.room_id, p.team, p.alive, r.status, r.phase, r.state_seq"
+    " FROM players p JOIN rooms r ON r.id = p.room_id WHERE {} AND p.left_at IS NULL"
+)
+_SPEAKER_BY_TOKEN = _SPEAKER.format("p.token_hash = $1")
+_SPEAKER_BY_ID = _SPEAKER.format("p.id = $1")
 
-    Two statements: one that waited for the lock would read the player as it was before the
-    wait (a statement keeps its snapshot), missing a death or a departure committed meanwhile.
-    """
-    room = await conn.fetchrow("SELECT status, phase FROM rooms WHERE id = $1 FOR UPDATE", room_id)
-    if room is None:
-        return None
-    player = await conn.fetchrow(
-        "SELECT alive, team FROM players WHERE id = $1 AND room_id = $2 AND left_at IS NULL",
-        player_id,
-        room_id,
-    )
-    speaker = None if player is None else Speaker(player[0], player[1])
-    return RoomForSpeaker(room[0], room[1], speaker)
+
+async def speaker_by_token(conn: asyncpg.Connection, token_hash: str) -> Speaker | None:
+    """Return the present player holding the token with this hash, with their room."""
+    row = await conn.fetchrow(_SPEAKER_BY_TOKEN, token_hash)
+    return None if row is None else Speaker(*row)
+
+
+async def speaker_by_id(conn: asyncpg.Connection, player_id: uuid.UUID) -> Speaker | None:
+    """Return the present player `player_id`, with their room."""
+    row = await conn.fetchrow(_SPEAKER_BY_ID, player_id)
+    return None if row is None else Speaker(*row)
+
+
+async def lock_room_row(conn: asyncpg.Connection, room_id: uuid.UUID) -> None:
+    """Lock the room's row until the driver transaction ends."""
+    await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room_id)
 
 
 async def insert_room(session: AsyncSession, room: RoomRow, attempts: int = 8) -> None:

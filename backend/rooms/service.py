@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,11 +18,13 @@ from backend.core.problems import (
     NotAMember,
     NotHost,
     PlayerNotFound,
+    RateLimited,
     RoomCodeRequired,
     RoomNotFound,
     Unauthorized,
     ValidationFailed,
 )
+from backend.core.ratelimit import RateLimiter
 from backend.core.security import hash_token, new_token
 from backend.domain import lobby
 from backend.domain.mafia import PlayerDead
@@ -29,6 +33,7 @@ from backend.game import repository as game_repository
 from backend.persistence.events import NewEvent, StoredEvent, append_event, append_events
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
+from backend.rooms.repository import Speaker
 from backend.rooms.views import player_view, room_view, state_view
 
 
@@ -200,41 +205,129 @@ async def update_room(
     return room_view(room, len(players)), Committed(room.id, last_seq)
 
 
+class KnownSpeakers:
+    """The speakers this process last read, by token hash or player id, so a chat can go
+    straight to its append: one statement, one round trip.
+
+    Never trusted: an entry only supplies the `state_seq` the append must still find, and
+    every change that could make it wrong (a departure revoking the token, a death, the
+    deal, a phase) appends an event that moves `state_seq`; then the chat reads again.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._entries: dict[Hashable, Speaker] = {}
+
+    def get(self, key: Hashable) -> Speaker | None:
+        """Return the speaker last read under `key`, if any."""
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, speaker: Speaker) -> None:
+        """Remember `speaker` under `key` (forgetting everything when full: cheap and bounded)."""
+        if len(self._entries) >= self.size and key not in self._entries:
+            self._entries.clear()
+        self._entries[key] = speaker
+
+    def drop(self, key: Hashable) -> None:
+        """Forget `key`."""
+        self._entries.pop(key, None)
+
+
+async def chat_speaker(
+    conn: asyncpg.Connection, room_id: uuid.UUID, caller: Actor | str
+) -> tuple[Hashable, Speaker]:
+    """Return who is about to chat in `room_id` (with their room's state, in one read) and
+    the key they are known by: a bearer token's hash (checked here), or an actor already
+    known (a socket's)."""
+    if isinstance(caller, str):
+        token_hash = hash_token(caller)
+        speaker = await repository.speaker_by_token(conn, token_hash)
+        if speaker is None:
+            raise Unauthorized("The token is unknown or no longer valid.")
+        if speaker.room_id != room_id:
+            raise NotAMember("This token belongs to another room.")
+        return token_hash, speaker
+    speaker = await repository.speaker_by_id(conn, caller.player_id)
+    if speaker is None:
+        raise Unauthorized("This token's player is no longer in the room.")
+    return caller.player_id, speaker
+
+
+# Unlocked attempts before chat takes the room's lock (each lost one saw a state change).
+CHAT_ATTEMPTS = 3
+
+
 async def send_chat(
-    conn: asyncpg.Connection, room_id: uuid.UUID, actor: Actor, body: api.ChatMessageRequest
+    conn: asyncpg.Connection,
+    room_id: uuid.UUID,
+    caller: Actor | str,
+    body: api.ChatMessageRequest,
+    known: KnownSpeakers,
+    limiter: RateLimiter,
 ) -> tuple[api.ChatMessageAccepted, Committed]:
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby).
 
-    The busiest command, so it takes the lean path, on the driver (`Database.driver`): lock
-    the room, read the speaker, append the event in one statement; no ORM objects.
+    The busiest command, so it takes the leanest path, on the driver in autocommit: decide
+    on the room and speaker as last read (`known`, else `chat_speaker`), then append in one
+    statement that succeeds only if no other event changed the room meanwhile
+    (`append_event`); else read again and decide again. No transaction block, no lock held
+    across a round trip. After a few lost races it locks the room, so it always gets through.
     """
-    where = await repository.lock_room_for_speaker(conn, room_id, actor.player_id)
-    if where is None:
-        raise RoomNotFound("No room with this id.")
-    if where.speaker is None:
+    key: Hashable = hash_token(caller) if isinstance(caller, str) else caller.player_id
+    speaker = known.get(key)
+    try:
+        if speaker is None or speaker.room_id != room_id:
+            key, speaker = await chat_speaker(conn, room_id, caller)
+        wait = limiter.take(speaker.player_id)
+        if wait > 0:
+            raise RateLimited(wait)
+        text = lobby.clean_text(body.text)
+        for attempt in range(CHAT_ATTEMPTS + 1):
+            locked = attempt == CHAT_ATTEMPTS
+            async with conn.transaction() if locked else contextlib.nullcontext():
+                if locked:
+                    await repository.lock_room_row(conn, speaker.room_id)
+                if attempt > 0 or locked:
+                    speaker = await _reread(conn, speaker)
+                message = _chat_event(speaker, text)
+                stored = await append_event(conn, speaker.room_id, message, speaker.state_seq)
+            if stored is not None:
+                known.put(key, speaker)
+                channel = api.ChatChannel(stored.data["channel"])
+                accepted = api.ChatMessageAccepted(seq=stored.seq, channel=channel)
+                return accepted, Committed(speaker.room_id, stored.seq, (stored,))
+    except BaseException:
+        known.drop(key)
+        raise
+    raise AssertionError("the locked attempt cannot lose the race")  # pragma: no cover
+
+
+async def _reread(conn: asyncpg.Connection, speaker: Speaker) -> Speaker:
+    again = await repository.speaker_by_id(conn, speaker.player_id)
+    if again is None:
         raise Unauthorized("This token's player is no longer in the room.")
-    channel = chat_channel(where.status, where.phase, where.speaker)
-    data = events.ChatMessageData(
-        player_id=actor.player_id, text=lobby.clean_text(body.text), channel=channel
-    )
-    message = NewEvent("chat.message", _dump(data))
+    return again
+
+
+def _chat_event(speaker: Speaker, text: str) -> NewEvent:
+    channel = chat_channel(speaker)
+    data = _dump(events.ChatMessageData(player_id=speaker.player_id, text=text, channel=channel))
     if channel is api.ChatChannel.mafia:
-        message = NewEvent("chat.message", _dump(data), Audience.team, "mafia")
-    stored = await append_event(conn, room_id, message)
-    return api.ChatMessageAccepted(seq=stored.seq, channel=channel), Committed(room_id, stored.seq, (stored,))
+        return NewEvent("chat.message", data, Audience.team, "mafia")
+    return NewEvent("chat.message", data)
 
 
-def chat_channel(status: str, phase: str | None, speaker: repository.Speaker) -> api.ChatChannel:
+def chat_channel(speaker: Speaker) -> api.ChatChannel:
     """Return who hears the player now: the room (lobby, day, after the game) or the mafia (night)."""
-    if status == "in_progress":
+    if speaker.status == "in_progress":
         if not speaker.alive:
             raise PlayerDead("Dead players watch; they do not talk while the game runs.")
-        if phase == "night":
+        if speaker.phase == "night":
             if speaker.team != "mafia":
                 raise lobby.ChatClosed("It is night: only the mafia talk, among themselves.")
             return api.ChatChannel.mafia
-    elif status not in ("lobby", "finished"):
-        raise lobby.ChatClosed(f"The room is {status}; chat is closed.")
+    elif speaker.status not in ("lobby", "finished"):
+        raise lobby.ChatClosed(f"The room is {speaker.status}; chat is closed.")
     return api.ChatChannel.room
 
 

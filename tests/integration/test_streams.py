@@ -17,7 +17,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from backend.core.config import Settings
 from backend.core.database_url import to_async_url
+from backend.core.db import Database, create_engine
 from backend.domain.visibility import Audience, Viewer, may_see_event
 from backend.persistence.events import NewEvent, append_events, read_events
 from backend.persistence.tables import RoomRow
@@ -60,12 +62,12 @@ async def chat(http: httpx.AsyncClient, base: str, session: dict[str, Any], text
 
 async def visible_seqs(database_url: str, room_id: str, player_id: str, team: str | None = None) -> list[int]:
     """Every seq of the room the player may see, read from the log."""
-    engine = create_async_engine(to_async_url(database_url))
+    db = Database(create_engine(database_url, Settings()))
     try:
-        async with engine.connect() as db:
-            stored = await read_events(db, uuid.UUID(room_id), 0, 100_000)
+        async with db.driver(transaction=False) as conn:
+            stored = await read_events(conn, uuid.UUID(room_id), 0, 100_000)
     finally:
-        await engine.dispose()
+        await db.dispose()
     viewer = Viewer(player_id=player_id, team=team)
     return [e.seq for e in stored if may_see_event(viewer, e.visibility, e.audience)]
 

@@ -108,7 +108,7 @@ def stored(seq: int) -> StoredEvent:
 
 async def test_a_handoff_delivers_only_the_next_events_in_order_and_leaves_gaps_to_the_log() -> None:
     """Events this process committed skip the read-back only when they are exactly the next ones."""
-    hub = Hub(engine=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    hub = Hub(db=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
     conn = connection()
     hub.rooms[ROOM] = RoomChannel(ROOM, {conn}, last_read=5, wanted=5)
     hub.handoff(ROOM, [stored(7)])  # seq 6 is missing: the doorbell's read must find it
