@@ -14,9 +14,12 @@ from backend.core.config import Settings
 from backend.core.database_url import to_async_url
 from backend.core.problems import DatabaseUnavailable
 
-# What the driver raises when the server, or the connection to it, is gone.
+# What the driver raises when the server, or the connection to it, is gone. A connection the
+# server terminated while it sat idle in the pool can also leave the driver's protocol out of
+# step (InternalClientError: "another operation is in progress") for its next statement.
 DRIVER_CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
