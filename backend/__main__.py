@@ -32,6 +32,10 @@ def serve() -> int:
         log_level=settings.log_level,
         # Frames over the limit are refused by the protocol itself (close 1009).
         ws_max_size=settings.ws_max_message_bytes,
+        # The sans-I/O websockets protocol: keep-alive pings on loop timers, not a task and
+        # queues per socket as in the legacy one.
+        ws="websockets-sansio",
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
     return 0
 

@@ -59,7 +59,7 @@ def wait_until_up(
 
 @dataclass
 class Server:
-    """A server process (uvicorn, one worker) and its log."""
+    """A server process (`python -m backend serve`, one worker) and its log."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -78,8 +78,11 @@ def serve(
     """Run the app in its own process on the test database, with extra settings in `env`."""
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WORKERS")}
-    environ |= {"DATABASE_URL": database_url, "LOG_LEVEL": "info", **(env or {})}
-    command = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port)]
+    environ |= {"DATABASE_URL": database_url, "LOG_LEVEL": "info", "PORT": str(port), **(env or {})}
+    environ.pop("HOST", None)
+    # What `make run` runs, so the server's own uvicorn settings (WebSocket protocol, sizes,
+    # compression) are the ones tested.
+    command = [sys.executable, "-m", "backend", "serve"]
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, log)

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Browser origins allowed to open a WebSocket; "*" allows any. Same-host is always allowed.
     allowed_origins: list[str] = Field(default_factory=list)
     ws_max_message_bytes: int = Field(default=16 * 1024, ge=256)
+    # permessage-deflate compresses every message once per socket (an event sent to 1,000
+    # sockets is compressed 1,000 times) and keeps a zlib context per socket (~90 KiB):
+    # off unless asked for; envelopes are small JSON.
+    ws_per_message_deflate: bool = False
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     chat_per_second: float = Field(default=5.0, gt=0)
     chat_burst: int = Field(default=10, ge=1)

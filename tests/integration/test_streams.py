@@ -281,6 +281,10 @@ async def test_websocket_commands_are_answered_by_request_id(server: Any) -> Non
         ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
         headers = {"Authorization": f"Bearer {host['token']}"}
         async with ws_connect(ws_url, additional_headers=headers) as ws:
+            # The client offered compression (websockets does by default); the server declines:
+            # it would compress every event once per socket.
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
             assert json.loads(await ws.recv())["type"] == "snapshot"
             await ws.send(json.dumps({"type": "ping", "request_id": "p1"}))
             await ws.send(json.dumps({"type": "chat", "request_id": "c1", "text": "  over the socket "}))
