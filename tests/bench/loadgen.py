@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -25,6 +26,7 @@ import httpx
 import uvloop
 from websockets.asyncio.client import connect as ws_connect
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SSE_EVENT = re.compile(rb"id: (\d+)\nevent: ([a-z.]+)\n")
 WS_CHAT = re.compile(r'^\{"seq":(\d+),"room_id":"[^"]+","type":"chat\.message"')
 
@@ -153,20 +155,30 @@ async def make_room(http: httpx.AsyncClient, players: int) -> tuple[str, list[st
     return room_id, tokens
 
 
-def rss_kib(pids: list[int]) -> int:
-    """Return the resident memory of the processes and their children, in KiB."""
-    total, seen, todo = 0, set(), list(pids)
+def process_tree(pids: list[int]) -> list[int]:
+    """Return the processes and all their descendants."""
+    seen: list[int] = []
+    todo = list(pids)
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
-        seen.add(pid)
+        seen.append(pid)
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return seen
+
+
+def rss_kib(pids: list[int]) -> int:
+    """Return the resident memory of the processes and their descendants, in KiB."""
+    total = 0
+    for pid in process_tree(pids):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
             total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                children = (task / "children").read_text().split()
-                todo.extend(int(c) for c in children)
         except (FileNotFoundError, ProcessLookupError, AttributeError):
             continue
     return total
@@ -301,8 +313,60 @@ async def one_room(args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU time (user + system) the processes have used, in seconds."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def processes_named(name: str) -> list[int]:
+    """Return the pids of every process whose command name is `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU time used while it runs, by the server, PostgreSQL, Redis and this generator: where
+    the machine's cores go per command (the machine is shared by all four)."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self.groups = {
+            "server": process_tree(server_pids),
+            "postgres": processes_named("postgres"),
+            "redis": processes_named("redis-server"),
+        }
+        self.start = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        self.own = time.process_time()
+        self.wall = time.monotonic()
+
+    def per_command(self, commands: int) -> dict[str, float]:
+        """Return the milliseconds of CPU each used per command since the meter started, and
+        the cores all of them kept busy."""
+        used = {name: cpu_seconds(pids) - self.start[name] for name, pids in self.groups.items()}
+        used["load generator"] = time.process_time() - self.own
+        wall = time.monotonic() - self.wall
+        result = {name: round(1000 * seconds / max(1, commands), 3) for name, seconds in used.items()}
+        result["cores busy"] = round(sum(used.values()) / wall, 2)
+        return result
+
+
 async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
-    """Many rooms of 8, a stream per player, commands across all rooms as fast as possible."""
+    """Many rooms of 8, a stream per player, commands across all rooms: as fast as `--senders`
+    concurrent senders go (closed loop), or at a fixed `--rate` per second (open loop: each
+    command's latency counts from when it was due, so a server falling behind shows)."""
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=args.url, timeout=60, limits=limits) as http:
         gate = asyncio.Semaphore(16)
@@ -318,28 +382,44 @@ async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(1.0)
         sent: dict[tuple[int, int], float] = {}
         done = 0
-        deadline = time.monotonic() + args.duration
-
         raw = RawHttp(args.url, args.senders)
 
-        async def sender(worker: int) -> None:
+        async def command(i: int, due: float) -> None:
             nonlocal done
+            index = i % len(rooms)
+            room_id, tokens = rooms[index]
+            body = json.dumps({"text": f"r{i}"}).encode()
+            answer = await raw.post(f"/v1/rooms/{room_id}/messages", body, tokens[(i // len(rooms)) % 8])
+            sent[(index, answer["seq"])] = due
+            done += 1
+
+        async def sender(worker: int, deadline: float) -> None:
             i = worker
             while time.monotonic() < deadline:
-                index = i % len(rooms)
-                room_id, tokens = rooms[index]
-                body = json.dumps({"text": f"r{i}"}).encode()
-                t0 = time.monotonic()
-                answer = await raw.post(f"/v1/rooms/{room_id}/messages", body, tokens[i % 8])
-                sent[(index, answer["seq"])] = t0
-                done += 1
+                await command(i, time.monotonic())
                 i += args.senders
 
-        started = time.monotonic()
+        async def paced(deadline: float) -> None:
+            start, pending, i = time.monotonic(), set(), 0
+            while (due := start + i / args.rate) < deadline:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                task = asyncio.create_task(command(i, due))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                i += 1
+            await asyncio.gather(*pending)
+
         print("sending", file=sys.stderr, flush=True)
-        await asyncio.gather(*(sender(w) for w in range(args.senders)))
+        meter = CpuMeter(args.server_pids)
+        started = time.monotonic()
+        deadline = started + args.duration
+        if args.rate:
+            await paced(deadline)
+        else:
+            await asyncio.gather(*(sender(w, deadline) for w in range(args.senders)))
         elapsed = time.monotonic() - started
         await wait_until(lambda: len(deliveries.received) >= 8 * done, 60)
+        cpu = meter.per_command(done)
         latency = [t - sent[(r, s)] for r, s, t in deliveries.received if (r, s) in sent]
         stop.set()
         for handle in handles:
@@ -347,8 +427,10 @@ async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "rooms": len(rooms),
             "streams": 8 * len(rooms),
+            "offered_per_s": args.rate or None,
             "commands_per_s": round(done / elapsed),
             "latency": percentiles(latency),
+            "cpu_ms_per_command": cpu,
             "undelivered": 8 * done - len(latency),
         }
 
@@ -366,6 +448,7 @@ def main() -> None:
     parser.add_argument("--rooms-of-8", type=int, default=0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=0.0, help="commands per second (open loop)")
     args = parser.parse_args()
     # uvloop, as the server runs: the generator's own CPU per delivery stays out of the numbers.
     result = uvloop.run(rooms_of_8(args) if args.rooms_of_8 else one_room(args))

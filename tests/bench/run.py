@@ -71,8 +71,6 @@ def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
     base = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     base = base or embedded_database_url(Settings().data_dir)
-    database_url = recreate_database(base, "roundtable_bench")
-    migrate(database_url)
     sizes = [100, 1000] if quick else [100, 1000, 5000]
     rows: list[tuple[str, dict[str, Any]]] = []
     with ExitStack() as stack:
@@ -90,15 +88,27 @@ def main() -> int:
             plans.append((f"memory 1w ws N={n}", None, 1, ["--streams", str(n), "--transport", "ws"]))
         for n in sizes:
             plans.append((f"redis 2w sse N={n}", redis_url, 2, ["--streams", str(n), "--transport", "sse"]))
-        rooms = "50" if quick else "150"
+        rooms = ["--rooms-of-8", "50" if quick else "150", "--duration", "5"]
         for label, url, workers in (
             ("memory 1w", None, 1),
             ("redis 1w", redis_url, 1),
             ("redis 2w", redis_url, 2),
         ):
-            plans.append((f"{label} rooms of 8", url, workers, ["--rooms-of-8", rooms, "--duration", "5"]))
+            plans.append((f"{label} rooms of 8, flat out", url, workers, rooms))
+        # Open loop: commands due at a fixed rate, latency counted from when each was due.
+        for label, url, workers, rate in (
+            ("memory 1w", None, 1, 250),
+            ("memory 1w", None, 1, 500),
+            ("memory 1w", None, 1, 1000),
+            ("redis 2w", redis_url, 2, 500),
+        ):
+            plans.append((f"{label} rooms of 8 at {rate}/s", url, workers, [*rooms, "--rate", str(rate)]))
         for label, url, workers, args in plans:
             print(f"running {label} ...", file=sys.stderr, flush=True)
+            # A fresh database each time: nothing left by the run before (its players, still
+            # marked connected, would be swept by this server while it is measured).
+            database_url = recreate_database(base, "roundtable_bench")
+            migrate(database_url)
             with server(database_url, url, workers) as (server_url, pid):
                 rows.append((label, loadgen(server_url, pid, *args)))
     print_table(rows)
@@ -106,17 +116,36 @@ def main() -> int:
 
 
 def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
-    """Print the results as a Markdown table."""
+    """Print the results as two Markdown tables: one room, and many rooms of 8."""
     print()
-    print("| run | streams | p50 ms | p99 ms | max ms | deliveries/s | commands/s | RSS KiB/stream | lost |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| run | streams | p50 ms | p99 ms | max ms | command answered p50 ms | first subscriber p50 ms "
+        "| deliveries/s | burst commands/s | RSS KiB/stream | lost |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
+        if "rooms" in r:
+            continue
         lat = r["latency"]
-        commands = r.get("commands_per_s", r.get("burst_commands_per_s", ""))
         print(
             f"| {label} | {r['streams']} | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} "
-            f"| {r.get('deliveries_per_s', '')} | {commands} | {r.get('rss_kib_per_stream', '')} "
-            f"| {r['undelivered']} |"
+            f"| {r['answer_p50_ms']} | {r['first_delivery_p50_ms']} | {r['deliveries_per_s']} "
+            f"| {r['burst_commands_per_s']} | {r['rss_kib_per_stream']} | {r['undelivered']} |"
+        )
+    print()
+    print(
+        "| run | streams | commands/s | p50 ms | p99 ms | max ms | CPU ms per command: server "
+        "| PostgreSQL | Redis | load generator | cores busy | lost |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        if "rooms" not in r:
+            continue
+        lat, cpu = r["latency"], r["cpu_ms_per_command"]
+        print(
+            f"| {label} | {r['streams']} | {r['commands_per_s']} | {lat['p50_ms']} | {lat['p99_ms']} "
+            f"| {lat['max_ms']} | {cpu['server']} | {cpu['postgres']} | {cpu['redis']} "
+            f"| {cpu['load generator']} | {cpu['cores busy']} | {r['undelivered']} |"
         )
 
 
