@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
     base = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     base = base or embedded_database_url(Settings().data_dir)
+    machine = wake_up_round_trips()
     sizes = [100, 1000] if quick else [100, 1000, 5000]
     rows: list[tuple[str, dict[str, Any]]] = []
     with ExitStack() as stack:
@@ -112,7 +114,44 @@ def main() -> int:
             with server(database_url, url, workers) as (server_url, pid):
                 rows.append((label, loadgen(server_url, pid, *args)))
     print_table(rows)
+    (busy_before, idle_before), (busy_after, idle_after) = machine, wake_up_round_trips()
+    print()
+    print(
+        "This machine: a round trip between two processes took "
+        f"{busy_before} µs back to back and {idle_before} µs after 50 ms idle before the runs, "
+        f"{busy_after} and {idle_after} µs after them; a spaced command pays the idle one at "
+        "every hop (client, server, PostgreSQL)."
+    )
     return 0
+
+
+def wake_up_round_trips() -> tuple[float, float]:
+    """Return the median round trip (µs) between two processes over a socket pair, back to
+    back and after 50 ms idle: how slowly this machine wakes an idle process, which every
+    hop of a command (client, server, PostgreSQL) pays on an otherwise idle machine."""
+    parent, child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the echo process
+        parent.close()
+        while data := child.recv(16):
+            child.send(data)
+        os._exit(0)
+    child.close()
+    medians = []
+    try:
+        for gap in (0.0, 0.05):
+            times = []
+            for _ in range(60):
+                started = time.perf_counter()
+                parent.send(b"x")
+                parent.recv(16)
+                times.append(time.perf_counter() - started)
+                time.sleep(gap)
+            medians.append(round(sorted(times)[len(times) // 2] * 1e6, 1))
+    finally:
+        parent.close()
+        os.waitpid(pid, 0)
+    return medians[0], medians[1]
 
 
 def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
