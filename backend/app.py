@@ -94,11 +94,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     install_problem_handlers(app, allowed_methods)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.include_router(ops_router)
+    # Routes are matched in order: the busiest (chat, streams) first.
+    app.include_router(realtime_router)
     app.include_router(rooms_router)
     app.include_router(game_router)
+    app.include_router(ops_router)
     app.include_router(docs_router)
-    app.include_router(realtime_router)
 
     spec_body = json.dumps(load_openapi()).encode()
 
