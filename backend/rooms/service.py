@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -216,41 +215,38 @@ class KnownSpeakers:
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self._entries: dict[Hashable, Speaker] = {}
+        self._entries: dict[str | uuid.UUID, Speaker] = {}
 
-    def get(self, key: Hashable) -> Speaker | None:
+    def get(self, key: str | uuid.UUID) -> Speaker | None:
         """Return the speaker last read under `key`, if any."""
         return self._entries.get(key)
 
-    def put(self, key: Hashable, speaker: Speaker) -> None:
+    def put(self, key: str | uuid.UUID, speaker: Speaker) -> None:
         """Remember `speaker` under `key` (forgetting everything when full: cheap and bounded)."""
         if len(self._entries) >= self.size and key not in self._entries:
             self._entries.clear()
         self._entries[key] = speaker
 
-    def drop(self, key: Hashable) -> None:
+    def drop(self, key: str | uuid.UUID) -> None:
         """Forget `key`."""
         self._entries.pop(key, None)
 
 
-async def chat_speaker(
-    conn: asyncpg.Connection, room_id: uuid.UUID, caller: Actor | str
-) -> tuple[Hashable, Speaker]:
-    """Return who is about to chat in `room_id` (with their room's state, in one read) and
-    the key they are known by: a bearer token's hash (checked here), or an actor already
-    known (a socket's)."""
-    if isinstance(caller, str):
-        token_hash = hash_token(caller)
-        speaker = await repository.speaker_by_token(conn, token_hash)
+async def _read_speaker(conn: asyncpg.Connection, room_id: uuid.UUID, key: str | uuid.UUID) -> Speaker:
+    """Read who is about to chat in `room_id`, with their room's state, in one statement:
+    by a bearer token's hash (the token checked here) or by the player id of an actor
+    already known (a socket's, or a re-read)."""
+    if isinstance(key, str):
+        speaker = await repository.speaker_by_token(conn, key)
         if speaker is None:
             raise Unauthorized("The token is unknown or no longer valid.")
         if speaker.room_id != room_id:
             raise NotAMember("This token belongs to another room.")
-        return token_hash, speaker
-    speaker = await repository.speaker_by_id(conn, caller.player_id)
+        return speaker
+    speaker = await repository.speaker_by_id(conn, key)
     if speaker is None:
         raise Unauthorized("This token's player is no longer in the room.")
-    return caller.player_id, speaker
+    return speaker
 
 
 # Unlocked attempts before chat takes the room's lock (each lost one saw a state change).
@@ -268,16 +264,16 @@ async def send_chat(
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby).
 
     The busiest command, so it takes the leanest path, on the driver in autocommit: decide
-    on the room and speaker as last read (`known`, else `chat_speaker`), then append in one
+    on the room and speaker as last read (`known`, else `_read_speaker`), then append in one
     statement that succeeds only if no other event changed the room meanwhile
     (`append_event`); else read again and decide again. No transaction block, no lock held
     across a round trip. After a few lost races it locks the room, so it always gets through.
     """
-    key: Hashable = hash_token(caller) if isinstance(caller, str) else caller.player_id
+    key = hash_token(caller) if isinstance(caller, str) else caller.player_id
     speaker = known.get(key)
     try:
         if speaker is None or speaker.room_id != room_id:
-            key, speaker = await chat_speaker(conn, room_id, caller)
+            speaker = await _read_speaker(conn, room_id, key)
         wait = limiter.take(speaker.player_id)
         if wait > 0:
             raise RateLimited(wait)
@@ -288,7 +284,7 @@ async def send_chat(
                 if locked:
                     await repository.lock_room_row(conn, speaker.room_id)
                 if attempt > 0 or locked:
-                    speaker = await _reread(conn, speaker)
+                    speaker = await _read_speaker(conn, speaker.room_id, speaker.player_id)
                 message = _chat_event(speaker, text)
                 stored = await append_event(conn, speaker.room_id, message, speaker.state_seq)
             if stored is not None:
@@ -300,13 +296,6 @@ async def send_chat(
         known.drop(key)
         raise
     raise AssertionError("the locked attempt cannot lose the race")  # pragma: no cover
-
-
-async def _reread(conn: asyncpg.Connection, speaker: Speaker) -> Speaker:
-    again = await repository.speaker_by_id(conn, speaker.player_id)
-    if again is None:
-        raise Unauthorized("This token's player is no longer in the room.")
-    return again
 
 
 def _chat_event(speaker: Speaker, text: str) -> NewEvent:
