@@ -64,6 +64,37 @@ async def finished_games(database_url: str, room_id: str) -> list[str]:
         await engine.dispose()
 
 
+async def connected_before_start(database_url: str, room_id: str) -> tuple[int, int]:
+    """Return how many players the log shows connected before game.started, and how many joined."""
+    engine = create_async_engine(to_async_url(database_url))
+    try:
+        async with engine.connect() as conn:
+            started = (
+                await conn.execute(
+                    text("SELECT seq FROM room_events WHERE room_id = :r AND type = 'game.started'"),
+                    {"r": room_id},
+                )
+            ).scalar_one()
+            connected = (
+                await conn.execute(
+                    text(
+                        "SELECT count(DISTINCT data->>'player_id') FROM room_events WHERE room_id = :r"
+                        " AND type = 'presence.changed' AND (data->>'connected')::boolean AND seq < :s"
+                    ),
+                    {"r": room_id, "s": started},
+                )
+            ).scalar_one()
+            joined = (
+                await conn.execute(
+                    text("SELECT count(*) FROM players WHERE room_id = :r"),
+                    {"r": room_id},
+                )
+            ).scalar_one()
+            return connected, joined
+    finally:
+        await engine.dispose()
+
+
 def room_of(output: str) -> str:
     """Return the id of the room the bots created."""
     match = re.search(r"created room [A-Z0-9]{6} \(([0-9a-f-]{36})\)", output)
@@ -72,7 +103,10 @@ def room_of(output: str) -> str:
 
 
 def test_eight_bots_create_a_room_and_play_it_to_the_end(database_url: str, tmp_path: Path) -> None:
-    """`roundtable-bots --count 8 --phase-seconds 2` exits 0 printing the winner the log records."""
+    """`roundtable-bots --count 8 --phase-seconds 2` exits 0 printing the winner the log records.
+
+    The host starts the game only once every bot's stream is open, so no bot misses night 1.
+    """
     with serve(database_url, tmp_path / "server.log") as server:
         process = bots(server.url, "--count", "8", "--phase-seconds", "2", "--seed", "7")
         out, _ = process.communicate(timeout=300)
@@ -80,7 +114,9 @@ def test_eight_bots_create_a_room_and_play_it_to_the_end(database_url: str, tmp_
     assert "round 1 night: 8 alive" in out
     winner = re.search(r"^winner: (town|mafia)$", out, re.MULTILINE)
     assert winner, out
-    assert asyncio.run(finished_games(database_url, room_of(out))) == [winner.group(1)]
+    room = room_of(out)
+    assert asyncio.run(finished_games(database_url, room)) == [winner.group(1)]
+    assert asyncio.run(connected_before_start(database_url, room)) == (8, 8)
 
 
 def test_the_bots_finish_the_game_across_a_server_kill_and_restart(database_url: str, tmp_path: Path) -> None:

@@ -112,11 +112,14 @@ class Bot:
         self.strategy = strategy
         self.view = View(me=session.player_id, host=session.room.host_player_id == session.player_id)
         self.on_progress = on_progress or (lambda line: None)
+        self.ready = asyncio.Event()
+        """Set once the bot's stream delivered its first item: from then on it sees every event."""
 
     async def run(self) -> api.Team:
         """Play until the game is finished; return the winner."""
         async for item in self.session.events():
             await self.handle(item)
+            self.ready.set()
             if self.view.winner is not None:
                 return self.view.winner
         raise RuntimeError("the event stream ended")  # pragma: no cover - events() never ends by itself

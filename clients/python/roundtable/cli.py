@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import uuid
+from typing import Any
 
 from roundtable.bots import STRATEGIES, Bot
 from roundtable.contract import api
@@ -63,12 +64,25 @@ async def play(args: argparse.Namespace) -> api.Team:
         ]
         games = [asyncio.create_task(bot.run()) for bot in bots]
         if args.room is None:
+            # Start only when every bot is listening, or a slow stream misses the first night.
+            await until_ready(bots, games)
             await sessions[0].start()
         winners = await asyncio.gather(*games)
         return winners[0]
     finally:
         for s in sessions:
             await s.aclose()
+
+
+async def until_ready(bots: list[Bot], games: list[asyncio.Task[api.Team]]) -> None:
+    """Wait until every bot's stream has delivered its first item; raise if a bot failed first."""
+    ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(bot.ready.wait() for bot in bots)))
+    waiting: list[asyncio.Future[Any]] = [ready, *games]
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if ready not in done:
+        ready.cancel()
+        for game in done:
+            game.result()  # a bot's stream was refused: raise its error
 
 
 def main(argv: list[str] | None = None) -> int:
