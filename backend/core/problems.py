@@ -87,6 +87,25 @@ class DatabaseUnavailable(AppError):
         super().__init__(detail)
 
 
+# Errors that mean the database is unreachable or has no connection to spare right now: a 503
+# (a WebSocket's 1013), never a 500, and nothing was written.
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+def database_down(exc: BaseException) -> bool:
+    """Return whether `exc` means the database cannot serve now (retry later)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, DATABASE_DOWN_ERRORS)
+
+
 class ValidationFailed(AppError):
     status = 422
     code = "validation_failed"
@@ -190,12 +209,8 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
         (RuleError, on_rule_error),
         (RequestValidationError, on_validation),
         (StarletteHTTPException, on_http),
-        (OperationalError, on_database_down),
-        (InterfaceError, on_database_down),
-        (PoolTimeoutError, on_database_down),
+        *((kind, on_database_down) for kind in DATABASE_DOWN_ERRORS if kind is not DatabaseUnavailable),
         (DBAPIError, on_dbapi),
-        (ConnectionError, on_database_down),
-        (OSError, on_database_down),
         (Exception, on_unexpected),
     ]
     for exc_type, handler in handlers:

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketState
 
 from backend.api_deps import BearerToken, RealtimeDep, StreamActor, authenticate
 from backend.contract import api, events
-from backend.core.problems import AppError, RoomNotFound, Unauthorized
+from backend.core.problems import AppError, DatabaseUnavailable, RoomNotFound, Unauthorized, database_down
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
 from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
@@ -33,7 +33,8 @@ router = APIRouter(prefix="/v1/rooms")
 SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCommand)
 
 # WebSocket close codes (listed in asyncapi/asyncapi.yaml).
-WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_SLOW = 1000, 1001, 1008, 1009, 1013
+WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_INTERNAL = 1000, 1001, 1008, 1009, 1011
+WS_SLOW = WS_TRY_LATER = 1013
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
 
 # Replayed events are written in chunks of this many frames.
@@ -223,12 +224,21 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-def _close_code(exc: AppError | RuleError) -> int:
+def _close_for(exc: Exception) -> tuple[int, str]:
+    """Return the close code and reason for an error that ends a socket."""
+    if isinstance(exc, WebSocketDisconnect):
+        return WS_DONE, ""  # the client went away: nobody to tell
     if isinstance(exc, Unauthorized):
-        return WS_UNAUTHORIZED
+        return WS_UNAUTHORIZED, exc.code
     if isinstance(exc, RoomNotFound):
-        return WS_NOT_FOUND
-    return WS_FORBIDDEN
+        return WS_NOT_FOUND, exc.code
+    if database_down(exc):
+        log.warning("socket closed, database unavailable: %s", type(exc).__name__)
+        return WS_TRY_LATER, DatabaseUnavailable.code
+    if isinstance(exc, AppError | RuleError):
+        return WS_FORBIDDEN, exc.code
+    log.error("socket closed on an unexpected error", exc_info=exc)
+    return WS_INTERNAL, "internal_error"
 
 
 @router.websocket("/{room_id}/ws")
@@ -246,14 +256,22 @@ async def room_socket(
     header = websocket.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else access_token
     await websocket.accept()
+    # Once accepted, every error ends in a close code (an HTTP problem can no longer be sent).
+    reason = ""
     try:
         if not token:
             raise Unauthorized()
         actor = await authenticate(realtime.db, token, room_id)
-    except (AppError, RuleError) as exc:
-        await websocket.close(code=_close_code(exc), reason=exc.code)
-        return
-    stream = realtime.stream(actor, "ws", after)
+        code = await _serve_socket(websocket, realtime, realtime.stream(actor, "ws", after))
+    except Exception as exc:
+        code, reason = _close_for(exc)
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code, reason=reason)
+
+
+async def _serve_socket(websocket: WebSocket, realtime: Realtime, stream: Stream) -> int:
+    """Read commands and write events until either side ends; return the close code."""
     async with stream:
         reader = asyncio.create_task(_read_commands(websocket, realtime, stream))
         writer = asyncio.create_task(_write_messages(websocket, stream))
@@ -266,15 +284,11 @@ async def room_socket(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if aborted in done:
-            code = WS_SLOW
-        else:
-            finished = [
-                t for t in (reader, writer) if t in done and not t.cancelled() and t.exception() is None
-            ]
-            code = finished[0].result() if finished else WS_DONE
-    if websocket.application_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(Exception):
-            await websocket.close(code=code)
+            return WS_SLOW
+        for task in (reader, writer):
+            if task in done and not task.cancelled():
+                return task.result()  # raises what ended it, for _close_for
+        return WS_DONE
 
 
 async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
@@ -344,6 +358,21 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
             conn.send_control(
                 events.SocketError(
                     type="error", request_id=command.request_id, code=exc.code, detail=exc.detail
+                )
+            )
+            continue
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            # As the HTTP command's 503: nothing was written, the client sends it again.
+            log.warning("command refused, database unavailable: %s", type(exc).__name__)
+            unavailable = DatabaseUnavailable()
+            conn.send_control(
+                events.SocketError(
+                    type="error",
+                    request_id=command.request_id,
+                    code=unavailable.code,
+                    detail=unavailable.detail,
                 )
             )
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -9,17 +11,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from backend.app import create_app
 from backend.core.config import Settings
 from backend.core.runtime import migrate, recreate_database
 from tests.conftest import TEST_DATABASE, bearer, create_room, postgres_server_url
-from tests.support import ROOT, free_port, wait_until_up
+from tests.support import ROOT, free_port, serve, wait_until_up
 
 
 @contextmanager
@@ -137,3 +143,75 @@ async def test_a_database_connection_killed_under_the_server_costs_503s_never_a_
                 assert answer.json()["code"] == "database_unavailable"
             assert statuses[-1] == 201, statuses
             assert 503 in statuses, "no request met a killed connection: the test proved nothing"
+
+
+async def kill_server_connections(url: str) -> int:
+    """Terminate every connection to the test's database but our own; return how many."""
+    killer = await asyncpg.connect(url)
+    try:
+        killed: int = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return killed
+    finally:
+        await killer.close()
+
+
+async def test_a_websocket_rides_out_killed_database_connections(own_database: str, tmp_path: Path) -> None:
+    """A socket's command that meets a dead connection is answered `database_unavailable` and the
+    socket stays open; a socket opened on a dead connection closes 1013 (try again), not 4403
+    (which tells clients the token is wrong for good) nor an error page; no error is unexpected."""
+    url = own_database
+    log = tmp_path / "server.log"
+    # Nothing of the server's own touches the pool while the test looks; a small pool.
+    quiet = {"SCHEDULER_SECONDS": "600", "CATCHUP_SECONDS": "600", "DB_POOL_SIZE": "3"}
+    with serve(url, log, quiet) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            session = (
+                await http.post("/v1/rooms", json={"name": "Faults", "nickname": "Host", "ruleset": "mafia"})
+            ).json()
+        ws_url = f"{server.url.replace('http://', 'ws://')}/v1/rooms/{session['room']['id']}/ws"
+        headers = {"Authorization": f"Bearer {session['token']}"}
+
+        async def command(ws: ClientConnection, request_id: str) -> dict[str, Any]:
+            await ws.send(json.dumps({"type": "chat", "request_id": request_id, "text": request_id}))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if reply.get("request_id") == request_id:
+                    return cast(dict[str, Any], reply)
+
+        async with ws_connect(ws_url, additional_headers=headers) as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            assert (await command(ws, "before"))["type"] == "ack"
+            assert await kill_server_connections(url) >= 1
+            replies = []
+            for attempt in range(10):  # each dead pooled connection fails one command
+                replies.append(await command(ws, f"after-{attempt}"))
+                if replies[-1]["type"] == "ack":
+                    break
+            assert replies[-1]["type"] == "ack", replies  # the same socket, a fresh connection
+            detail = {"detail": "The database is unreachable; nothing was written."}
+            assert replies[:-1], "no command met a killed connection: the test proved nothing"
+            assert replies[:-1] == [
+                {"type": "error", "request_id": f"after-{i}", "code": "database_unavailable"} | detail
+                for i in range(len(replies) - 1)
+            ]
+
+        assert await kill_server_connections(url) >= 1
+        closes: list[tuple[int, str]] = []
+        for _ in range(10):
+            try:
+                async with ws_connect(ws_url, additional_headers=headers) as ws:
+                    first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    break
+            except ConnectionClosed as closed:
+                closes.append((closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (1006, ""))
+        else:
+            pytest.fail(f"no socket opened after the database came back: {closes}")
+        assert first["type"] == "snapshot"
+        assert closes, "no socket met a killed connection: the test proved nothing"
+        assert set(closes) == {(1013, "database_unavailable")}
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert "unexpected" not in text, text
