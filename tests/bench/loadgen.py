@@ -5,13 +5,15 @@
 Prints one JSON object: command-to-delivery latency at every subscriber (p50/p99/max),
 delivered events per second under a burst, and the server's RSS per open stream. With
 `--rooms-of-8 R` it instead fills R rooms of 8 players, one stream per player, and drives
-commands across all rooms as fast as it can.
+commands across all rooms (as HTTP requests with SSE streams; with `--transport ws`, as
+commands over each player's own WebSocket).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
@@ -24,11 +26,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvloop
-from websockets.asyncio.client import connect as ws_connect
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SSE_EVENT = re.compile(rb"id: (\d+)\nevent: ([a-z.]+)\n")
-WS_CHAT = re.compile(r'^\{"seq":(\d+),"room_id":"[^"]+","type":"chat\.message"')
+WS_CHAT = re.compile(rb'^\{"seq":(\d+),"room_id":"[^"]+","type":"chat\.message"')
 
 
 @dataclass
@@ -51,11 +52,16 @@ class SseProtocol(asyncio.Protocol):
         self.deliveries = deliveries
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.opened = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("the stream closed before its snapshot"))
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
@@ -66,13 +72,14 @@ class SseProtocol(asyncio.Protocol):
                 self.deliveries.got(self.room, int(match.group(1)))
             elif kind == b"snapshot":
                 self.deliveries.ready += 1
+                self.opened.set_result(None)
             last = match.end()
         # Only a partial `id:` line can straddle two reads, and it is short.
         self.buffer = buffer[max(last, len(buffer) - 128) :]
 
 
-async def open_sse(url: str, path: str, token: str, room: int, deliveries: Deliveries) -> asyncio.Transport:
-    """Open one SSE stream."""
+async def open_sse(url: str, path: str, token: str, room: int, deliveries: Deliveries) -> SseProtocol:
+    """Open one SSE stream; return once its snapshot arrived."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = (
@@ -80,32 +87,104 @@ async def open_sse(url: str, path: str, token: str, room: int, deliveries: Deliv
         "Accept: text/event-stream\r\n\r\n"
     ).encode()
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_connection(lambda: SseProtocol(request, room, deliveries), host, port)
-    return transport
+    _, protocol = await loop.create_connection(lambda: SseProtocol(request, room, deliveries), host, port)
+    await protocol.opened
+    return protocol
 
 
-async def hold_ws(
-    url: str, path: str, token: str, room: int, deliveries: Deliveries, stop: asyncio.Event
-) -> None:
-    """Hold one WebSocket open, recording chat events."""
-    ws_url = url.replace("http://", "ws://") + path
-    async with ws_connect(
-        ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None
-    ) as ws:
+class WsProtocol(asyncio.Protocol):
+    """A lean WebSocket client: a hand-built handshake, the server's (unmasked) frames parsed
+    by hand, chat commands sent as masked text frames and their acks matched by request_id.
+    Like SseProtocol, its CPU per message is small, so the server is what is measured."""
 
-        async def read() -> None:
-            async for raw in ws:
-                assert isinstance(raw, str)
-                if raw.startswith('{"type":"snapshot"'):
-                    deliveries.ready += 1
-                    continue
-                match = WS_CHAT.match(raw)
-                if match:
-                    deliveries.got(room, int(match.group(1)))
+    def __init__(self, request: bytes, room: int, deliveries: Deliveries) -> None:
+        self.request = request
+        self.room = room
+        self.deliveries = deliveries
+        self.buffer = b""
+        self.upgraded = False
+        self.acks: dict[str, asyncio.Future[int]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.opened = asyncio.get_running_loop().create_future()
 
-        reader = asyncio.create_task(read())
-        await stop.wait()
-        reader.cancel()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("the socket closed before its snapshot"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded:
+            head, sep, buffer = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = head
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(head.decode(errors="replace"))
+            self.upgraded = True
+        while len(buffer) >= 2:
+            opcode, length, start = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(buffer[2:4]), 4
+            elif length == 127:
+                length, start = int.from_bytes(buffer[2:10]), 10
+            if len(buffer) < start + length:
+                break
+            payload, buffer = buffer[start : start + length], buffer[start + length :]
+            if opcode == 1:
+                self.message(payload)
+            elif opcode == 9:
+                self.send(payload, opcode=10)  # pong
+        self.buffer = buffer
+
+    def message(self, payload: bytes) -> None:
+        match = WS_CHAT.match(payload)
+        if match:
+            self.deliveries.got(self.room, int(match.group(1)))
+        elif payload.startswith(b'{"type":"snapshot"'):
+            self.deliveries.ready += 1
+            self.opened.set_result(None)
+        elif payload.startswith(b'{"type":"ack"'):
+            ack = json.loads(payload)
+            self.acks.pop(ack["request_id"]).set_result(ack["seq"])
+        elif payload.startswith(b'{"type":"error"'):
+            error = json.loads(payload)
+            self.acks.pop(error["request_id"]).set_exception(RuntimeError(error["detail"]))
+
+    def send(self, payload: bytes, opcode: int = 1) -> None:
+        """Send one frame, masked with a zero key (clients must mask; any key will do)."""
+        size = len(payload)
+        if size < 126:
+            head = bytes([0x80 | opcode, 0x80 | size])
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2)
+        assert self.transport is not None
+        self.transport.write(head + b"\0\0\0\0" + payload)
+
+    async def chat(self, request_id: str, text: str) -> int:
+        """Send a chat command; return the seq its ack names."""
+        self.acks[request_id] = answer = asyncio.get_running_loop().create_future()
+        self.send(json.dumps({"type": "chat", "request_id": request_id, "text": text}).encode())
+        seq: int = await answer
+        return seq
+
+
+async def open_ws(url: str, path: str, token: str, room: int, deliveries: Deliveries) -> WsProtocol:
+    """Open one lean WebSocket; return once its snapshot arrived."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(lambda: WsProtocol(request, room, deliveries), host, port)
+    await protocol.opened
+    return protocol
 
 
 class RawHttp:
@@ -207,33 +286,38 @@ async def wait_until(predicate: Any, limit: float) -> bool:
 
 
 async def open_streams(
-    url: str,
-    transport: str,
-    rooms: list[tuple[str, list[str]]],
-    per_room: int,
-    deliveries: Deliveries,
-    stop: asyncio.Event,
+    url: str, transport: str, rooms: list[tuple[str, list[str]]], per_room: int, deliveries: Deliveries
 ) -> list[Any]:
-    """Open `per_room` streams in each room, spread over its players' tokens."""
-    handles: list[Any] = []
-    gate = asyncio.Semaphore(200)
+    """Open `per_room` streams in each room, spread over its players' tokens; return them in
+    order (room by room, player by player). Like clients after a restart, at most 64 at a time
+    are opening, and one the server turns away (1013, 503) tries again a little later."""
+    gate = asyncio.Semaphore(64)
+    opener = open_sse if transport == "sse" else open_ws
 
-    async def one(index: int, room_id: str, token: str) -> None:
+    async def one(index: int, room_id: str, token: str) -> SseProtocol | WsProtocol:
         path = f"/v1/rooms/{room_id}/{'events' if transport == 'sse' else 'ws'}"
-        async with gate:
-            if transport == "sse":
-                handles.append(await open_sse(url, path, token, index, deliveries))
-            else:
-                handles.append(asyncio.create_task(hold_ws(url, path, token, index, deliveries, stop)))
+        for attempt in range(10):
+            try:
+                async with gate:
+                    return await opener(url, path, token, index, deliveries)
+            except ConnectionError:
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise RuntimeError(f"a {transport} stream did not open in 10 attempts")
 
-    await asyncio.gather(
+    return await asyncio.gather(
         *(
             one(i, room_id, tokens[k % len(tokens)])
             for i, (room_id, tokens) in enumerate(rooms)
             for k in range(per_room)
         )
     )
-    return handles
+
+
+def close_all(handles: list[SseProtocol | WsProtocol]) -> None:
+    """Close every stream open_streams opened."""
+    for handle in handles:
+        if handle.transport is not None:
+            handle.transport.close()
 
 
 async def one_room(args: argparse.Namespace) -> dict[str, Any]:
@@ -242,10 +326,8 @@ async def one_room(args: argparse.Namespace) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=args.url, timeout=60, limits=limits) as http:
         room_id, tokens = await make_room(http, 20)
         rss_before = rss_kib(args.server_pids)
-        deliveries, stop = Deliveries(), asyncio.Event()
-        handles = await open_streams(
-            args.url, args.transport, [(room_id, tokens)], args.streams, deliveries, stop
-        )
+        deliveries = Deliveries()
+        handles = await open_streams(args.url, args.transport, [(room_id, tokens)], args.streams, deliveries)
         opened = await wait_until(lambda: deliveries.ready >= args.streams, 120)
         await asyncio.sleep(1.0)
         rss_after = rss_kib(args.server_pids)
@@ -293,12 +375,7 @@ async def one_room(args: argparse.Namespace) -> dict[str, Any]:
         commands_done = time.monotonic()
         await wait_until(lambda: len(deliveries.received) >= args.streams * burst, 120)
         elapsed = (deliveries.received[-1][2] if deliveries.received else time.monotonic()) - started
-        stop.set()
-        for handle in handles:
-            if isinstance(handle, asyncio.Task):
-                handle.cancel()
-            else:
-                handle.close()
+        close_all(handles)
         return {
             "streams": args.streams,
             "transport": args.transport,
@@ -376,8 +453,8 @@ async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
                 return await make_room(http, 8)
 
         rooms = await asyncio.gather(*(room() for _ in range(args.rooms_of_8)))
-        deliveries, stop = Deliveries(), asyncio.Event()
-        handles = await open_streams(args.url, "sse", list(rooms), 8, deliveries, stop)
+        deliveries = Deliveries()
+        handles = await open_streams(args.url, args.transport, list(rooms), 8, deliveries)
         await wait_until(lambda: deliveries.ready >= 8 * len(rooms), 120)
         await asyncio.sleep(1.0)
         sent: dict[tuple[int, int], float] = {}
@@ -388,9 +465,13 @@ async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
             nonlocal done
             index = i % len(rooms)
             room_id, tokens = rooms[index]
-            body = json.dumps({"text": f"r{i}"}).encode()
-            answer = await raw.post(f"/v1/rooms/{room_id}/messages", body, tokens[(i // len(rooms)) % 8])
-            sent[(index, answer["seq"])] = due
+            player = (i // len(rooms)) % 8
+            if args.transport == "ws":  # the command goes over the player's own socket
+                seq = await handles[index * 8 + player].chat(str(i), f"r{i}")
+            else:
+                body = json.dumps({"text": f"r{i}"}).encode()
+                seq = (await raw.post(f"/v1/rooms/{room_id}/messages", body, tokens[player]))["seq"]
+            sent[(index, seq)] = due
             done += 1
 
         async def sender(worker: int, deadline: float) -> None:
@@ -421,11 +502,10 @@ async def rooms_of_8(args: argparse.Namespace) -> dict[str, Any]:
         await wait_until(lambda: len(deliveries.received) >= 8 * done, 60)
         cpu = meter.per_command(done)
         latency = [t - sent[(r, s)] for r, s, t in deliveries.received if (r, s) in sent]
-        stop.set()
-        for handle in handles:
-            handle.close()
+        close_all(handles)
         return {
             "rooms": len(rooms),
+            "transport": args.transport,
             "streams": 8 * len(rooms),
             "offered_per_s": args.rate or None,
             "commands_per_s": round(done / elapsed),

@@ -73,6 +73,7 @@ def main() -> int:
     base = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     base = base or embedded_database_url(Settings().data_dir)
     machine = wake_up_round_trips()
+    speed = python_loop_ms(), loopback_write_us()
     sizes = [100, 1000] if quick else [100, 1000, 5000]
     rows: list[tuple[str, dict[str, Any]]] = []
     with ExitStack() as stack:
@@ -91,20 +92,27 @@ def main() -> int:
         for n in sizes:
             plans.append((f"redis 2w sse N={n}", redis_url, 2, ["--streams", str(n), "--transport", "sse"]))
         rooms = ["--rooms-of-8", "50" if quick else "150", "--duration", "5"]
-        for label, url, workers in (
-            ("memory 1w", None, 1),
-            ("redis 1w", redis_url, 1),
-            ("redis 2w", redis_url, 2),
+        # HTTP commands and SSE streams; then each player's commands over its own WebSocket.
+        ws = ["--transport", "ws"]
+        for label, url, workers, extra in (
+            ("memory 1w", None, 1, []),
+            ("redis 1w", redis_url, 1, []),
+            ("redis 2w", redis_url, 2, []),
+            ("memory 1w ws", None, 1, ws),
+            ("redis 2w ws", redis_url, 2, ws),
         ):
-            plans.append((f"{label} rooms of 8, flat out", url, workers, rooms))
+            plans.append((f"{label} rooms of 8, flat out", url, workers, [*rooms, *extra]))
         # Open loop: commands due at a fixed rate, latency counted from when each was due.
-        for label, url, workers, rate in (
-            ("memory 1w", None, 1, 250),
-            ("memory 1w", None, 1, 500),
-            ("memory 1w", None, 1, 1000),
-            ("redis 2w", redis_url, 2, 500),
+        for label, url, workers, rate, extra in (
+            ("memory 1w", None, 1, 250, []),
+            ("memory 1w", None, 1, 500, []),
+            ("memory 1w", None, 1, 1000, []),
+            ("redis 2w", redis_url, 2, 500, []),
+            ("memory 1w ws", None, 1, 500, ws),
         ):
-            plans.append((f"{label} rooms of 8 at {rate}/s", url, workers, [*rooms, "--rate", str(rate)]))
+            plans.append(
+                (f"{label} rooms of 8 at {rate}/s", url, workers, [*rooms, "--rate", str(rate), *extra])
+            )
         for label, url, workers, args in plans:
             print(f"running {label} ...", file=sys.stderr, flush=True)
             # A fresh database each time: nothing left by the run before (its players, still
@@ -121,6 +129,13 @@ def main() -> int:
         f"{busy_before} µs back to back and {idle_before} µs after 50 ms idle before the runs, "
         f"{busy_after} and {idle_after} µs after them; a spaced command pays the idle one at "
         "every hop (client, server, PostgreSQL)."
+    )
+    (loop_before, write_before), (loop_after, write_after) = speed, (python_loop_ms(), loopback_write_us())
+    print(
+        f"A fixed Python loop (2M additions) took {loop_before} ms before and {loop_after} ms after "
+        "(the machine's speed, which varies by the hour); one loopback send() to a waiting reader "
+        f"cost {write_before} µs before and {write_after} µs after: one event to N subscribers "
+        "costs the server at least N of those."
     )
     return 0
 
@@ -152,6 +167,63 @@ def wake_up_round_trips() -> tuple[float, float]:
         parent.close()
         os.waitpid(pid, 0)
     return medians[0], medians[1]
+
+
+def python_loop_ms() -> float:
+    """Return the best of 3 timings (ms) of a fixed pure-Python loop: how fast this machine's
+    cores run Python right now (it varies by the hour on a shared VM)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
+def loopback_write_us(sockets: int = 200, rounds: int = 50, size: int = 300) -> float:
+    """Return the µs one `send()` of an event-sized message costs on a loopback TCP connection
+    whose reader (another process) waits for it: the kernel's share of every delivery, which
+    no server code can go below (N subscribers cost at least N of these per event)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    pid = os.fork()
+    if pid == 0:  # the reader: drain every connection until they all close
+        import selectors
+
+        chooser = selectors.DefaultSelector()
+        for _ in range(sockets):
+            conn, _ = listener.accept()
+            conn.setblocking(False)
+            chooser.register(conn, selectors.EVENT_READ)
+        open_ = sockets
+        while open_:
+            for key, _ in chooser.select():
+                reader = key.fileobj
+                assert isinstance(reader, socket.socket)
+                if not reader.recv(65536):
+                    chooser.unregister(reader)
+                    open_ -= 1
+        os._exit(0)
+    listener.close()
+    writers = [socket.create_connection(("127.0.0.1", port)) for _ in range(sockets)]
+    for w in writers:
+        w.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    message = b"x" * size
+    try:
+        time.sleep(0.2)
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for w in writers:
+                w.send(message)
+            time.sleep(0.005)  # the reader catches up, as between events
+        elapsed = time.perf_counter() - started - rounds * 0.005
+    finally:
+        for w in writers:
+            w.close()
+        os.waitpid(pid, 0)
+    return round(elapsed / (rounds * sockets) * 1e6, 1)
 
 
 def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
