@@ -278,6 +278,9 @@ async def _serve_socket(websocket: WebSocket, realtime: Realtime, stream: Stream
         aborted = stream.conn.aborted
         either: set[asyncio.Future[Any]] = {reader, writer, aborted}
         done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        # Both may have ended by now: look at each (an error nobody looked at gets logged).
+        ended = [task for task in (reader, writer) if task.done() and not task.cancelled()]
+        errors = [error for task in ended if (error := task.exception()) is not None]
         for task in (reader, writer):
             if not task.done():
                 task.cancel()
@@ -285,10 +288,9 @@ async def _serve_socket(websocket: WebSocket, realtime: Realtime, stream: Stream
                     await task
         if aborted in done:
             return WS_SLOW
-        for task in (reader, writer):
-            if task in done and not task.cancelled():
-                return task.result()  # raises what ended it, for _close_for
-        return WS_DONE
+        if errors:
+            raise errors[0]  # for _close_for
+        return ended[0].result() if ended else WS_DONE
 
 
 async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
@@ -308,6 +310,8 @@ async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
                 await websocket.send_text(text)
     except Closed as closed:
         return {SLOW: WS_SLOW, REMOVED: WS_REMOVED}.get(closed.reason, WS_GOING_AWAY)
+    except WebSocketDisconnect:
+        pass  # the client went away mid-send
     return WS_DONE
 
 

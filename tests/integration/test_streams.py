@@ -310,6 +310,31 @@ async def test_websocket_commands_are_answered_by_request_id(server: Any) -> Non
         assert replies[None]["code"] == "validation_failed"
 
 
+async def test_sockets_dropped_while_events_flow_end_quietly(server: Any) -> None:
+    """Clients that vanish (no close frame) while events are being written to them: their
+    sockets end without an error in the server's log, whichever of reading or writing
+    noticed first."""
+    base = server.url
+    async with httpx.AsyncClient(timeout=30) as http:
+        host, guest = await new_room(http, base, "Guest")
+        room_id = host["room"]["id"]
+        ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
+        headers = {"Authorization": f"Bearer {guest['token']}"}
+        for _ in range(3):
+            sockets = [await ws_connect(ws_url, additional_headers=headers) for _ in range(20)]
+            for ws in sockets:
+                assert json.loads(await ws.recv())["type"] == "snapshot"
+            flood = asyncio.gather(*(chat(http, base, host, f"flood {i}") for i in range(60)))
+            await asyncio.sleep(0.05)
+            for ws in sockets:
+                ws.transport.abort()
+            await flood
+        await asyncio.sleep(1.0)
+    text = server.log.read_text()
+    assert "never retrieved" not in text, text
+    assert "Traceback" not in text, text
+
+
 async def test_websocket_refuses_bad_origins_tokens_and_rooms(server: Any) -> None:
     base = server.url
     ws_base = base.replace("http://", "ws://")
