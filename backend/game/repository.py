@@ -108,6 +108,6 @@ async def lock_overdue_room(session: AsyncSession) -> RoomRow | None:
         )
         .order_by(col(RoomRow.phase_ends_at))
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return result.first()

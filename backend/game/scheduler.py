@@ -1,7 +1,7 @@
 """Every worker's deadline scheduler: closes overdue phases, exactly once across workers.
 
 Deadlines are columns (`rooms.phase_ends_at`), compared with the database clock; a worker
-takes an overdue room with `FOR UPDATE SKIP LOCKED` and runs the same transition as the
+takes an overdue room with `FOR NO KEY UPDATE SKIP LOCKED` and runs the same transition as the
 host's advance. A restarted server fires the deadlines that passed while it was down.
 """
 

@@ -94,10 +94,15 @@ class Realtime:
     async def _set_presence(
         self, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool, worker_id: uuid.UUID | None = None
     ) -> None:
+        worker = worker_id or self.worker_id
+        if connected:
+            # Usually already shown connected (a reconnect after a restart, a stream on another
+            # worker): then one statement, without waiting for the room's lock.
+            async with self.db.driver(transaction=False) as conn:
+                if await repository.hold_lease_if_connected(conn, worker, room_id, player_id):
+                    return
         async with self.db.transaction() as session:
-            committed = await service.set_presence(
-                session, room_id, player_id, connected, worker_id or self.worker_id
-            )
+            committed = await service.set_presence(session, room_id, player_id, connected, worker)
         await self.committed(committed)
 
     async def _maintain_presence(self) -> None:

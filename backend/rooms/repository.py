@@ -19,7 +19,9 @@ from backend.persistence.tables import PlayerRow, RoomRow, StreamLeaseRow
 
 async def lock_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow | None:
     """Return the room with its row locked until the transaction ends."""
-    result = await session.exec(select(RoomRow).where(col(RoomRow.id) == room_id).with_for_update())
+    result = await session.exec(
+        select(RoomRow).where(col(RoomRow.id) == room_id).with_for_update(key_share=True)
+    )
     return result.first()
 
 
@@ -38,15 +40,16 @@ async def present_players(session: AsyncSession, room_id: uuid.UUID) -> Sequence
     return result.all()
 
 
-async def present_player(session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID) -> PlayerRow | None:
-    """Return one player if still in the room."""
-    result = await session.exec(
-        select(PlayerRow).where(
-            col(PlayerRow.id) == player_id,
-            col(PlayerRow.room_id) == room_id,
-            col(PlayerRow.left_at).is_(None),
-        )
+async def present_player(
+    session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID, *, lock: bool = False
+) -> PlayerRow | None:
+    """Return one player if still in the room (with `lock`, its row locked until the end)."""
+    statement = select(PlayerRow).where(
+        col(PlayerRow.id) == player_id,
+        col(PlayerRow.room_id) == room_id,
+        col(PlayerRow.left_at).is_(None),
     )
+    result = await session.exec(statement.with_for_update(key_share=True) if lock else statement)
     return result.first()
 
 
@@ -109,7 +112,7 @@ async def speaker_by_id(conn: asyncpg.Connection, player_id: uuid.UUID) -> Speak
 
 async def lock_room_row(conn: asyncpg.Connection, room_id: uuid.UUID) -> None:
     """Lock the room's row until the driver transaction ends."""
-    await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+    await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR NO KEY UPDATE", room_id)
 
 
 async def insert_room(session: AsyncSession, room: RoomRow, attempts: int = 8) -> None:
@@ -165,6 +168,34 @@ async def hold_lease(
             index_elements=["worker_id", "player_id"], set_={"seen_at": func.now()}
         )
     )
+
+
+_HOLD_IF_CONNECTED = """
+WITH shown AS (
+    SELECT id, room_id FROM players
+    WHERE id = $2 AND room_id = $3 AND left_at IS NULL AND connected
+    FOR SHARE
+)
+INSERT INTO stream_leases (worker_id, player_id, room_id)
+SELECT $1, id, room_id FROM shown
+ON CONFLICT (worker_id, player_id) DO UPDATE SET seen_at = now()
+RETURNING 1
+"""
+
+
+async def hold_lease_if_connected(
+    conn: asyncpg.Connection, worker_id: uuid.UUID, room_id: uuid.UUID, player_id: uuid.UUID
+) -> bool:
+    """Hold this worker's lease on a player the room already shows connected: one statement,
+    no room lock. False when the player is not shown connected (or has left): the caller
+    then records the change under the room's lock.
+
+    The player's row is share-locked while the lease is written. A worker recording the
+    player's last stream closed locks that row before it looks for leases, so it either
+    sees this lease (and keeps the player connected) or has already shown the player
+    disconnected, which this statement then reads (and writes nothing).
+    """
+    return await conn.fetchval(_HOLD_IF_CONNECTED, worker_id, player_id, room_id) is not None
 
 
 async def drop_lease(session: AsyncSession, worker_id: uuid.UUID, player_id: uuid.UUID) -> None:

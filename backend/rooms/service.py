@@ -329,7 +329,8 @@ async def set_presence(
     room sees no change.
     """
     room = await locked_room(session, room_id)
-    player = await repository.present_player(session, room.id, player_id)
+    # Locked before the leases are read: see repository.hold_lease_if_connected.
+    player = await repository.present_player(session, room.id, player_id, lock=True)
     if player is None:
         return None
     if connected:

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -450,3 +451,46 @@ async def test_presence_changes_on_first_open_and_last_close_but_not_on_a_quick_
             )
         ).json()["players"]
         assert {p["nickname"]: p["connected"] for p in players} == {"Host": True, "Guest": False}
+
+
+async def test_a_player_still_shown_connected_reopens_a_stream_while_the_room_is_busy(
+    server: Any, database_url: str
+) -> None:
+    """After a crash the room still shows its players connected, and they all reconnect at
+    once: such a stream opens without queueing on the room's lock (held here the whole time,
+    as by a long command), and the lease it takes makes its close count as usual."""
+    base = server.url
+    async with httpx.AsyncClient(timeout=30) as http:
+        host, guest = await new_room(http, base, "Guest")
+        room_id = host["room"]["id"]
+        url = f"{base}/v1/rooms/{room_id}/events"
+        busy = await asyncpg.connect(database_url)
+        try:
+            # The worker that streamed to the guest died without saying so.
+            await busy.execute(
+                "UPDATE players SET connected = true WHERE id = $1", uuid.UUID(guest["player"]["id"])
+            )
+            transaction = busy.transaction()
+            await transaction.start()
+            # The lock every command takes (repository.lock_room).
+            await busy.execute("SELECT 1 FROM rooms WHERE id = $1 FOR NO KEY UPDATE", uuid.UUID(room_id))
+            async with sse_stream(http, url, guest["token"]) as own:
+                snapshot = await asyncio.wait_for(anext(sse_events(own)), 3)
+            await transaction.rollback()
+        finally:
+            await busy.close()
+        players = {p["nickname"]: p["connected"] for p in snapshot.data["data"]["players"]}
+        assert players == {"Host": False, "Guest": True}
+
+        # The stream closed: after the grace period the guest is shown disconnected.
+        async def guest_connected() -> bool:
+            state = await http.get(
+                f"{base}/v1/rooms/{room_id}/state", headers={"Authorization": f"Bearer {host['token']}"}
+            )
+            shown: dict[str, bool] = {p["nickname"]: p["connected"] for p in state.json()["players"]}
+            return shown["Guest"]
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while await guest_connected():
+            assert asyncio.get_running_loop().time() < deadline, "the guest stayed connected"
+            await asyncio.sleep(0.1)
