@@ -32,6 +32,8 @@ class Presence:
         self.every = every
         self.counts: dict[Key, int] = {}
         self._leaving: dict[Key, asyncio.Task[None]] = {}
+        # Each player's newest record in flight: the next one waits for it.
+        self._recording: dict[Key, asyncio.Future[None]] = {}
         self._maintainer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -75,10 +77,22 @@ class Presence:
             await self._record(*key, False)
 
     async def _record(self, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool) -> None:
+        # One record per player at a time, in the order asked: a disconnect recorded after its
+        # grace period and a reconnect arriving meanwhile must not commit the other way round
+        # (the player would show disconnected with a stream open).
+        key = (room_id, player_id)
+        previous = self._recording.get(key)
+        self._recording[key] = done = asyncio.get_running_loop().create_future()
         try:
+            if previous is not None:
+                await asyncio.shield(previous)
             await self._set(room_id, player_id, connected)
         except Exception:
             log.warning("presence of %s not recorded", player_id, exc_info=True)
+        finally:
+            done.set_result(None)
+            if self._recording.get(key) is done:
+                del self._recording[key]
 
     async def stop(self) -> None:
         """Drop pending disconnects (the process is going away)."""
