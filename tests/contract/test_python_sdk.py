@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from roundtable import Conflict, Forbidden, RoomSession, RoundtableError
 from roundtable.contract import api, events
+from roundtable.session import jittered
 
 
 async def test_a_session_creates_joins_by_code_and_raises_typed_errors(server_url: str) -> None:
@@ -65,3 +66,11 @@ async def test_the_socket_sends_commands_and_awaits_their_answer(server_url: str
         with pytest.raises(RoundtableError) as refused:
             await socket.vote(None)
         assert refused.value.code == "game_not_in_progress"
+
+
+def test_reconnect_delays_are_spread_so_clients_do_not_return_in_lockstep() -> None:
+    """Every client of a crashed server waits a different time before it reconnects, between
+    half the backoff and all of it."""
+    delays = [jittered(2.0) for _ in range(200)]
+    assert all(1.0 <= d <= 2.0 for d in delays)
+    assert max(delays) - min(delays) > 0.5

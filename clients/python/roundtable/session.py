@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager
@@ -215,12 +216,18 @@ class RoomSession:
                 except RoundtableError as refused:
                     if refused.status != 503:
                         raise
-                await asyncio.sleep(delay)
+                await asyncio.sleep(jittered(delay))
                 delay = min(self.max_reconnect_delay, delay * 2)
 
     def socket(self, after: int | None = None) -> AbstractAsyncContextManager[SocketSession]:
         """Open a WebSocket to the room: iterate events, send `vote` / `chat` / `ping` commands."""
         return SocketSession(self, after)
+
+
+def jittered(delay: float) -> float:
+    """Return between half of `delay` and all of it, at random: the clients of a server that
+    went away do not all come back at the same instant."""
+    return random.uniform(delay / 2, delay)  # noqa: S311 - spreading retries, not a secret
 
 
 def _stream_refused(status: int, body: Any) -> RoundtableError:
@@ -311,7 +318,7 @@ class SocketSession:
             if code in (4401, 4403, 4404, 4409):
                 status = 404 if code == 4404 else 403
                 raise StreamGone(status, f"closed_{code}", "The server ended this stream for good.")
-            await asyncio.sleep(self.session.reconnect_delay)
+            await asyncio.sleep(jittered(self.session.reconnect_delay))
             await self._connect()
 
     async def command(self, message: dict[str, Any]) -> events.SocketAck:
