@@ -87,10 +87,9 @@ class DatabaseUnavailable(AppError):
         super().__init__(detail)
 
 
-# Errors that mean the database is unreachable or has no connection to spare right now: a 503
-# (a WebSocket's 1013), never a 500, and nothing was written.
+# Driver and pool errors that mean the database is unreachable or has no connection to spare
+# right now: a 503 (a WebSocket's 1013), never a 500, and nothing was written.
 DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
-    DatabaseUnavailable,
     OperationalError,
     InterfaceError,
     PoolTimeoutError,
@@ -103,7 +102,7 @@ def database_down(exc: BaseException) -> bool:
     """Return whether `exc` means the database cannot serve now (retry later)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, DATABASE_DOWN_ERRORS)
+    return isinstance(exc, (DatabaseUnavailable, *DATABASE_DOWN_ERRORS))
 
 
 class ValidationFailed(AppError):
@@ -209,7 +208,7 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
         (RuleError, on_rule_error),
         (RequestValidationError, on_validation),
         (StarletteHTTPException, on_http),
-        *((kind, on_database_down) for kind in DATABASE_DOWN_ERRORS if kind is not DatabaseUnavailable),
+        *((kind, on_database_down) for kind in DATABASE_DOWN_ERRORS),
         (DBAPIError, on_dbapi),
         (Exception, on_unexpected),
     ]

@@ -96,8 +96,8 @@ class Realtime:
     ) -> None:
         worker = worker_id or self.worker_id
         if connected:
-            # Usually already shown connected (a reconnect after a restart, a stream on another
-            # worker): then one statement, without waiting for the room's lock.
+            # A player the room already shows connected (a reconnect after a crash, a stream on
+            # another worker) takes the lease in one statement, without the room's lock.
             async with self.db.driver(transaction=False) as conn:
                 if await repository.hold_lease_if_connected(conn, worker, room_id, player_id):
                     return

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,8 +43,10 @@ class Deliveries:
         self.received.append((room, seq, time.monotonic()))
 
 
-class SseProtocol(asyncio.Protocol):
-    """A lean SSE subscriber: finds `id:`/`event:` lines in the raw chunked stream."""
+class StreamClient(asyncio.Protocol):
+    """A lean subscriber of one stream: writes its hand-built request, parses what comes back
+    with little CPU (so the server, not the generator, is measured); `opened` resolves when
+    the snapshot arrives, or fails if the server closes first."""
 
     def __init__(self, request: bytes, room: int, deliveries: Deliveries) -> None:
         self.request = request
@@ -53,6 +55,11 @@ class SseProtocol(asyncio.Protocol):
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.opened = asyncio.get_running_loop().create_future()
+
+    @staticmethod
+    def request_for(host: str, path: str, token: str) -> bytes:
+        """Return the request that opens the stream."""
+        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
@@ -63,6 +70,21 @@ class SseProtocol(asyncio.Protocol):
         if not self.opened.done():
             self.opened.set_exception(ConnectionError("the stream closed before its snapshot"))
 
+    def snapshot_arrived(self) -> None:
+        self.deliveries.ready += 1
+        self.opened.set_result(None)
+
+
+class SseProtocol(StreamClient):
+    """SSE: finds `id:`/`event:` lines in the raw chunked stream."""
+
+    @staticmethod
+    def request_for(host: str, path: str, token: str) -> bytes:
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        ).encode()
+
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
         last = 0
@@ -71,49 +93,28 @@ class SseProtocol(asyncio.Protocol):
             if kind == b"chat.message":
                 self.deliveries.got(self.room, int(match.group(1)))
             elif kind == b"snapshot":
-                self.deliveries.ready += 1
-                self.opened.set_result(None)
+                self.snapshot_arrived()
             last = match.end()
         # Only a partial `id:` line can straddle two reads, and it is short.
         self.buffer = buffer[max(last, len(buffer) - 128) :]
 
 
-async def open_sse(url: str, path: str, token: str, room: int, deliveries: Deliveries) -> SseProtocol:
-    """Open one SSE stream; return once its snapshot arrived."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-        "Accept: text/event-stream\r\n\r\n"
-    ).encode()
-    loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(lambda: SseProtocol(request, room, deliveries), host, port)
-    await protocol.opened
-    return protocol
-
-
-class WsProtocol(asyncio.Protocol):
-    """A lean WebSocket client: a hand-built handshake, the server's (unmasked) frames parsed
-    by hand, chat commands sent as masked text frames and their acks matched by request_id.
-    Like SseProtocol, its CPU per message is small, so the server is what is measured."""
+class WsProtocol(StreamClient):
+    """WebSocket: the server's (unmasked) frames parsed by hand, chat commands sent as masked
+    text frames and their acks matched by request_id."""
 
     def __init__(self, request: bytes, room: int, deliveries: Deliveries) -> None:
-        self.request = request
-        self.room = room
-        self.deliveries = deliveries
-        self.buffer = b""
+        super().__init__(request, room, deliveries)
         self.upgraded = False
         self.acks: dict[str, asyncio.Future[int]] = {}
-        self.transport: asyncio.Transport | None = None
-        self.opened = asyncio.get_running_loop().create_future()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(self.request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.opened.done():
-            self.opened.set_exception(ConnectionError("the socket closed before its snapshot"))
+    @staticmethod
+    def request_for(host: str, path: str, token: str) -> bytes:
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
@@ -145,8 +146,7 @@ class WsProtocol(asyncio.Protocol):
         if match:
             self.deliveries.got(self.room, int(match.group(1)))
         elif payload.startswith(b'{"type":"snapshot"'):
-            self.deliveries.ready += 1
-            self.opened.set_result(None)
+            self.snapshot_arrived()
         elif payload.startswith(b'{"type":"ack"'):
             ack = json.loads(payload)
             self.acks.pop(ack["request_id"]).set_result(ack["seq"])
@@ -172,17 +172,18 @@ class WsProtocol(asyncio.Protocol):
         return seq
 
 
-async def open_ws(url: str, path: str, token: str, room: int, deliveries: Deliveries) -> WsProtocol:
-    """Open one lean WebSocket; return once its snapshot arrived."""
+Client = TypeVar("Client", bound=StreamClient)
+
+
+async def open_stream(
+    kind: type[Client], url: str, path: str, token: str, room: int, deliveries: Deliveries
+) -> Client:
+    """Open one stream; return once its snapshot arrived."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
-    ).encode()
+    request = kind.request_for(f"{host}:{port}", path, token)
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(lambda: WsProtocol(request, room, deliveries), host, port)
+    _, protocol = await loop.create_connection(lambda: kind(request, room, deliveries), host, port)
     await protocol.opened
     return protocol
 
@@ -292,14 +293,14 @@ async def open_streams(
     order (room by room, player by player). Like clients after a restart, at most 64 at a time
     are opening, and one the server turns away (1013, 503) tries again a little later."""
     gate = asyncio.Semaphore(64)
-    opener = open_sse if transport == "sse" else open_ws
+    kind: type[StreamClient] = SseProtocol if transport == "sse" else WsProtocol
 
-    async def one(index: int, room_id: str, token: str) -> SseProtocol | WsProtocol:
+    async def one(index: int, room_id: str, token: str) -> StreamClient:
         path = f"/v1/rooms/{room_id}/{'events' if transport == 'sse' else 'ws'}"
         for attempt in range(10):
             try:
                 async with gate:
-                    return await opener(url, path, token, index, deliveries)
+                    return await open_stream(kind, url, path, token, index, deliveries)
             except ConnectionError:
                 await asyncio.sleep(0.2 * 2**attempt)
         raise RuntimeError(f"a {transport} stream did not open in 10 attempts")
@@ -313,7 +314,7 @@ async def open_streams(
     )
 
 
-def close_all(handles: list[SseProtocol | WsProtocol]) -> None:
+def close_all(handles: list[StreamClient]) -> None:
     """Close every stream open_streams opened."""
     for handle in handles:
         if handle.transport is not None:
