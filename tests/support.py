@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -215,6 +216,13 @@ async def sse_stream(
     async with client.stream("GET", url, headers=headers, params=params, timeout=30) as response:
         assert response.status_code == 200, await response.aread()
         yield response
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """Return the sum of a metric's samples in a Prometheus text page (those whose labels
+    include `labels`, such as 'transport="sse"', when given)."""
+    samples = re.findall(rf"^{re.escape(name)}(?:{{([^}}]*)}})? (\S+)$", text, re.MULTILINE)
+    return sum(float(value) for found, value in samples if labels in found)
 
 
 async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.02) -> None:

@@ -22,6 +22,7 @@ from backend.core.problems import AppError, DatabaseUnavailable, RoomNotFound, U
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
 from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
+from backend.realtime.sinks import sse_sink, ws_sink
 from backend.realtime.streams import Realtime, Stream
 from backend.rooms import service
 from backend.rooms.service import Actor
@@ -97,7 +98,7 @@ class HubEventSourceResponse(EventSourceResponse):
         task = asyncio.current_task()
         assert task is not None
         aborted = self.stream.conn.aborted
-        writer = asyncio.ensure_future(self._write(send))
+        writer = asyncio.ensure_future(self._write(receive, send))
         listening = True
 
         def writer_done(_: object) -> None:
@@ -126,7 +127,7 @@ class HubEventSourceResponse(EventSourceResponse):
         if not writer.cancelled() and (error := writer.exception()) is not None:
             raise error
 
-    async def _write(self, send: Send) -> None:
+    async def _write(self, receive: Receive, send: Send) -> None:
         stream = self.stream
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         async with stream:
@@ -134,14 +135,19 @@ class HubEventSourceResponse(EventSourceResponse):
                 stream.conn.abort(SHUTDOWN)
             await self._write_history(send)
             conn = stream.conn
-            while True:
-                try:
-                    batch = await conn.next_batch()
-                except Closed:
-                    break  # lifetime over, player removed, shutdown: the client resumes by seq
-                frames = b"".join([_sse_frame(item) for item in batch])
-                if frames:
-                    await send(_body(frames))
+            # From now on the fan-out writes to this socket itself while this task waits.
+            conn.sink = sse_sink(receive)
+            try:
+                while True:
+                    try:
+                        batch = await conn.next_batch()
+                    except Closed:
+                        break  # lifetime over, player removed, shutdown: the client resumes by seq
+                    frames = b"".join([_sse_frame(item) for item in batch])
+                    if frames:
+                        await send(_body(frames))
+            finally:
+                conn.sink = None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write_history(self, send: Send) -> None:
@@ -299,6 +305,8 @@ async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
         async for item in stream.history():
             text = item.json if isinstance(item, Outgoing) else snapshot_json(stream.actor.room_id, item)
             await websocket.send_text(text)
+        # From now on the fan-out writes events to this socket itself while this task waits.
+        stream.conn.sink = ws_sink(websocket)
         async for batch in stream.live():
             for live in batch:
                 if isinstance(live, Outgoing):
@@ -312,6 +320,8 @@ async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
         return {SLOW: WS_SLOW, REMOVED: WS_REMOVED}.get(closed.reason, WS_GOING_AWAY)
     except WebSocketDisconnect:
         pass  # the client went away mid-send
+    finally:
+        stream.conn.sink = None
     return WS_DONE
 
 

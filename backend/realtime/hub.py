@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
+from websockets.frames import Frame, Opcode
 
 from backend.contract import events
 from backend.core.db import Database
@@ -47,12 +48,20 @@ class Outgoing:
     # For role.assigned: the team its player now plays for, which decides their team events.
     dealt_team: str | None = None
     _sse: bytes | None = None
+    _sse_chunk: bytes | None = None
 
     def sse_frame(self) -> bytes:
         """Return the SSE frame, encoded once however many streams send it."""
         if self._sse is None:
             self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.json}\n\n".encode()
         return self._sse
+
+    def sse_chunk(self) -> bytes:
+        """Return the SSE frame as one HTTP/1.1 chunk, encoded once for every stream."""
+        if self._sse_chunk is None:
+            frame = self.sse_frame()
+            self._sse_chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+        return self._sse_chunk
 
 
 def prepare(room_id: uuid.UUID, event: StoredEvent) -> Outgoing:
@@ -85,6 +94,34 @@ class Closed(Exception):
 # Tells an idle writer to send a keep-alive (an SSE comment).
 HEARTBEAT = object()
 
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one room handed to its connections together, encoded once for all of them."""
+
+    items: Sequence[Outgoing]
+    _sse: bytes | None = None
+    _ws: bytes | None = None
+
+    def sse_chunks(self) -> bytes:
+        """Return every event as an HTTP/1.1 chunk of SSE, joined: one socket write."""
+        if self._sse is None:
+            self._sse = b"".join([item.sse_chunk() for item in self.items])
+        return self._sse
+
+    def ws_frames(self) -> bytes:
+        """Return every event as an uncompressed WebSocket text frame from the server, joined."""
+        if self._ws is None:
+            self._ws = b"".join(
+                [Frame(Opcode.TEXT, item.json.encode()).serialize(mask=False) for item in self.items]
+            )
+        return self._ws
+
+
+# Writes a batch straight onto an idle connection's socket; False when it cannot now (the
+# socket's buffer is not empty, the peer is gone), and the writer task sends it instead.
+Sink = Callable[[Batch], bool]
+
 # Reasons a server closes a stream.
 SLOW = "slow"
 REMOVED = "removed"
@@ -101,6 +138,7 @@ class Connection:
 
     __slots__ = (
         "_delivered",
+        "_direct",
         "_final",
         "_items",
         "_waiter",
@@ -109,6 +147,7 @@ class Connection:
         "last_sent",
         "queue_size",
         "room_id",
+        "sink",
         "transport",
         "viewer",
     )
@@ -125,7 +164,10 @@ class Connection:
         # Set when the writer must stop at once, even in the middle of a blocked send.
         self.aborted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._delivered: Any = metrics.EVENTS_DELIVERED.labels(transport)
+        self._direct: Any = metrics.WRITTEN_DIRECTLY.labels(transport)
         self._final: Closed | None = None
+        # Set by the writer while it waits for live events, when its server lets it write directly.
+        self.sink: Sink | None = None
 
     def pending(self) -> int:
         """Return how many items wait to be written."""
@@ -160,6 +202,51 @@ class Connection:
             return
         if item.removes == self.viewer.player_id:
             self.close(REMOVED)
+
+    def offer_batch(self, batch: Batch) -> None:
+        """Hand this connection new events of its room, in order: written at once when its
+        writer waits with nothing queued, else queued for the writer one by one."""
+        if self.close_reason is None and not self._write_directly(batch):
+            for item in batch.items:
+                self.offer(item)
+
+    def _write_directly(self, batch: Batch) -> bool:
+        """Write what this player may see of `batch` from the fan-out's own loop; False when
+        the writer must send it (no sink, something queued, history not yet written, a busy
+        socket).
+
+        Waking the writer task for every event (a future, a task step, the ASGI send and its
+        wrappers) costs more than the socket write itself; a room's thousands of idle streams
+        are written one after another instead, with one write per stream per batch.
+        """
+        sink, waiter = self.sink, self._waiter
+        if sink is None or self._items or waiter is None or waiter.done():
+            return False
+        viewer, last_sent, me = self.viewer, self.last_sent, self.viewer.player_id
+        visible: list[Outgoing] = []
+        removed = False
+        for item in batch.items:
+            if item.seq <= last_sent or not may_see_event(viewer, item.visibility, item.audience):
+                continue
+            # A role.assigned decides which team events come after it, in this batch too.
+            viewer = viewer.after(item.type, item.dealt_team)
+            last_sent = item.seq
+            visible.append(item)
+            if item.removes == me:
+                removed = True
+                break
+        if visible and not sink(batch if len(visible) == len(batch.items) else Batch(visible)):
+            return False
+        self.viewer, self.last_sent = viewer, last_sent
+        if visible:
+            self._delivered.inc(len(visible))
+            self._direct.inc(len(visible))
+            now = time.time()
+            for item in visible:
+                metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
+        if removed:
+            self.close(REMOVED)
+        return True
 
     def heartbeat(self) -> None:
         """Queue a keep-alive, unless data is already waiting to go out."""
@@ -245,6 +332,9 @@ class RoomChannel:
     wanted: int = 0
     pumping: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Events read (or handed off) but not yet offered to the connections; see Hub._flush.
+    ready: list[Outgoing] = field(default_factory=list)
+    flush: asyncio.Handle | None = None
 
 
 class Hub:
@@ -335,13 +425,29 @@ class Hub:
 
     @staticmethod
     def _deliver(channel: RoomChannel, stored: Sequence[StoredEvent]) -> None:
-        """Serialise each event once, offer it to every connection of the room, note it read."""
-        for event in stored:
-            item = prepare(channel.room_id, event)
-            for conn in list(channel.connections):
-                conn.offer(item)
+        """Serialise each event once, note it read, and offer it to the room's connections
+        on the loop's next turn."""
+        channel.ready.extend(prepare(channel.room_id, event) for event in stored)
         channel.last_read = stored[-1].seq
         channel.wanted = max(channel.wanted, channel.last_read)
+        if channel.flush is None:
+            channel.flush = asyncio.get_running_loop().call_soon(Hub._flush, channel)
+
+    @staticmethod
+    def _flush(channel: RoomChannel) -> None:
+        """Offer every ready event to every connection of the room, as one batch.
+
+        Run on the loop's next turn rather than inside the command: the command's own answer
+        is written first, and the events of every command that committed meanwhile (a burst)
+        go out together, one write per connection instead of one per event.
+        """
+        channel.flush = None
+        if not channel.ready:
+            return
+        batch = Batch(channel.ready)
+        channel.ready = []
+        for conn in list(channel.connections):
+            conn.offer_batch(batch)
 
     def _pump_soon(self, channel: RoomChannel) -> None:
         if channel.pumping or channel.last_read is None or channel.wanted <= channel.last_read:

@@ -49,6 +49,11 @@ OPEN_STREAMS = Gauge("roundtable_open_streams", "Open event streams.", ["transpo
 EVENTS_DELIVERED = Counter(
     "roundtable_events_delivered_total", "Events handed to connections.", ["transport"]
 )
+WRITTEN_DIRECTLY = Counter(
+    "roundtable_events_written_directly_total",
+    "Events the fan-out wrote straight onto an idle connection's socket (a subset of delivered).",
+    ["transport"],
+)
 DOORBELLS = Counter("roundtable_doorbells_received_total", "Doorbells received (room, seq).", ["source"])
 DOORBELLS_MISSED = Counter(
     "roundtable_doorbells_missed_total", "Rooms found behind by the catch-up timer: a doorbell was lost."

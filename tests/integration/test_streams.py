@@ -24,7 +24,7 @@ from backend.core.db import Database, create_engine
 from backend.domain.visibility import Audience, Viewer, may_see_event
 from backend.persistence.events import NewEvent, append_events, read_events
 from backend.persistence.tables import RoomRow
-from tests.support import END, Collector, check_envelope, serve, sse_events, sse_stream, wait_for
+from tests.support import END, Collector, check_envelope, metric, serve, sse_events, sse_stream, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +272,67 @@ async def test_a_kicked_players_streams_close_within_a_second(server: Any) -> No
             assert closed.value.rcvd.code == 4409
             assert ws_seen[-1] == "player.left"
             assert loop.time() - kicked_at < 1.0
+
+
+async def test_waiting_streams_are_written_by_the_fan_out_itself(server: Any) -> None:
+    """Live events reach a stream that waits for them straight from the fan-out, without
+    waking its writer task per event: each still arrives once and in order, and /metrics
+    counts them. Fails if uvicorn's protocol objects stop offering what the shortcut needs."""
+    base = server.url
+    async with httpx.AsyncClient(timeout=30) as http:
+        host, guest = await new_room(http, base, "Guest")
+        room_id = host["room"]["id"]
+        before = (await http.get(f"{base}/metrics")).text
+        ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
+        headers = {"Authorization": f"Bearer {host['token']}"}
+        sent: list[int] = []
+        sse_got: list[dict[str, Any]] = []
+        ws_got: list[dict[str, Any]] = []
+        async with (
+            ws_connect(ws_url, additional_headers=headers) as ws,
+            sse_stream(http, f"{base}/v1/rooms/{room_id}/events", guest["token"]) as response,
+        ):
+            events = sse_events(response)
+            assert (await anext(events)).event == "snapshot"
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            for i in range(10):
+                sent.append(await chat(http, base, guest, f"direct {i}"))
+                while not sse_got or sse_got[-1]["seq"] < sent[-1]:
+                    sse_got.append(check_envelope(await anext(events)))
+                while not ws_got or ws_got[-1]["seq"] < sent[-1]:
+                    ws_got.append(check_envelope(json.loads(await asyncio.wait_for(ws.recv(), 5))))
+        after = (await http.get(f"{base}/metrics")).text
+    for got in (sse_got, ws_got):
+        assert [e["seq"] for e in got if e["type"] == "chat.message"] == sent
+    name = "roundtable_events_written_directly_total"
+    for transport in ("sse", "ws"):
+        label = f'transport="{transport}"'
+        assert metric(after, name, label) - metric(before, name, label) >= len(sent), transport
+
+
+async def test_a_compressed_websocket_is_written_directly_too(database_url: str, tmp_path: Path) -> None:
+    """With per-message compression on, each socket compresses its own frames: the fan-out's
+    direct writes go through the socket's own protocol object, and the client inflates them."""
+    with serve(database_url, tmp_path / "server.log", {"WS_PER_MESSAGE_DEFLATE": "true"}) as deflating:
+        base = deflating.url
+        async with httpx.AsyncClient(timeout=30) as http:
+            (host,) = await new_room(http, base)
+            room_id = host["room"]["id"]
+            ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
+            headers = {"Authorization": f"Bearer {host['token']}"}
+            async with ws_connect(ws_url, additional_headers=headers) as ws:
+                assert ws.response is not None
+                assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+                assert json.loads(await ws.recv())["type"] == "snapshot"
+                sent = [await chat(http, base, host, f"squeezed {i} " + "z" * 200) for i in range(5)]
+                got: list[int] = []
+                while len(got) < len(sent):
+                    message = check_envelope(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+                    if message["type"] == "chat.message":
+                        got.append(message["seq"])
+            page = (await http.get(f"{base}/metrics")).text
+        assert got == sent
+        assert metric(page, "roundtable_events_written_directly_total", 'transport="ws"') >= len(sent)
 
 
 async def test_websocket_commands_are_answered_by_request_id(server: Any) -> None:

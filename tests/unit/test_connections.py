@@ -8,10 +8,12 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from backend.domain.visibility import Viewer
 from backend.persistence.events import StoredEvent
-from backend.realtime.hub import REMOVED, SLOW, Closed, Connection, Hub, Outgoing, RoomChannel
+from backend.realtime.hub import REMOVED, SLOW, Batch, Closed, Connection, Hub, Outgoing, RoomChannel
 
 ROOM = uuid.uuid4()
 
@@ -117,3 +119,85 @@ async def test_a_handoff_delivers_only_the_next_events_in_order_and_leaves_gaps_
     hub.handoff(ROOM, [stored(6), stored(7)])
     assert [item.seq for item in await conn.next_batch() if isinstance(item, Outgoing)] == [6, 7]
     assert hub.rooms[ROOM].last_read == 7
+
+
+class Sink:
+    """Stands in for a socket the fan-out writes to: records each write, or refuses (busy)."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[int]] = []
+        self.busy = False
+
+    def __call__(self, batch: Batch) -> bool:
+        if self.busy:
+            return False
+        self.writes.append([item.seq for item in batch.items])
+        return True
+
+
+async def waiting_writer(conn: Connection) -> asyncio.Task[list[Outgoing | object]]:
+    """Start the connection's writer and let it wait for live events."""
+    writer = asyncio.create_task(conn.next_batch())
+    await asyncio.sleep(0)
+    return writer
+
+
+async def test_a_waiting_stream_is_written_by_the_fan_out_one_write_per_batch() -> None:
+    conn, sink = connection("m1"), Sink()
+    conn.sink = sink
+    writer = await waiting_writer(conn)
+    dealt = Outgoing(2, "role.assigned", "player", "m1", "{}", time.time(), dealt_team="mafia")
+    conn.offer_batch(
+        Batch([event(1), dealt, event(3, "team", "mafia"), event(4, "team", "town"), event(5, "player", "x")])
+    )
+    # The deal earlier in the same batch lets the mafia event through; nothing else is theirs.
+    assert sink.writes == [[1, 2, 3]]
+    assert (conn.last_sent, conn.viewer.team) == (3, "mafia")
+    conn.offer_batch(Batch([event(3, "team", "mafia")]))  # a late duplicate
+    assert sink.writes == [[1, 2, 3]]
+    assert not writer.done()  # the writer was never woken
+    writer.cancel()
+
+
+async def test_a_busy_socket_leaves_the_batch_to_the_writer_in_order() -> None:
+    conn, sink = connection("p1", size=100), Sink()
+    conn.sink = sink
+    writer = await waiting_writer(conn)
+    conn.offer_batch(Batch([event(1)]))
+    sink.busy = True  # what was written has not left the buffer yet
+    conn.offer_batch(Batch([event(2), event(3)]))
+    sink.busy = False
+    conn.offer_batch(Batch([event(4)]))  # queued behind 2 and 3, not written past them
+    assert sink.writes == [[1]]
+    batch = await asyncio.wait_for(writer, 1)
+    assert [item.seq for item in batch if isinstance(item, Outgoing)] == [2, 3, 4]
+
+
+async def test_a_direct_write_ends_the_removed_players_stream_after_its_event() -> None:
+    conn, sink = connection("p1"), Sink()
+    conn.sink = sink
+    writer = await waiting_writer(conn)
+    conn.offer_batch(Batch([event(1), event(2, removes="p1"), event(3)]))
+    assert sink.writes == [[1, 2]]
+    with pytest.raises(Closed) as closed:
+        await asyncio.wait_for(writer, 1)
+    assert closed.value.reason == REMOVED
+
+
+def test_shared_websocket_frames_are_the_ones_the_protocol_would_send() -> None:
+    items = [event(1), Outgoing(2, "chat.message", "room", None, '{"text":"' + "é" * 200 + '"}', 0.0)]
+    protocol = ServerProtocol(state=State.OPEN)
+    for item in items:
+        protocol.send_text(item.json.encode())
+    assert Batch(items).ws_frames() == b"".join(protocol.data_to_send())
+
+
+def test_shared_sse_chunks_are_http_chunks_of_the_frames() -> None:
+    items = [event(1), event(2)]
+    body, chunks = b"", Batch(items).sse_chunks()
+    while chunks:
+        size, _, rest = chunks.partition(b"\r\n")
+        body, chunks = body + rest[: int(size, 16)], rest[int(size, 16) :]
+        assert chunks.startswith(b"\r\n")
+        chunks = chunks[2:]
+    assert body == b"".join(item.sse_frame() for item in items)
