@@ -16,9 +16,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from websockets.frames import Frame, Opcode
 
 from backend.contract import events
@@ -118,9 +118,19 @@ class Batch:
         return self._ws
 
 
-# Writes a batch straight onto an idle connection's socket; False when it cannot now (the
-# socket's buffer is not empty, the peer is gone), and the writer task sends it instead.
-Sink = Callable[[Batch], bool]
+class Sink(Protocol):
+    """Writes straight onto an idle connection's socket (see backend/realtime/sinks.py). Each
+    method returns False when it cannot now (the socket's buffer is not empty, the peer is
+    gone), and the writer task sends the message instead."""
+
+    def events(self, batch: Batch) -> bool:
+        """Write the batch's events."""
+        ...
+
+    def text(self, message: str) -> bool:
+        """Write a reply that is not an event (a WebSocket ack or error)."""
+        ...
+
 
 # Reasons a server closes a stream.
 SLOW = "slow"
@@ -138,7 +148,6 @@ class Connection:
 
     __slots__ = (
         "_delivered",
-        "_direct",
         "_final",
         "_items",
         "_waiter",
@@ -164,7 +173,6 @@ class Connection:
         # Set when the writer must stop at once, even in the middle of a blocked send.
         self.aborted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._delivered: Any = metrics.EVENTS_DELIVERED.labels(transport)
-        self._direct: Any = metrics.WRITTEN_DIRECTLY.labels(transport)
         self._final: Closed | None = None
         # Set by the writer while it waits for live events, when its server lets it write directly.
         self.sink: Sink | None = None
@@ -203,25 +211,38 @@ class Connection:
         if item.removes == self.viewer.player_id:
             self.close(REMOVED)
 
-    def offer_batch(self, batch: Batch) -> None:
+    def offer_batch(self, batch: Batch) -> int:
         """Hand this connection new events of its room, in order: written at once when its
-        writer waits with nothing queued, else queued for the writer one by one."""
-        if self.close_reason is None and not self._write_directly(batch):
+        writer waits with nothing queued, else queued for the writer one by one. Return how
+        many were written at once (the caller counts them, once per batch)."""
+        if self.close_reason is not None:
+            return 0
+        written = self._write_directly(batch)
+        if written is None:
             for item in batch.items:
                 self.offer(item)
+            return 0
+        return written
 
-    def _write_directly(self, batch: Batch) -> bool:
-        """Write what this player may see of `batch` from the fan-out's own loop; False when
-        the writer must send it (no sink, something queued, history not yet written, a busy
-        socket).
+    def _idle_sink(self) -> Sink | None:
+        """Return the sink when the writer waits with nothing queued, else None."""
+        sink, waiter = self.sink, self._waiter
+        if sink is None or self._items or waiter is None or waiter.done():
+            return None
+        return sink
+
+    def _write_directly(self, batch: Batch) -> int | None:
+        """Write what this player may see of `batch` from the fan-out's own loop and return how
+        many events that was; None when the writer must send them (no sink, something queued,
+        history not yet written, a busy socket).
 
         Waking the writer task for every event (a future, a task step, the ASGI send and its
         wrappers) costs more than the socket write itself; a room's thousands of idle streams
         are written one after another instead, with one write per stream per batch.
         """
-        sink, waiter = self.sink, self._waiter
-        if sink is None or self._items or waiter is None or waiter.done():
-            return False
+        sink = self._idle_sink()
+        if sink is None:
+            return None
         viewer, last_sent, me = self.viewer, self.last_sent, self.viewer.player_id
         visible: list[Outgoing] = []
         removed = False
@@ -235,27 +256,31 @@ class Connection:
             if item.removes == me:
                 removed = True
                 break
-        if visible and not sink(batch if len(visible) == len(batch.items) else Batch(visible)):
-            return False
+        if visible and not sink.events(batch if len(visible) == len(batch.items) else Batch(visible)):
+            return None
         self.viewer, self.last_sent = viewer, last_sent
         if visible:
-            self._delivered.inc(len(visible))
-            self._direct.inc(len(visible))
             now = time.time()
             for item in visible:
                 metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
         if removed:
             self.close(REMOVED)
-        return True
+        return len(visible)
 
     def heartbeat(self) -> None:
         """Queue a keep-alive, unless data is already waiting to go out."""
         if self.close_reason is None and not self._items:
             self._put(HEARTBEAT)
 
-    def send_control(self, item: object) -> None:
-        """Queue a reply (ack, error) that is not an event of the log."""
-        if self.close_reason is None and not self._put(item):
+    def send_control(self, item: BaseModel) -> None:
+        """Send a reply (ack, error) that is not an event of the log: at once when the writer
+        waits with nothing queued, else through its queue."""
+        if self.close_reason is not None:
+            return
+        sink = self._idle_sink()
+        if sink is not None and sink.text(item.model_dump_json()):
+            return
+        if not self._put(item):
             metrics.SLOW_CONSUMERS.inc()
             self.close(SLOW)
 
@@ -446,8 +471,14 @@ class Hub:
             return
         batch = Batch(channel.ready)
         channel.ready = []
+        written = {"sse": 0, "ws": 0}
         for conn in list(channel.connections):
-            conn.offer_batch(batch)
+            if count := conn.offer_batch(batch):
+                written[conn.transport] += count
+        for transport, count in written.items():
+            if count:  # counted once per batch: the counters take a lock per call
+                metrics.EVENTS_DELIVERED.labels(transport).inc(count)
+                metrics.WRITTEN_DIRECTLY.labels(transport).inc(count)
 
     def _pump_soon(self, channel: RoomChannel) -> None:
         if channel.pumping or channel.last_read is None or channel.wanted <= channel.last_read:

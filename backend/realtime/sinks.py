@@ -26,6 +26,25 @@ from websockets.server import ServerProtocol
 from backend.realtime.hub import Batch, Sink
 
 
+class SseSink:
+    """Writes events as chunks of the started, chunked SSE response of an httptools protocol."""
+
+    __slots__ = ("cycle", "flow", "transport")
+
+    def __init__(self, cycle: Any) -> None:
+        self.cycle, self.transport, self.flow = cycle, cycle.transport, cycle.flow
+
+    def events(self, batch: Batch) -> bool:
+        # Only onto an empty buffer: what already waits there goes first, through the writer.
+        if self.cycle.disconnected or self.flow.write_paused or self.transport.get_write_buffer_size():
+            return False
+        self.transport.write(batch.sse_chunks())
+        return True
+
+    def text(self, message: str) -> bool:
+        return False  # an SSE stream carries events only
+
+
 def sse_sink(receive: Receive) -> Sink | None:
     """Return a sink for an SSE response under uvicorn's httptools protocol once it has started
     with chunked encoding; None otherwise."""
@@ -37,25 +56,54 @@ def sse_sink(receive: Receive) -> Sink | None:
         or not hasattr(getattr(cycle, "flow", None), "write_paused")
     ):
         return None
-    transport, flow = cycle.transport, cycle.flow
+    return SseSink(cycle)
 
-    def write(batch: Batch) -> bool:
-        # Only onto an empty buffer: what already waits there goes first, through the writer.
-        if cycle.disconnected or flow.write_paused or transport.get_write_buffer_size():
+
+class WsSink:
+    """Writes text frames onto an open socket of uvicorn's sans-I/O websockets protocol.
+
+    Events are encoded once per batch for every socket without a compression extension; a
+    socket that negotiated one has its frames encoded by its own websockets protocol object.
+    """
+
+    __slots__ = ("conn", "protocol", "transport", "writable")
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol, self.transport, self.writable = protocol, protocol.transport, protocol.writable
+        self.conn: ServerProtocol = protocol.conn
+
+    def _ready(self) -> bool:
+        protocol = self.protocol
+        return not (
+            protocol.disconnected
+            or protocol.close_sent
+            or self.conn.state is not State.OPEN
+            or not self.writable.is_set()
+            or self.transport.get_write_buffer_size()
+        )
+
+    def events(self, batch: Batch) -> bool:
+        if not self._ready():
             return False
-        transport.write(batch.sse_chunks())
+        if self.conn.extensions:
+            for item in batch.items:
+                self.conn.send_text(item.json.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        else:
+            self.transport.write(batch.ws_frames())
         return True
 
-    return write
+    def text(self, message: str) -> bool:
+        if not self._ready():
+            return False
+        self.conn.send_text(message.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
 
 def ws_sink(websocket: WebSocket) -> Sink | None:
     """Return a sink for an accepted WebSocket under uvicorn's sans-I/O websockets protocol;
-    None otherwise.
-
-    Frames are encoded once per batch for every socket without a compression extension; a
-    socket that negotiated one has its frames encoded by its own websockets protocol object.
-    """
+    None otherwise."""
     protocol: Any = getattr(getattr(websocket, "_receive", None), "__self__", None)
     if (
         not isinstance(getattr(protocol, "conn", None), ServerProtocol)
@@ -65,24 +113,4 @@ def ws_sink(websocket: WebSocket) -> Sink | None:
         or getattr(protocol, "disconnected", None) is not False
     ):
         return None
-    conn: ServerProtocol = protocol.conn
-    transport, writable = protocol.transport, protocol.writable
-
-    def write(batch: Batch) -> bool:
-        if (
-            protocol.disconnected
-            or protocol.close_sent
-            or conn.state is not State.OPEN
-            or not writable.is_set()
-            or transport.get_write_buffer_size()
-        ):
-            return False
-        if conn.extensions:
-            for item in batch.items:
-                conn.send_text(item.json.encode())
-            transport.write(b"".join(conn.data_to_send()))
-        else:
-            transport.write(batch.ws_frames())
-        return True
-
-    return write
+    return WsSink(protocol)

@@ -104,11 +104,13 @@ def main() -> int:
             plans.append((f"{label} rooms of 8, flat out", url, workers, [*rooms, *extra]))
         # Open loop: commands due at a fixed rate, latency counted from when each was due.
         for label, url, workers, rate, extra in (
-            ("memory 1w", None, 1, 250, []),
             ("memory 1w", None, 1, 500, []),
             ("memory 1w", None, 1, 1000, []),
-            ("redis 2w", redis_url, 2, 500, []),
-            ("memory 1w ws", None, 1, 500, ws),
+            ("memory 1w", None, 1, 1500, []),
+            ("redis 2w", redis_url, 2, 1000, []),
+            ("memory 1w ws", None, 1, 1000, ws),
+            ("memory 1w ws", None, 1, 1500, ws),
+            ("memory 1w ws", None, 1, 2000, ws),
         ):
             plans.append(
                 (f"{label} rooms of 8 at {rate}/s", url, workers, [*rooms, "--rate", str(rate), *extra])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ import pytest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from backend.contract.events import SocketAck
 from backend.domain.visibility import Viewer
 from backend.persistence.events import StoredEvent
 from backend.realtime.hub import REMOVED, SLOW, Batch, Closed, Connection, Hub, Outgoing, RoomChannel
@@ -126,12 +128,19 @@ class Sink:
 
     def __init__(self) -> None:
         self.writes: list[list[int]] = []
+        self.texts: list[str] = []
         self.busy = False
 
-    def __call__(self, batch: Batch) -> bool:
+    def events(self, batch: Batch) -> bool:
         if self.busy:
             return False
         self.writes.append([item.seq for item in batch.items])
+        return True
+
+    def text(self, message: str) -> bool:
+        if self.busy:
+            return False
+        self.texts.append(message)
         return True
 
 
@@ -201,3 +210,16 @@ def test_shared_sse_chunks_are_http_chunks_of_the_frames() -> None:
         assert chunks.startswith(b"\r\n")
         chunks = chunks[2:]
     assert body == b"".join(item.sse_frame() for item in items)
+
+
+async def test_a_reply_is_written_at_once_to_a_waiting_socket_else_queued() -> None:
+    conn, sink = connection("p1"), Sink()
+    conn.sink = sink
+    writer = await waiting_writer(conn)
+    conn.send_control(SocketAck(type="ack", request_id="r1", seq=3))
+    assert [json.loads(text) for text in sink.texts] == [{"type": "ack", "request_id": "r1", "seq": 3}]
+    sink.busy = True
+    conn.send_control(SocketAck(type="ack", request_id="r2"))
+    assert len(sink.texts) == 1
+    batch = await asyncio.wait_for(writer, 1)
+    assert [item.request_id for item in batch if isinstance(item, SocketAck)] == ["r2"]
