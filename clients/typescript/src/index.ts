@@ -9,6 +9,7 @@ export {
   type TokenSource,
 } from "./client.js";
 export {
+  jittered,
   openRoomStream,
   roomEventsUrl,
   type EventSourceConstructor,

@@ -46,7 +46,10 @@ export interface RoomStreamOptions {
   onError?: (error: RoomStreamError) => void;
   /** The EventSource to use; the global one by default (browsers have it, Node 20 does not). */
   EventSource?: EventSourceConstructor;
-  /** First reconnection delay in ms (doubles on each failure in a row, up to `maxRetryMs`). Default 500. */
+  /**
+   * First reconnection delay in ms (doubles on each failure in a row, up to `maxRetryMs`); each
+   * wait is a random part of it, between half and all (see `jittered`). Default 500.
+   */
   retryMs?: number;
   /** Default 15000. */
   maxRetryMs?: number;
@@ -61,6 +64,14 @@ export interface RoomStream {
 
 // Statuses that no retry will fix.
 const FATAL_STATUSES = new Set([400, 401, 403, 404, 410, 422]);
+
+/**
+ * Return between half of `delay` and all of it, at random: the clients of a server that went
+ * away (a restart, a crash) do not all come back at the same instant.
+ */
+export function jittered(delay: number, random: () => number = Math.random): number {
+  return delay / 2 + (delay / 2) * random();
+}
 
 /** Build the events URL: `?access_token=` always, `?after=` when resuming. */
 export function roomEventsUrl(baseUrl: string, roomId: string, token: string, after: number | null): string {
@@ -156,7 +167,7 @@ export function openRoomStream(options: RoomStreamOptions): RoomStream {
         closed = true;
         return;
       }
-      const delay = Math.min(maxRetry, firstRetry * 2 ** failures);
+      const delay = jittered(Math.min(maxRetry, firstRetry * 2 ** failures));
       failures += 1;
       timer = setTimeout(connect, delay);
     });

@@ -2,7 +2,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { type EventSourceLike, type MessageEventLike, type RoomEvent, openRoomStream } from "../src/index.js";
+import {
+  type EventSourceLike,
+  type MessageEventLike,
+  type RoomEvent,
+  jittered,
+  openRoomStream,
+} from "../src/index.js";
 
 class FakeEventSource implements EventSourceLike {
   static opened: FakeEventSource[] = [];
@@ -117,6 +123,15 @@ test("close() cancels a pending reconnection", async () => {
   stream.close();
   await tick(30);
   assert.equal(FakeEventSource.opened.length, 1);
+});
+
+test("reconnections wait between half and all of the backoff, at random", () => {
+  assert.equal(jittered(1000, () => 0), 500);
+  assert.equal(jittered(1000, () => 0.5), 750);
+  assert.ok(jittered(1000, () => 0.999999) <= 1000);
+  const waits = Array.from({ length: 200 }, () => jittered(800));
+  assert.ok(waits.every((wait) => wait >= 400 && wait <= 800));
+  assert.ok(new Set(waits).size > 100, "spread out, not in lockstep");
 });
 
 test("without an EventSource it says what to pass", () => {
