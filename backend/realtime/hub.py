@@ -137,6 +137,7 @@ SLOW = "slow"
 REMOVED = "removed"
 LIFETIME = "lifetime"
 SHUTDOWN = "shutdown"
+BROKEN = "broken"
 
 
 class Connection:
@@ -473,7 +474,15 @@ class Hub:
         channel.ready = []
         written = {"sse": 0, "ws": 0}
         for conn in list(channel.connections):
-            if count := conn.offer_batch(batch):
+            try:
+                count = conn.offer_batch(batch)
+            except Exception:
+                # A socket that fails under a direct write must not cost the others their
+                # events: that stream ends, its client resumes by seq.
+                log.exception("writing to a %s stream failed; closing it", conn.transport)
+                conn.abort(BROKEN)
+                continue
+            if count:
                 written[conn.transport] += count
         for transport, count in written.items():
             if count:  # counted once per batch: the counters take a lock per call

@@ -36,9 +36,15 @@ class SseSink:
 
     def events(self, batch: Batch) -> bool:
         # Only onto an empty buffer: what already waits there goes first, through the writer.
-        if self.cycle.disconnected or self.flow.write_paused or self.transport.get_write_buffer_size():
+        transport = self.transport
+        if (
+            self.cycle.disconnected
+            or self.flow.write_paused
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
             return False
-        self.transport.write(batch.sse_chunks())
+        transport.write(batch.sse_chunks())
         return True
 
     def text(self, message: str) -> bool:
@@ -79,6 +85,7 @@ class WsSink:
             or protocol.close_sent
             or self.conn.state is not State.OPEN
             or not self.writable.is_set()
+            or self.transport.is_closing()
             or self.transport.get_write_buffer_size()
         )
 

@@ -223,3 +223,26 @@ async def test_a_reply_is_written_at_once_to_a_waiting_socket_else_queued() -> N
     assert len(sink.texts) == 1
     batch = await asyncio.wait_for(writer, 1)
     assert [item.request_id for item in batch if isinstance(item, SocketAck)] == ["r2"]
+
+
+class BrokenSink(Sink):
+    """A socket whose write fails outright."""
+
+    def events(self, batch: Batch) -> bool:
+        raise RuntimeError("the handle is closed")
+
+
+async def test_a_stream_whose_write_fails_ends_and_the_others_still_get_the_batch() -> None:
+    hub = Hub(db=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    broken, fine = connection("p1"), connection("p2")
+    recorded = Sink()
+    broken.sink, fine.sink = BrokenSink(), recorded
+    writers = [await waiting_writer(broken), await waiting_writer(fine)]
+    hub.rooms[ROOM] = RoomChannel(ROOM, {broken, fine}, last_read=0, wanted=0)
+    hub.handoff(ROOM, [stored(1)])
+    await asyncio.sleep(0)  # the flush runs on the loop's next turn
+    assert recorded.writes == [[1]]
+    assert broken.aborted.done()
+    with pytest.raises(Closed):
+        await asyncio.wait_for(writers[0], 1)
+    writers[1].cancel()
