@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import asyncpg
 from alembic import command
@@ -45,18 +46,24 @@ def check_migrations(database_url: str) -> None:
     command.check(alembic_config(scratch))
 
 
+def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
+    """Return asyncpg.connect()'s arguments for a database URL (a socket directory in
+    `?host=` included, as the embedded server's URL has)."""
+    url = make_url(database_url)
+    return {
+        "user": url.username,
+        "password": url.password,
+        "host": url.query.get("host", url.host),
+        "port": url.port,
+        "database": url.database,
+    }
+
+
 def recreate_database(server_url: str, name: str) -> str:
     """Drop and create database `name` on the server of `server_url`; return its URL."""
 
     async def run() -> None:
-        admin = make_url(server_url).set(drivername="postgresql", database="postgres")
-        conn = await asyncpg.connect(
-            user=admin.username,
-            password=admin.password,
-            host=admin.query.get("host", admin.host),
-            port=admin.port,
-            database="postgres",
-        )
+        conn = await asyncpg.connect(**asyncpg_connect_args(with_database(server_url, "postgres")))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await conn.execute(f'CREATE DATABASE "{name}"')
