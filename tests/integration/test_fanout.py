@@ -8,22 +8,18 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.core.database_url import to_async_url
-from backend.persistence.events import NewEvent, append_events
-from backend.persistence.tables import RoomRow
+from backend.persistence.events import NewEvent
 from tests.integration.test_streams import chat, new_room, visible_seqs
 from tests.support import (
     END,
     ROOT,
     Collector,
+    append_to_log,
     check_envelope,
     metric,
     redis_server,
@@ -241,7 +237,11 @@ async def test_a_connection_that_falls_behind_is_closed_and_resumes_without_loss
             while b"event: snapshot" not in raw:
                 raw += await loop.sock_recv(stalled, 65536)
             texts = [f"{i} {'x' * 480}" for i in range(8000)] + [END]
-            await append_chats(database_url, room_id, host["player"]["id"], texts)
+            speaker = host["player"]["id"]
+            chats = [
+                NewEvent("chat.message", {"player_id": speaker, "text": t, "channel": "room"}) for t in texts
+            ]
+            await append_to_log(database_url, room_id, chats)
             await wait_for(
                 lambda: (
                     metric(httpx.get(f"{server.url}/metrics").text, "roundtable_slow_consumers_closed_total")
@@ -269,25 +269,6 @@ async def test_a_connection_that_falls_behind_is_closed_and_resumes_without_loss
                             break
         expected = await visible_seqs(database_url, room_id, guest["player"]["id"])
         assert got.seqs == [s for s in expected if got.seqs[0] <= s]
-
-
-async def append_chats(database_url: str, room_id: str, player_id: str, texts: list[str]) -> None:
-    """Append chat messages straight to the room's log, in one transaction (no doorbell)."""
-    engine = create_async_engine(to_async_url(database_url))
-    try:
-        async with engine.begin() as conn:
-            session = AsyncSession(bind=conn)
-            room = await session.get(RoomRow, uuid.UUID(room_id), with_for_update=True)
-            assert room is not None
-            for start in range(0, len(texts), 1000):  # a statement takes at most 32,767 values
-                data = [
-                    {"player_id": player_id, "text": t, "channel": "room"}
-                    for t in texts[start : start + 1000]
-                ]
-                await append_events(session, room, [NewEvent("chat.message", d) for d in data])
-                await session.flush()
-    finally:
-        await engine.dispose()
 
 
 async def test_presence_counts_streams_on_every_server(database_url: str, tmp_path: Path) -> None:

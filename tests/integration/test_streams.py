@@ -13,18 +13,24 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from backend.core.config import Settings
-from backend.core.database_url import to_async_url
 from backend.core.db import Database, create_engine
 from backend.domain.visibility import Audience, Viewer, may_see_event
-from backend.persistence.events import NewEvent, append_events, read_events
-from backend.persistence.tables import RoomRow
-from tests.support import END, Collector, check_envelope, metric, serve, sse_events, sse_stream, wait_for
+from backend.persistence.events import NewEvent, read_events
+from tests.support import (
+    END,
+    Collector,
+    append_to_log,
+    check_envelope,
+    metric,
+    serve,
+    sse_events,
+    sse_stream,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +65,12 @@ async def chat(http: httpx.AsyncClient, base: str, session: dict[str, Any], text
     assert response.status_code == 201, response.text
     seq: int = response.json()["seq"]
     return seq
+
+
+def room_socket(base: str, session: dict[str, Any]) -> Any:
+    """Connect to the room's WebSocket as `session`'s player (Authorization header)."""
+    url = f"{base.replace('http://', 'ws://')}/v1/rooms/{session['room']['id']}/ws"
+    return ws_connect(url, additional_headers={"Authorization": f"Bearer {session['token']}"})
 
 
 async def visible_seqs(database_url: str, room_id: str, player_id: str, team: str | None = None) -> list[int]:
@@ -183,27 +195,13 @@ async def test_a_private_event_reaches_only_its_player_live_and_on_replay(
             assert (await anext(b_events)).event == "snapshot"
             # The game will deal roles this way: a private event in the same log, no doorbell
             # from this process (the server finds it with its catch-up timer).
-            engine = create_async_engine(to_async_url(database_url))
-            try:
-                async with engine.begin() as conn:
-                    session = AsyncSession(bind=conn)
-                    room = await session.get(RoomRow, uuid.UUID(room_id), with_for_update=True)
-                    assert room is not None
-                    secret = NewEvent(
-                        "role.assigned",
-                        {
-                            "player_id": alice["player"]["id"],
-                            "role": "detective",
-                            "team": "town",
-                            "teammates": [],
-                        },
-                        Audience.player,
-                        alice["player"]["id"],
-                    )
-                    private_seq = await append_events(session, room, [secret])
-                    await session.flush()
-            finally:
-                await engine.dispose()
+            secret = NewEvent(
+                "role.assigned",
+                {"player_id": alice["player"]["id"], "role": "detective", "team": "town", "teammates": []},
+                Audience.player,
+                alice["player"]["id"],
+            )
+            private_seq = await append_to_log(database_url, room_id, [secret])
             public_seq = await chat(http, base, host, "after the secret")
 
             async def until(stream: Any, seq: int) -> list[dict[str, Any]]:
@@ -283,13 +281,11 @@ async def test_waiting_streams_are_written_by_the_fan_out_itself(server: Any) ->
         host, guest = await new_room(http, base, "Guest")
         room_id = host["room"]["id"]
         before = (await http.get(f"{base}/metrics")).text
-        ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
-        headers = {"Authorization": f"Bearer {host['token']}"}
         sent: list[int] = []
         sse_got: list[dict[str, Any]] = []
         ws_got: list[dict[str, Any]] = []
         async with (
-            ws_connect(ws_url, additional_headers=headers) as ws,
+            room_socket(base, host) as ws,
             sse_stream(http, f"{base}/v1/rooms/{room_id}/events", guest["token"]) as response,
         ):
             events = sse_events(response)
@@ -317,10 +313,7 @@ async def test_a_compressed_websocket_is_written_directly_too(database_url: str,
         base = deflating.url
         async with httpx.AsyncClient(timeout=30) as http:
             (host,) = await new_room(http, base)
-            room_id = host["room"]["id"]
-            ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
-            headers = {"Authorization": f"Bearer {host['token']}"}
-            async with ws_connect(ws_url, additional_headers=headers) as ws:
+            async with room_socket(base, host) as ws:
                 assert ws.response is not None
                 assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
                 assert json.loads(await ws.recv())["type"] == "snapshot"
@@ -339,10 +332,7 @@ async def test_websocket_commands_are_answered_by_request_id(server: Any) -> Non
     base = server.url
     async with httpx.AsyncClient(timeout=30) as http:
         (host,) = await new_room(http, base)
-        room_id = host["room"]["id"]
-        ws_url = f"{base.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
-        headers = {"Authorization": f"Bearer {host['token']}"}
-        async with ws_connect(ws_url, additional_headers=headers) as ws:
+        async with room_socket(base, host) as ws:
             # The client offered compression (websockets does by default); the server declines:
             # it would compress every event once per socket.
             assert ws.response is not None
