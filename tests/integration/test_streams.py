@@ -453,15 +453,22 @@ async def test_idle_streams_hold_no_database_connections(database_url: str, tmp_
 
             stop = asyncio.Event()
             holders = [asyncio.create_task(hold(stop)) for _ in range(200)]
+            checked_out: list[float] = []
             try:
                 await wait_for(lambda: opened == 200, within=60)
                 await asyncio.sleep(0.5)
-                metrics = (await http.get(f"{base}/metrics")).text
+                # The server's timers (catch-up, deadlines, leases) borrow a connection for a
+                # moment now and then; the streams never hold one. Sample a few times.
+                for _ in range(10):
+                    metrics = (await http.get(f"{base}/metrics")).text
+                    checked_out.append(metric(metrics, "roundtable_db_pool_checked_out"))
+                    await asyncio.sleep(0.1)
             finally:
                 stop.set()
                 await asyncio.gather(*holders, return_exceptions=True)
         assert 'roundtable_open_streams{transport="sse"} 200.0' in metrics
-        assert "roundtable_db_pool_checked_out 0.0" in metrics
+        assert min(checked_out) == 0.0, checked_out
+        assert max(checked_out) <= 2.0, checked_out  # 200 streams holding one each would show here
 
 
 async def test_presence_changes_on_first_open_and_last_close_but_not_on_a_quick_reconnect(
