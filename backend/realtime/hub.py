@@ -48,20 +48,12 @@ class Outgoing:
     # For role.assigned: the team its player now plays for, which decides their team events.
     dealt_team: str | None = None
     _sse: bytes | None = None
-    _sse_chunk: bytes | None = None
 
     def sse_frame(self) -> bytes:
         """Return the SSE frame, encoded once however many streams send it."""
         if self._sse is None:
             self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.json}\n\n".encode()
         return self._sse
-
-    def sse_chunk(self) -> bytes:
-        """Return the SSE frame as one HTTP/1.1 chunk, encoded once for every stream."""
-        if self._sse_chunk is None:
-            frame = self.sse_frame()
-            self._sse_chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
-        return self._sse_chunk
 
 
 def prepare(room_id: uuid.UUID, event: StoredEvent) -> Outgoing:
@@ -106,7 +98,8 @@ class Batch:
     def sse_chunks(self) -> bytes:
         """Return every event as an HTTP/1.1 chunk of SSE, joined: one socket write."""
         if self._sse is None:
-            self._sse = b"".join([item.sse_chunk() for item in self.items])
+            frames = [item.sse_frame() for item in self.items]
+            self._sse = b"".join([b"%x\r\n%b\r\n" % (len(frame), frame) for frame in frames])
         return self._sse
 
     def ws_frames(self) -> bytes:

@@ -64,7 +64,8 @@ PUBLISH_FAILURES = Counter(
 )
 DELIVERY_LATENCY = DeliveryHistogram(
     "roundtable_command_to_delivery_seconds",
-    "From the event's commit to its hand-off to a connection's writer.",
+    "From the event's commit to its write onto a connection's socket, or its hand-off to the "
+    "connection's writer when the socket is busy.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 DB_POOL_CHECKED_OUT = Gauge("roundtable_db_pool_checked_out", "Database connections in use from the pool.")
