@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,39 +60,134 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
     return last
 
 
-_APPEND_IF_UNCHANGED = (
-    "WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 AND state_seq = $6"
-    " RETURNING last_seq)"
-    " INSERT INTO room_events (room_id, seq, type, data, visibility, audience)"
-    " SELECT $1, next.last_seq, $2, $3::jsonb, $4, $5 FROM next"
-    " RETURNING seq, created_at"
+# Appends events that change nothing else (chat), several commands' at once, each only if its
+# room's state is still the one it was decided on (`state_seq`); seqs follow the order given.
+_APPEND_IF_UNCHANGED = """
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+    WITH ORDINALITY AS t(room_id, state_seq, type, data, visibility, audience, ord)
+), counts AS (
+  SELECT room_id, state_seq, count(*) AS n FROM input GROUP BY room_id, state_seq
+), bumped AS (
+  UPDATE rooms SET last_seq = rooms.last_seq + counts.n FROM counts
+  WHERE rooms.id = counts.room_id AND rooms.state_seq = counts.state_seq
+  RETURNING rooms.id, counts.state_seq, rooms.last_seq - counts.n AS base
+), numbered AS (
+  SELECT input.ord, input.room_id, input.type, input.data::jsonb AS data, input.visibility,
+    input.audience, bumped.base + row_number() OVER (PARTITION BY input.room_id ORDER BY input.ord) AS seq
+  FROM input JOIN bumped ON bumped.id = input.room_id AND bumped.state_seq = input.state_seq
+), stored AS (
+  INSERT INTO room_events (room_id, seq, type, data, visibility, audience)
+  SELECT room_id, seq, type, data, visibility, audience FROM numbered
+  RETURNING created_at
 )
+SELECT numbered.ord, numbered.seq, (SELECT created_at FROM stored LIMIT 1) FROM numbered
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One event to append to `room_id` if the room's `state_seq` is still this one."""
+
+    room_id: uuid.UUID
+    event: NewEvent
+    state_seq: int
+
+
+async def append_if_unchanged(
+    conn: asyncpg.Connection, appends: Sequence[Append]
+) -> list[StoredEvent | None]:
+    """Append events that change nothing else (chat messages), in one statement on the driver,
+    each if its room's state is still the one the caller decided on: `state_seq` unchanged.
+    Return each one as stored, or None where the state changed meanwhile (the caller reads
+    again and decides again). Several events of one room get consecutive seqs, in order.
+
+    No lock is taken first: the statement's own row locks make the seqs gapless, and its
+    condition is re-checked on the newest row version if it had to wait, so an event
+    appended here follows every state change it was decided on, and precedes the rest.
+    """
+    rows = await conn.fetch(
+        _APPEND_IF_UNCHANGED,
+        [a.room_id for a in appends],
+        [a.state_seq for a in appends],
+        [a.event.type for a in appends],
+        [json.dumps(a.event.data) for a in appends],
+        [a.event.visibility.value for a in appends],
+        [a.event.audience for a in appends],
+    )
+    stored: list[StoredEvent | None] = [None] * len(appends)
+    for position, seq, at in rows:
+        event = appends[position - 1].event
+        stored[position - 1] = StoredEvent(
+            seq, event.type, event.data, event.visibility.value, event.audience, at
+        )
+    return stored
 
 
 async def append_event(
     conn: asyncpg.Connection, room_id: uuid.UUID, event: NewEvent, state_seq: int
 ) -> StoredEvent | None:
-    """Append one event that changes nothing else (a chat message), in one statement on the
-    driver, if the room's state is still the one the caller decided on: `state_seq` unchanged.
-    None when it changed meanwhile (the caller reads again and decides again).
+    """Append one event if the room's state is still `state_seq` (see `append_if_unchanged`)."""
+    return (await append_if_unchanged(conn, [Append(room_id, event, state_seq)]))[0]
 
-    No lock is taken first: the statement's own row lock makes the seq gapless, and its
-    condition is re-checked on the newest row version if it had to wait, so an event
-    appended here follows every state change it was decided on, and precedes the rest.
+
+class GroupCommit:
+    """Commits the chat messages of concurrent commands together: one statement, one commit,
+    one WAL flush for all that arrived while the previous group was being written.
+
+    A command's append waits for its group's commit, so nothing is acknowledged before it is
+    durable; one group at a time (its rooms' row locks are taken by one statement, so groups
+    cannot deadlock each other). Alone, an append is written at once, as before: the group
+    is whatever queued during the last round trip, so the busier the server, the fewer commits
+    per message, and no timer adds latency to a quiet one.
     """
-    row = await conn.fetchrow(
-        _APPEND_IF_UNCHANGED,
-        room_id,
-        event.type,
-        json.dumps(event.data),
-        event.visibility.value,
-        event.audience,
-        state_seq,
-    )
-    if row is None:
-        return None
-    seq, at = row
-    return StoredEvent(seq, event.type, event.data, event.visibility.value, event.audience, at)
+
+    def __init__(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
+        on_commit: Callable[[int], None] = lambda size: None,
+        max_group: int = 500,
+    ) -> None:
+        self._connect = connect
+        self._on_commit = on_commit
+        self.max_group = max_group
+        self._queued: list[tuple[Append, asyncio.Future[StoredEvent | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def append(self, room_id: uuid.UUID, event: NewEvent, state_seq: int) -> StoredEvent | None:
+        """Append `event` if the room's state is still `state_seq`; return it as stored, or
+        None (see `append_if_unchanged`). Raises what the group's statement raised."""
+        future: asyncio.Future[StoredEvent | None] = asyncio.get_running_loop().create_future()
+        self._queued.append((Append(room_id, event, state_seq), future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="group-commit")
+        return await future
+
+    async def _write(self) -> None:
+        group: list[tuple[Append, asyncio.Future[StoredEvent | None]]] = []
+        try:
+            while self._queued:
+                group, self._queued = self._queued[: self.max_group], self._queued[self.max_group :]
+                try:
+                    async with self._connect() as conn:
+                        stored = await append_if_unchanged(conn, [append for append, _ in group])
+                except Exception as exc:
+                    for _, future in group:
+                        if not future.done():  # its caller may have gone
+                            future.set_exception(exc)
+                    continue
+                self._on_commit(len(group))
+                for (_, future), event in zip(group, stored, strict=True):
+                    if not future.done():
+                        future.set_result(event)
+                group = []
+        except BaseException:  # cancelled (shutting down): nobody is left waiting forever
+            for _, future in group + self._queued:
+                future.cancel()
+            self._queued = []
+            raise
+        finally:
+            self._writer = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,9 @@ class Broker(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish(self, room_id: uuid.UUID, seq: int) -> None: ...
+    def publish(self, room_id: uuid.UUID, seq: int) -> None:
+        """Ring the doorbell of every worker, this one's at once; never waits, never raises."""
+        ...
 
 
 class InMemoryBroker:
@@ -45,7 +47,7 @@ class InMemoryBroker:
     async def stop(self) -> None:
         """Nothing to stop."""
 
-    async def publish(self, room_id: uuid.UUID, seq: int) -> None:
+    def publish(self, room_id: uuid.UUID, seq: int) -> None:
         """Ring this process's hub."""
         self.hub.doorbell(room_id, seq)
 
@@ -59,28 +61,56 @@ class RedisBroker:
         self.publish_timeout = publish_timeout
         self._redis = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=publish_timeout)
         self._listener: asyncio.Task[None] | None = None
+        # Doorbells not yet sent, newest seq per room, and the task sending them.
+        self._unsent: dict[uuid.UUID, int] = {}
+        self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the supervised subscription."""
         self._listener = asyncio.create_task(self._listen_forever(), name="redis-doorbells")
 
     async def stop(self) -> None:
-        """Stop listening and close the connections."""
+        """Send what is due, stop listening and close the connections."""
+        if self._sender:
+            with contextlib.suppress(Exception):
+                await self._sender
         if self._listener:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self._redis.aclose()
 
-    async def publish(self, room_id: uuid.UUID, seq: int) -> None:
-        """Ring every worker; a failure is logged, never raised: the command has committed."""
+    def publish(self, room_id: uuid.UUID, seq: int) -> None:
+        """Ring this process's hub, and every other worker's soon after.
+
+        The command does not wait for Redis (its events are committed; a doorbell may be
+        lost anyway). The doorbells of every command that commits meanwhile go out together,
+        the newest seq per room, as one message: one publish per round trip to Redis rather
+        than one per command, and one message for each worker to read.
+        """
         self.hub.doorbell(room_id, seq)
+        if seq > self._unsent.get(room_id, 0):
+            self._unsent[room_id] = seq
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_unsent(), name="redis-publish")
+
+    async def _send_unsent(self) -> None:
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                await self._redis.publish(CHANNEL, f"{room_id} {seq}")
-        except Exception as exc:
-            metrics.PUBLISH_FAILURES.inc()
-            log.warning("doorbell not published (%s); other workers catch up by timer", type(exc).__name__)
+            while self._unsent:
+                unsent, self._unsent = self._unsent, {}
+                message = "\n".join(f"{room} {seq}" for room, seq in unsent.items())
+                try:
+                    async with asyncio.timeout(self.publish_timeout):
+                        await self._redis.publish(CHANNEL, message)
+                except Exception as exc:
+                    metrics.PUBLISH_FAILURES.inc(len(unsent))
+                    log.warning(
+                        "%d doorbell(s) not published (%s); other workers catch up by timer",
+                        len(unsent),
+                        type(exc).__name__,
+                    )
+        finally:
+            self._sender = None
 
     async def _listen_forever(self) -> None:
         delay = 0.2
@@ -98,8 +128,9 @@ class RedisBroker:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message["type"] != "message":
                         continue
-                    room, _, seq = message["data"].decode().partition(" ")
-                    self.hub.doorbell(uuid.UUID(room), int(seq), source="redis")
+                    for line in message["data"].decode().splitlines():  # "room seq" each
+                        room, _, seq = line.partition(" ")
+                        self.hub.doorbell(uuid.UUID(room), int(seq), source="redis")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

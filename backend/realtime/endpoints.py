@@ -189,10 +189,9 @@ async def _chat(
 ) -> api.ChatMessageAccepted:
     """Append a chat message for `caller`: an actor already known (a socket's), or a bearer
     token, checked as part of the command (see `service.send_chat`)."""
-    async with realtime.db.driver(transaction=False) as conn:
-        accepted, committed = await service.send_chat(
-            conn, room_id, caller, body, realtime.speakers, realtime.chat_limiter
-        )
+    accepted, committed = await service.send_chat(
+        realtime.db, realtime.appends, room_id, caller, body, realtime.speakers, realtime.chat_limiter
+    )
     await realtime.committed(committed)
     return accepted
 

@@ -69,3 +69,16 @@ DELIVERY_LATENCY = DeliveryHistogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 DB_POOL_CHECKED_OUT = Gauge("roundtable_db_pool_checked_out", "Database connections in use from the pool.")
+GROUP_COMMITS = Counter(
+    "roundtable_chat_commits_total",
+    "Commits that appended chat messages (several commands' at once when busy).",
+)
+GROUP_COMMIT_MESSAGES = Counter(
+    "roundtable_chat_messages_committed_total", "Chat messages appended by those commits."
+)
+
+
+def count_group_commit(size: int) -> None:
+    """Count one commit of `size` chat messages."""
+    GROUP_COMMITS.inc()
+    GROUP_COMMIT_MESSAGES.inc(size)

@@ -16,7 +16,8 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.ratelimit import RateLimiter
 from backend.domain.visibility import Viewer, may_see_event
-from backend.persistence.events import read_events
+from backend.persistence.events import GroupCommit, read_events
+from backend.realtime import metrics
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
 from backend.realtime.hub import LIFETIME, SHUTDOWN, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
@@ -47,6 +48,7 @@ class Realtime:
         )
         self.chat_limiter = RateLimiter(settings.chat_per_second, settings.chat_burst)
         self.speakers = service.KnownSpeakers()
+        self.appends = GroupCommit(lambda: db.driver(transaction=False), metrics.count_group_commit)
         # Set once the server is told to exit: SSE streams end at once rather than hold it up.
         self.exiting = False
         self._exit_watch: asyncio.Task[None] | None = None
@@ -89,7 +91,7 @@ class Realtime:
         if committed is not None:
             if committed.events:
                 self.hub.handoff(committed.room_id, committed.events)
-            await self.broker.publish(committed.room_id, committed.last_seq)
+            self.broker.publish(committed.room_id, committed.last_seq)
 
     async def _set_presence(
         self, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool, worker_id: uuid.UUID | None = None

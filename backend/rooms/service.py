@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from pydantic import MISSING
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.contract import api, events
+from backend.core.db import Database
 from backend.core.problems import (
     NotAMember,
     NotHost,
@@ -29,7 +29,7 @@ from backend.domain import lobby
 from backend.domain.mafia import PlayerDead
 from backend.domain.visibility import Audience
 from backend.game import repository as game_repository
-from backend.persistence.events import NewEvent, StoredEvent, append_event, append_events
+from backend.persistence.events import GroupCommit, NewEvent, StoredEvent, append_event, append_events
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
 from backend.rooms.repository import Speaker
@@ -254,7 +254,8 @@ CHAT_ATTEMPTS = 3
 
 
 async def send_chat(
-    conn: asyncpg.Connection,
+    db: Database,
+    appends: GroupCommit,
     room_id: uuid.UUID,
     caller: Actor | str,
     body: api.ChatMessageRequest,
@@ -263,39 +264,48 @@ async def send_chat(
 ) -> tuple[api.ChatMessageAccepted, Committed]:
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby).
 
-    The busiest command, so it takes the leanest path, on the driver in autocommit: decide
-    on the room and speaker as last read (`known`, else `_read_speaker`), then append in one
-    statement that succeeds only if no other event changed the room meanwhile
-    (`append_event`); else read again and decide again. No transaction block, no lock held
-    across a round trip. After a few lost races it locks the room, so it always gets through.
+    The busiest command, so it takes the leanest path: decide on the room and speaker as
+    last read (`known`, else `_read_speaker`), then append with the messages of other
+    commands in flight, in one statement and one commit (`appends`), on the condition that
+    no other event changed the room meanwhile; else read again and decide again. No
+    transaction block, no lock held across a round trip. After a few lost races it locks
+    the room, so it always gets through.
     """
     key = hash_token(caller) if isinstance(caller, str) else caller.player_id
     speaker = known.get(key)
     try:
         if speaker is None or speaker.room_id != room_id:
-            speaker = await _read_speaker(conn, room_id, key)
+            async with db.driver(transaction=False) as conn:
+                speaker = await _read_speaker(conn, room_id, key)
         wait = limiter.take(speaker.player_id)
         if wait > 0:
             raise RateLimited(wait)
         text = lobby.clean_text(body.text)
-        for attempt in range(CHAT_ATTEMPTS + 1):
-            locked = attempt == CHAT_ATTEMPTS
-            async with conn.transaction() if locked else contextlib.nullcontext():
-                if locked:
-                    await repository.lock_room_row(conn, speaker.room_id)
-                if attempt > 0 or locked:
+        for attempt in range(CHAT_ATTEMPTS):
+            if attempt > 0:
+                async with db.driver(transaction=False) as conn:
                     speaker = await _read_speaker(conn, speaker.room_id, speaker.player_id)
-                message = _chat_event(speaker, text)
-                stored = await append_event(conn, speaker.room_id, message, speaker.state_seq)
+            stored = await appends.append(speaker.room_id, _chat_event(speaker, text), speaker.state_seq)
             if stored is not None:
-                known.put(key, speaker)
-                channel = api.ChatChannel(stored.data["channel"])
-                accepted = api.ChatMessageAccepted(seq=stored.seq, channel=channel)
-                return accepted, Committed(speaker.room_id, stored.seq, (stored,))
+                return _chat_accepted(known, key, speaker, stored)
+        async with db.driver() as conn:
+            await repository.lock_room_row(conn, speaker.room_id)
+            speaker = await _read_speaker(conn, speaker.room_id, speaker.player_id)
+            stored = await append_event(conn, speaker.room_id, _chat_event(speaker, text), speaker.state_seq)
+        if stored is None:  # pragma: no cover
+            raise AssertionError("the locked attempt cannot lose the race")
+        return _chat_accepted(known, key, speaker, stored)
     except BaseException:
         known.drop(key)
         raise
-    raise AssertionError("the locked attempt cannot lose the race")  # pragma: no cover
+
+
+def _chat_accepted(
+    known: KnownSpeakers, key: str | uuid.UUID, speaker: Speaker, stored: StoredEvent
+) -> tuple[api.ChatMessageAccepted, Committed]:
+    known.put(key, speaker)
+    accepted = api.ChatMessageAccepted(seq=stored.seq, channel=api.ChatChannel(stored.data["channel"]))
+    return accepted, Committed(speaker.room_id, stored.seq, (stored,))
 
 
 def _chat_event(speaker: Speaker, text: str) -> NewEvent:

@@ -11,16 +11,18 @@ import uuid
 from typing import Any
 
 import httpx
+import prometheus_client
 import pytest
 from fastapi import FastAPI
 
 from backend.core.db import Database
 from backend.domain.visibility import Audience
-from backend.persistence.events import NewEvent, append_event
+from backend.persistence.events import Append, NewEvent, append_event, append_if_unchanged
 from backend.rooms import repository, service
 from tests.game_support import new_room, start
 from tests.integration.test_game import by_role, log_of
 from tests.integration.test_lobby import assert_problem
+from tests.support import metric
 
 
 async def say(client: httpx.AsyncClient, room_id: str, auth: dict[str, str], text: str) -> httpx.Response:
@@ -135,3 +137,81 @@ async def test_chats_racing_phase_changes_are_heard_by_the_phase_they_land_in(
         assert event["data"]["channel"] == ("mafia" if night else "room"), (seq, phase_of[seq], event)
         assert event["visibility"] == (Audience.team.value if night else Audience.room.value)
     assert {phase_of[s] for s in chats} >= {"night", "day"}, "chats did not land in both kinds of phase"
+
+
+async def test_one_statement_appends_for_several_rooms_in_order_and_skips_a_stale_decision(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The group commit's statement: each room's events get the next seqs in the order given,
+    and an append decided on an older state of its room writes nothing (the others still do)."""
+    (first, seats_a), (second, seats_b) = await new_room(client, 4), await new_room(client, 4)
+    db: Database = app.state.db
+    async with db.driver(transaction=False) as conn:
+        a = await repository.speaker_by_id(conn, uuid.UUID(seats_a[1].id))
+        b = await repository.speaker_by_id(conn, uuid.UUID(seats_b[1].id))
+    assert a is not None
+    assert b is not None
+
+    def chat(seat_id: str, text: str) -> NewEvent:
+        return NewEvent("chat.message", {"player_id": seat_id, "text": text, "channel": "room"})
+
+    appends = [
+        Append(a.room_id, chat(seats_a[1].id, "a1"), a.state_seq),
+        Append(b.room_id, chat(seats_b[1].id, "b1"), b.state_seq),
+        Append(a.room_id, chat(seats_a[1].id, "stale"), a.state_seq - 1),
+        Append(a.room_id, chat(seats_a[1].id, "a2"), a.state_seq),
+    ]
+    async with db.driver(transaction=False) as conn:
+        stored = await append_if_unchanged(conn, appends)
+    assert stored[2] is None
+    assert [(event.seq, event.data["text"]) for event in stored if event] == [
+        (a.state_seq + 1, "a1"),
+        (b.state_seq + 1, "b1"),
+        (a.state_seq + 2, "a2"),
+    ]
+    log = await log_of(app, first)
+    assert [e["seq"] for e in log] == list(range(1, a.state_seq + 3))
+    assert [e["data"]["text"] for e in log[-2:]] == ["a1", "a2"]
+    assert [e["data"]["text"] for e in (await log_of(app, second))[-1:]] == ["b1"]
+
+
+async def test_chats_sent_at_once_share_commits_and_each_lands_once_with_its_own_seq(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many players of several rooms chat at the same moment: every message is acknowledged
+    with the seq it has in its room's log, none is lost or doubled, the seqs have no gap, and
+    they took fewer commits than messages (the busier, the fewer)."""
+    limiter = app.state.realtime.chat_limiter
+    monkeypatch.setattr(limiter, "rate", 1e6)
+    monkeypatch.setattr(limiter, "burst", 10**6)
+    rooms = [await new_room(client, 6) for _ in range(4)]
+    for room_id, seats in rooms:  # each speaker is known: every chat goes straight to its append
+        for seat in seats:
+            assert (await say(client, room_id, seat.auth, "hi")).status_code == 201
+
+    def counted() -> tuple[float, float]:
+        page = prometheus_client.generate_latest().decode()
+        return metric(page, "roundtable_chat_commits_total"), metric(
+            page, "roundtable_chat_messages_committed_total"
+        )
+
+    commits, messages = counted()
+    sent = [
+        (room_id, seat, f"{room_id[:4]}-{seat.id[:4]}-{n}")
+        for room_id, seats in rooms
+        for seat in seats
+        for n in range(3)
+    ]
+    answers = await asyncio.gather(*(say(client, room_id, seat.auth, text) for room_id, seat, text in sent))
+    assert [answer.status_code for answer in answers] == [201] * len(sent)
+    commits_after, messages_after = counted()
+    assert messages_after - messages == len(sent)
+    assert commits_after - commits < len(sent)
+    for room_id, _ in rooms:
+        log = await log_of(app, room_id)
+        assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+        said = {e["seq"]: e["data"]["text"] for e in log if e["type"] == "chat.message"}
+        for (room, _, text), answer in zip(sent, answers, strict=True):
+            if room == room_id:
+                assert said.pop(answer.json()["seq"]) == text
+        assert sorted(said.values()) == ["hi"] * 6  # nothing else landed

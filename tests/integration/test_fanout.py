@@ -8,12 +8,15 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from backend.persistence.events import NewEvent
+from backend.realtime.broker import CHANNEL, RedisBroker
 from tests.integration.test_streams import chat, new_room, visible_seqs
 from tests.support import (
     END,
@@ -322,3 +325,53 @@ async def test_idle_streams_get_heartbeat_comments(database_url: str, tmp_path: 
                     return count
 
                 assert await asyncio.wait_for(heartbeats(), 3) == 2
+
+
+class DoorbellLog:
+    """Stands in for a worker's hub: records the doorbells its broker rings."""
+
+    def __init__(self) -> None:
+        self.rung: list[tuple[uuid.UUID, int, str]] = []
+        self.subscribed = False
+
+    def doorbell(self, room_id: uuid.UUID, seq: int, source: str = "local") -> None:
+        self.rung.append((room_id, seq, source))
+
+    async def catch_up(self) -> None:
+        self.subscribed = True
+
+
+async def test_doorbells_rung_together_go_out_as_one_redis_message_and_ring_every_room(
+    tmp_path: Path,
+) -> None:
+    """Commands that commit on the same turn of the loop publish one message, the newest seq
+    per room; the other worker rings its hub for each room in it. The commands do not wait."""
+    with redis_server(tmp_path) as redis:
+        here, there = DoorbellLog(), DoorbellLog()
+        sender = RedisBroker(here, redis.url)  # type: ignore[arg-type]
+        receiver = RedisBroker(there, redis.url)  # type: ignore[arg-type]
+        watcher = Redis.from_url(redis.url)
+        pubsub = watcher.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(CHANNEL)
+        await receiver.start()
+        try:
+            await wait_for(lambda: there.subscribed)
+            rooms = [uuid.uuid4() for _ in range(3)]
+            for room, seq in ((rooms[0], 5), (rooms[1], 7), (rooms[0], 6), (rooms[2], 1)):
+                sender.publish(room, seq)
+            assert [seq for _, seq, _ in here.rung] == [5, 7, 6, 1]  # this worker's hub at once
+            await wait_for(lambda: len(there.rung) >= 3)
+            assert sorted(there.rung) == sorted(
+                [(rooms[0], 6, "redis"), (rooms[1], 7, "redis"), (rooms[2], 1, "redis")]
+            )
+            messages = []
+            for _ in range(5):  # a None may also be the subscription's own reply, skipped
+                if (message := await pubsub.get_message(timeout=0.1)) is not None:
+                    messages.append(message["data"].decode())
+            assert len(messages) == 1
+            assert messages[0].count("\n") == 2
+        finally:
+            await receiver.stop()
+            await sender.stop()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await watcher.aclose()
