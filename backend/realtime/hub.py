@@ -116,8 +116,8 @@ class Sink(Protocol):
     method returns False when it cannot now (the socket's buffer is not empty, the peer is
     gone), and the writer task sends the message instead."""
 
-    def events(self, batch: Batch) -> bool:
-        """Write the batch's events."""
+    def events(self, batch: Batch, replies: Sequence[str] = ()) -> bool:
+        """Write the batch's events, after `replies` (WebSocket acks and errors) if any."""
         ...
 
     def text(self, message: str) -> bool:
@@ -146,7 +146,9 @@ class Connection:
         "_items",
         "_waiter",
         "aborted",
+        "channel",
         "close_reason",
+        "held",
         "last_sent",
         "queue_size",
         "room_id",
@@ -170,6 +172,9 @@ class Connection:
         self._final: Closed | None = None
         # Set by the writer while it waits for live events, when its server lets it write directly.
         self.sink: Sink | None = None
+        # The room's channel once registered; replies held for its next flush (see send_control).
+        self.channel: RoomChannel | None = None
+        self.held: list[BaseModel] = []
 
     def pending(self) -> int:
         """Return how many items wait to be written."""
@@ -213,6 +218,9 @@ class Connection:
             return 0
         written = self._write_directly(batch)
         if written is None:
+            held, self.held = self.held, []
+            for reply in held:
+                self._put_control(reply)
             for item in batch.items:
                 self.offer(item)
             return 0
@@ -250,8 +258,12 @@ class Connection:
             if item.removes == me:
                 removed = True
                 break
-        if visible and not sink.events(batch if len(visible) == len(batch.items) else Batch(visible)):
-            return None
+        held = self.held
+        if visible or held:
+            replies = [reply.model_dump_json() for reply in held]
+            if not sink.events(batch if len(visible) == len(batch.items) else Batch(visible), replies):
+                return None
+            held.clear()
         self.viewer, self.last_sent = viewer, last_sent
         if visible:
             now = time.time()
@@ -268,12 +280,25 @@ class Connection:
 
     def send_control(self, item: BaseModel) -> None:
         """Send a reply (ack, error) that is not an event of the log: at once when the writer
-        waits with nothing queued, else through its queue."""
+        waits with nothing queued, else through its queue.
+
+        When the room's events are about to be offered (a flush is due on this turn of the
+        loop, as after this player's own command), the reply waits for them and goes out in
+        the same socket write, ahead of them: one write and one wake-up of the client fewer.
+        """
         if self.close_reason is not None:
             return
         sink = self._idle_sink()
-        if sink is not None and sink.text(item.model_dump_json()):
-            return
+        if sink is not None:
+            channel = self.channel
+            if channel is not None and channel.flush is not None and self in channel.connections:
+                self.held.append(item)
+                return
+            if sink.text(item.model_dump_json()):
+                return
+        self._put_control(item)
+
+    def _put_control(self, item: BaseModel) -> None:
         if not self._put(item):
             metrics.SLOW_CONSUMERS.inc()
             self.close(SLOW)
@@ -407,6 +432,7 @@ class Hub:
                 channel.last_read = seqs.get(conn.room_id, 0)
                 channel.wanted = max(channel.wanted, channel.last_read)
             channel.connections.add(conn)
+            conn.channel = channel
         metrics.OPEN_STREAMS.labels(conn.transport).inc()
 
     def unregister(self, conn: Connection) -> None:

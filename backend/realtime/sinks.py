@@ -16,10 +16,12 @@ speed. tests/integration/test_streams.py fails if uvicorn's objects stop matchin
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import Receive
 from starlette.websockets import WebSocket
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -34,7 +36,8 @@ class SseSink:
     def __init__(self, cycle: Any) -> None:
         self.cycle, self.transport, self.flow = cycle, cycle.transport, cycle.flow
 
-    def events(self, batch: Batch) -> bool:
+    def events(self, batch: Batch, replies: Sequence[str] = ()) -> bool:
+        # An SSE stream carries events only: it is never given replies.
         # Only onto an empty buffer: what already waits there goes first, through the writer.
         transport = self.transport
         if (
@@ -89,13 +92,16 @@ class WsSink:
             or self.transport.get_write_buffer_size()
         )
 
-    def events(self, batch: Batch) -> bool:
+    def events(self, batch: Batch, replies: Sequence[str] = ()) -> bool:
         if not self._ready():
             return False
         if self.conn.extensions:
-            for item in batch.items:
-                self.conn.send_text(item.json.encode())
+            for text in (*replies, *(item.json for item in batch.items)):
+                self.conn.send_text(text.encode())
             self.transport.write(b"".join(self.conn.data_to_send()))
+        elif replies:
+            frames = [Frame(Opcode.TEXT, text.encode()).serialize(mask=False) for text in replies]
+            self.transport.write(b"".join([*frames, batch.ws_frames()]))
         else:
             self.transport.write(batch.ws_frames())
         return True

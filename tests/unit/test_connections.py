@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -124,17 +125,20 @@ async def test_a_handoff_delivers_only_the_next_events_in_order_and_leaves_gaps_
 
 
 class Sink:
-    """Stands in for a socket the fan-out writes to: records each write, or refuses (busy)."""
+    """Stands in for a socket the fan-out writes to: records each write (the request ids of
+    its replies, then the seqs of its events), or refuses (busy)."""
 
     def __init__(self) -> None:
-        self.writes: list[list[int]] = []
+        self.writes: list[list[int | str]] = []
         self.texts: list[str] = []
         self.busy = False
 
-    def events(self, batch: Batch) -> bool:
+    def events(self, batch: Batch, replies: Sequence[str] = ()) -> bool:
         if self.busy:
             return False
-        self.writes.append([item.seq for item in batch.items])
+        self.writes.append(
+            [*(json.loads(reply)["request_id"] for reply in replies), *(i.seq for i in batch.items)]
+        )
         return True
 
     def text(self, message: str) -> bool:
@@ -225,10 +229,50 @@ async def test_a_reply_is_written_at_once_to_a_waiting_socket_else_queued() -> N
     assert [item.request_id for item in batch if isinstance(item, SocketAck)] == ["r2"]
 
 
+async def test_an_ack_joins_the_events_due_on_the_same_turn_in_one_write() -> None:
+    """The player's own command committed an event: its ack waits for the room's flush on
+    this turn of the loop and goes out ahead of the event, in one socket write."""
+    hub = Hub(db=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    conn, other, sink, other_sink = connection("p1"), connection("p2"), Sink(), Sink()
+    conn.sink, other.sink = sink, other_sink
+    writers = [await waiting_writer(conn), await waiting_writer(other)]
+    channel = hub.rooms[ROOM] = RoomChannel(ROOM, {conn, other}, last_read=0, wanted=0)
+    conn.channel = other.channel = channel
+    hub.handoff(ROOM, [stored(1)])
+    conn.send_control(SocketAck(type="ack", request_id="r1", seq=1))
+    assert sink.writes == []  # held for the flush
+    assert sink.texts == []
+    await asyncio.sleep(0)
+    assert sink.writes == [["r1", 1]]
+    assert other_sink.writes == [[1]]
+    assert sink.texts == []
+    conn.send_control(SocketAck(type="ack", request_id="r2"))  # nothing due: written at once
+    assert [json.loads(text)["request_id"] for text in sink.texts] == ["r2"]
+    for writer in writers:
+        writer.cancel()
+
+
+async def test_a_held_ack_still_goes_ahead_of_its_events_when_the_socket_turns_busy() -> None:
+    hub = Hub(db=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    conn, sink = connection("p1"), Sink()
+    conn.sink = sink
+    writer = await waiting_writer(conn)
+    conn.channel = hub.rooms[ROOM] = RoomChannel(ROOM, {conn}, last_read=0, wanted=0)
+    hub.handoff(ROOM, [stored(1)])
+    conn.send_control(SocketAck(type="ack", request_id="r1", seq=1))
+    sink.busy = True
+    await asyncio.sleep(0)
+    batch = await asyncio.wait_for(writer, 1)
+    assert isinstance(batch[0], SocketAck)
+    assert batch[0].request_id == "r1"
+    assert [item.seq for item in batch[1:] if isinstance(item, Outgoing)] == [1]
+    assert sink.writes == []
+
+
 class BrokenSink(Sink):
     """A socket whose write fails outright."""
 
-    def events(self, batch: Batch) -> bool:
+    def events(self, batch: Batch, replies: Sequence[str] = ()) -> bool:
         raise RuntimeError("the handle is closed")
 
 
