@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, TypeAdapter
 from websockets.frames import Frame, Opcode
@@ -141,7 +141,6 @@ class Connection:
     """
 
     __slots__ = (
-        "_delivered",
         "_final",
         "_items",
         "_waiter",
@@ -168,7 +167,6 @@ class Connection:
         self._waiter: asyncio.Future[None] | None = None
         # Set when the writer must stop at once, even in the middle of a blocked send.
         self.aborted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._delivered: Any = metrics.EVENTS_DELIVERED.labels(transport)
         self._final: Closed | None = None
         # Set by the writer while it waits for live events, when its server lets it write directly.
         self.sink: Sink | None = None
@@ -358,7 +356,7 @@ class Connection:
                     metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
                 items.append(item)
             if delivered:
-                self._delivered.inc(delivered)
+                metrics.EVENTS_DELIVERED.add(self.transport, delivered)
         return items
 
     async def next(self) -> Outgoing | object:
@@ -504,9 +502,9 @@ class Hub:
             if count:
                 written[conn.transport] += count
         for transport, count in written.items():
-            if count:  # counted once per batch: the counters take a lock per call
-                metrics.EVENTS_DELIVERED.labels(transport).inc(count)
-                metrics.WRITTEN_DIRECTLY.labels(transport).inc(count)
+            if count:  # counted once per batch
+                metrics.EVENTS_DELIVERED.add(transport, count)
+                metrics.WRITTEN_DIRECTLY.add(transport, count)
 
     def _pump_soon(self, channel: RoomChannel) -> None:
         if channel.pumping or channel.last_read is None or channel.wanted <= channel.last_read:

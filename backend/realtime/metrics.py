@@ -7,7 +7,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import REGISTRY, Counter, Gauge
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 
 def _le(bound: float) -> str:
@@ -45,14 +45,34 @@ class DeliveryHistogram:
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self.sum)
 
 
+class TransportCounter:
+    """A counter by transport (`sse`, `ws`), added to with plain integers: prometheus_client's
+    Counter takes a lock and looks its labels up on every call, which the fan-out would pay
+    per batch. Only the event loop's thread adds; the exposition reads the same name."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name  # without `_total`, which the exposition appends
+        self.documentation = documentation
+        self.counts = {"sse": 0, "ws": 0}
+        REGISTRY.register(self)
+
+    def add(self, transport: str, count: int) -> None:
+        """Add `count` for `transport`."""
+        self.counts[transport] += count
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the counter for the exposition."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=["transport"])
+        for transport, count in self.counts.items():
+            family.add_metric([transport], float(count))
+        yield family
+
+
 OPEN_STREAMS = Gauge("roundtable_open_streams", "Open event streams.", ["transport"])
-EVENTS_DELIVERED = Counter(
-    "roundtable_events_delivered_total", "Events handed to connections.", ["transport"]
-)
-WRITTEN_DIRECTLY = Counter(
-    "roundtable_events_written_directly_total",
+EVENTS_DELIVERED = TransportCounter("roundtable_events_delivered", "Events handed to connections.")
+WRITTEN_DIRECTLY = TransportCounter(
+    "roundtable_events_written_directly",
     "Events the fan-out wrote straight onto an idle connection's socket (a subset of delivered).",
-    ["transport"],
 )
 DOORBELLS = Counter("roundtable_doorbells_received_total", "Doorbells received (room, seq).", ["source"])
 DOORBELLS_MISSED = Counter(

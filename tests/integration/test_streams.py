@@ -300,10 +300,10 @@ async def test_waiting_streams_are_written_by_the_fan_out_itself(server: Any) ->
         after = (await http.get(f"{base}/metrics")).text
     for got in (sse_got, ws_got):
         assert [e["seq"] for e in got if e["type"] == "chat.message"] == sent
-    name = "roundtable_events_written_directly_total"
-    for transport in ("sse", "ws"):
-        label = f'transport="{transport}"'
-        assert metric(after, name, label) - metric(before, name, label) >= len(sent), transport
+    for name in ("roundtable_events_written_directly_total", "roundtable_events_delivered_total"):
+        for transport in ("sse", "ws"):
+            label = f'transport="{transport}"'
+            assert metric(after, name, label) - metric(before, name, label) >= len(sent), (name, transport)
 
 
 async def test_a_compressed_websocket_is_written_directly_too(database_url: str, tmp_path: Path) -> None:
@@ -323,6 +323,15 @@ async def test_a_compressed_websocket_is_written_directly_too(database_url: str,
                     message = check_envelope(json.loads(await asyncio.wait_for(ws.recv(), 5)))
                     if message["type"] == "chat.message":
                         got.append(message["seq"])
+                # A command over the socket itself: its ack and its event, compressed together.
+                await ws.send(json.dumps({"type": "chat", "request_id": "own", "text": "z" * 200}))
+                ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert ack["type"] == "ack"
+                assert ack["request_id"] == "own"
+                own = check_envelope(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+                assert own["seq"] == ack["seq"]
+                sent.append(ack["seq"])
+                got.append(own["seq"])
             page = (await http.get(f"{base}/metrics")).text
         assert got == sent
         assert metric(page, "roundtable_events_written_directly_total", 'transport="ws"') >= len(sent)
