@@ -228,17 +228,25 @@ async def append_to_log(database_url: str, room_id: str, new: list[NewEvent]) ->
     """Append events straight to a room's log in one transaction, as a command of another
     process would, without a doorbell here (a server finds them with its catch-up timer);
     return the last one's seq."""
+    return (await append_to_logs(database_url, {room_id: new}))[room_id]
+
+
+async def append_to_logs(database_url: str, new: dict[str, list[NewEvent]]) -> dict[str, int]:
+    """Append events to several rooms' logs in one transaction (see `append_to_log`); return
+    each room's last seq."""
     engine = create_async_engine(to_async_url(database_url))
+    last: dict[str, int] = {}
     try:
         async with engine.begin() as conn:
             session = AsyncSession(bind=conn)
-            room = await session.get(RoomRow, uuid.UUID(room_id), with_for_update=True)
-            assert room is not None
-            seq = room.last_seq
-            for start in range(0, len(new), 1000):  # a statement takes at most 32,767 values
-                seq = await append_events(session, room, new[start : start + 1000])
-                await session.flush()
-            return seq
+            for room_id, events in new.items():
+                room = await session.get(RoomRow, uuid.UUID(room_id), with_for_update=True)
+                assert room is not None
+                last[room_id] = room.last_seq
+                for start in range(0, len(events), 1000):  # a statement takes at most 32,767 values
+                    last[room_id] = await append_events(session, room, events[start : start + 1000])
+                    await session.flush()
+        return last
     finally:
         await engine.dispose()
 

@@ -217,6 +217,26 @@ async def read_events(
     return [StoredEvent(*row) for row in rows]
 
 
+async def read_events_of_rooms(
+    conn: asyncpg.Connection, after: dict[uuid.UUID, int], limit: int = 1000
+) -> dict[uuid.UUID, list[StoredEvent]]:
+    """Return, for each room of `after`, its events with seq > `after[room]`, in order, at most
+    `limit` per room: the reads of every room a doorbell rang for, in one statement."""
+    rows = await conn.fetch(
+        "SELECT w.room_id, e.seq, e.type, e.data, e.visibility, e.audience, e.created_at"
+        " FROM unnest($1::uuid[], $2::bigint[]) AS w(room_id, after)"
+        " CROSS JOIN LATERAL (SELECT * FROM room_events WHERE room_id = w.room_id AND seq > w.after"
+        " ORDER BY seq LIMIT $3) AS e ORDER BY w.room_id, e.seq",
+        list(after),
+        list(after.values()),
+        limit,
+    )
+    found: dict[uuid.UUID, list[StoredEvent]] = {}
+    for room_id, *event in rows:
+        found.setdefault(room_id, []).append(StoredEvent(*event))
+    return found
+
+
 async def last_seqs(conn: asyncpg.Connection, room_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Return each room's newest seq."""
     rows = await conn.fetch("SELECT id, last_seq FROM rooms WHERE id = ANY($1::uuid[])", room_ids)

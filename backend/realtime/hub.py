@@ -24,7 +24,7 @@ from websockets.frames import Frame, Opcode
 from backend.contract import events
 from backend.core.db import Database
 from backend.domain.visibility import Audience, Viewer, may_see_event
-from backend.persistence.events import StoredEvent, last_seqs, read_events
+from backend.persistence.events import StoredEvent, last_seqs, read_events_of_rooms
 from backend.realtime import metrics
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,9 @@ REMOVED = "removed"
 LIFETIME = "lifetime"
 SHUTDOWN = "shutdown"
 BROKEN = "broken"
+
+# Rooms read by one statement at most (see Hub._pump_soon).
+READ_GROUP = 200
 
 
 class Connection:
@@ -390,6 +393,9 @@ class Hub:
         self._timer: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._pumps: set[asyncio.Task[None]] = set()
+        # Rooms whose new events are to be read, and the task reading them (see _pump_soon).
+        self._behind: list[RoomChannel] = []
+        self._reader: asyncio.Task[None] | None = None
         self.on_open: Callable[[Connection], None] | None = None
 
     def start(self) -> None:
@@ -507,27 +513,46 @@ class Hub:
                 metrics.WRITTEN_DIRECTLY.add(transport, count)
 
     def _pump_soon(self, channel: RoomChannel) -> None:
+        """Have the room's new events read: with those of every other room rung meanwhile,
+        in one statement (one reader per process, like the group commit's writer)."""
         if channel.pumping or channel.last_read is None or channel.wanted <= channel.last_read:
             return
         channel.pumping = True
-        task = asyncio.create_task(self._pump(channel))
-        self._pumps.add(task)
-        task.add_done_callback(self._pumps.discard)
+        self._behind.append(channel)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_behind(), name="hub-reader")
+            self._pumps.add(self._reader)
+            self._reader.add_done_callback(self._pumps.discard)
 
-    async def _pump(self, channel: RoomChannel) -> None:
+    async def _read_behind(self) -> None:
+        group: dict[uuid.UUID, RoomChannel] = {}
         try:
-            while channel.last_read is not None and channel.wanted > channel.last_read:
-                async with self.db.driver(transaction=False) as db:
-                    stored = await read_events(db, channel.room_id, channel.last_read)
-                if not stored:
-                    break
-                self._deliver(channel, stored)
-        except Exception:
-            log.exception("reading room %s failed; the catch-up timer retries", channel.room_id)
+            while self._behind:
+                group = {channel.room_id: channel for channel in self._behind[:READ_GROUP]}
+                self._behind = self._behind[READ_GROUP:]
+                try:
+                    async with self.db.driver(transaction=False) as db:
+                        found = await read_events_of_rooms(
+                            db, {room_id: ch.last_read or 0 for room_id, ch in group.items()}
+                        )
+                except Exception:
+                    log.exception("reading %d room(s) failed; the catch-up timer retries", len(group))
+                    found = {}
+                for room_id, channel in group.items():
+                    stored = found.get(room_id)
+                    if stored:
+                        self._deliver(channel, stored)
+                    channel.pumping = False
+                    if stored:  # more may have come meanwhile (or the read hit its limit)
+                        self._pump_soon(channel)
+                    if not channel.connections and not channel.pumping and self.rooms.get(room_id) is channel:
+                        del self.rooms[room_id]
+                group = {}
         finally:
-            channel.pumping = False
-            if not channel.connections and self.rooms.get(channel.room_id) is channel:
-                del self.rooms[channel.room_id]
+            self._reader = None
+            for channel in [*group.values(), *self._behind]:  # cancelled: the timer starts again
+                channel.pumping = False
+            self._behind = []
 
     async def _catch_up_forever(self) -> None:
         while True:

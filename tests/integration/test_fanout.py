@@ -15,14 +15,19 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from backend.persistence.events import NewEvent
+from backend.domain.visibility import Viewer
+from backend.persistence.events import NewEvent, read_events_of_rooms
+from backend.realtime import hub as hub_module
 from backend.realtime.broker import CHANNEL, RedisBroker
+from backend.realtime.hub import Connection, Outgoing
+from tests.conftest import create_room
 from tests.integration.test_streams import chat, new_room, visible_seqs
 from tests.support import (
     END,
     ROOT,
     Collector,
     append_to_log,
+    append_to_logs,
     check_envelope,
     metric,
     redis_server,
@@ -375,3 +380,43 @@ async def test_doorbells_rung_together_go_out_as_one_redis_message_and_ring_ever
             await sender.stop()
             await pubsub.aclose()  # type: ignore[no-untyped-call]
             await watcher.aclose()
+
+
+async def test_rooms_rung_together_are_read_in_one_statement(
+    client: httpx.AsyncClient, app: Any, database_url: str, monkeypatch: Any
+) -> None:
+    """Doorbells from another worker for several rooms on one turn of the loop: this worker
+    reads all their new events in one statement, and each stream gets its own room's, in order."""
+    realtime = app.state.realtime
+    rooms = [await create_room(client, name=f"r{i}") for i in range(3)]
+    room_ids = [room["room"]["id"] for room in rooms]
+    streams = [
+        Connection(uuid.UUID(room_id), Viewer(player_id="watcher"), "sse", 100) for room_id in room_ids
+    ]
+    reads: list[list[uuid.UUID]] = []
+
+    async def counted(conn: Any, after: dict[uuid.UUID, int], limit: int = 1000) -> Any:
+        reads.append(sorted(after))
+        return await read_events_of_rooms(conn, after, limit)
+
+    monkeypatch.setattr(hub_module, "read_events_of_rooms", counted)
+    for stream in streams:
+        await realtime.hub.register(stream)
+    try:
+        said = {"player_id": rooms[0]["player"]["id"], "text": "elsewhere", "channel": "room"}
+        last = await append_to_logs(database_url, {r: [NewEvent("chat.message", said)] * 2 for r in room_ids})
+        for room_id in room_ids:  # as the Redis subscription rings them, on one turn
+            realtime.hub.doorbell(uuid.UUID(room_id), last[room_id], source="redis")
+        for stream, room_id in zip(streams, room_ids, strict=True):
+            got: list[int] = []
+            while len(got) < 2:
+                got += [
+                    item.seq
+                    for item in await asyncio.wait_for(stream.next_batch(), 5)
+                    if isinstance(item, Outgoing)
+                ]
+            assert got == [last[room_id] - 1, last[room_id]]
+        assert reads == [sorted(uuid.UUID(r) for r in room_ids)]
+    finally:
+        for stream in streams:
+            realtime.hub.unregister(stream)
