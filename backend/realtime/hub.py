@@ -94,6 +94,17 @@ class Batch:
     items: Sequence[Outgoing]
     _sse: bytes | None = None
     _ws: bytes | None = None
+    # Connections written every event of the batch: their latency is observed once per event
+    # for all of them, when the batch is done (see Hub._flush).
+    whole: int = 0
+
+    def observe_whole(self) -> None:
+        """Observe the delivery latency of every event for each connection written all of them."""
+        if self.whole:
+            now = time.time()
+            for item in self.items:
+                metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at), self.whole)
+            self.whole = 0
 
     def sse_chunks(self) -> bytes:
         """Return every event as an HTTP/1.1 chunk of SSE, joined: one socket write."""
@@ -252,21 +263,24 @@ class Connection:
         for item in batch.items:
             if item.seq <= last_sent or not may_see_event(viewer, item.visibility, item.audience):
                 continue
-            # A role.assigned decides which team events come after it, in this batch too.
-            viewer = viewer.after(item.type, item.dealt_team)
+            if item.dealt_team is not None:
+                # A role.assigned decides which team events come after it, in this batch too.
+                viewer = viewer.after(item.type, item.dealt_team)
             last_sent = item.seq
             visible.append(item)
             if item.removes == me:
                 removed = True
                 break
-        held = self.held
+        held, whole = self.held, len(visible) == len(batch.items)
         if visible or held:
             replies = [reply.model_dump_json() for reply in held]
-            if not sink.events(batch if len(visible) == len(batch.items) else Batch(visible), replies):
+            if not sink.events(batch if whole else Batch(visible), replies):
                 return None
             held.clear()
         self.viewer, self.last_sent = viewer, last_sent
-        if visible:
+        if whole:
+            batch.whole += 1
+        elif visible:
             now = time.time()
             for item in visible:
                 metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.at))
@@ -507,6 +521,7 @@ class Hub:
                 continue
             if count:
                 written[conn.transport] += count
+        batch.observe_whole()
         for transport, count in written.items():
             if count:  # counted once per batch
                 metrics.EVENTS_DELIVERED.add(transport, count)

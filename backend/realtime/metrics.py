@@ -31,10 +31,10 @@ class DeliveryHistogram:
         self.sum = 0.0
         REGISTRY.register(self)
 
-    def observe(self, value: float) -> None:
-        """Count one observation (bucket `le` holds values <= its bound)."""
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
+    def observe(self, value: float, times: int = 1) -> None:
+        """Count an observation, `times` over (bucket `le` holds values <= its bound)."""
+        self.counts[bisect_left(self.bounds, value)] += times
+        self.sum += value * times
 
     def collect(self) -> Iterator[Metric]:
         """Yield the histogram for the exposition."""

@@ -17,6 +17,7 @@ from backend.contract.events import SocketAck
 from backend.domain.visibility import Viewer
 from backend.persistence.events import StoredEvent
 from backend.realtime.hub import REMOVED, SLOW, Batch, Closed, Connection, Hub, Outgoing, RoomChannel
+from backend.realtime.metrics import DELIVERY_LATENCY
 
 ROOM = uuid.uuid4()
 
@@ -290,3 +291,23 @@ async def test_a_stream_whose_write_fails_ends_and_the_others_still_get_the_batc
     with pytest.raises(Closed):
         await asyncio.wait_for(writers[0], 1)
     writers[1].cancel()
+
+
+async def test_every_delivery_is_timed_once_per_event_and_connection() -> None:
+    """The latency histogram counts each event at each connection it reached, whether the
+    connection was written the whole batch (timed together) or part of it (timed alone)."""
+    hub = Hub(db=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    mafioso, citizen, other = connection("m1", team="mafia"), connection("c1", team="town"), connection("c2")
+    sinks = [Sink(), Sink(), Sink()]
+    for conn, sink in zip((mafioso, citizen, other), sinks, strict=True):
+        conn.sink = sink
+    writers = [await waiting_writer(conn) for conn in (mafioso, citizen, other)]
+    hub.rooms[ROOM] = RoomChannel(ROOM, {mafioso, citizen, other}, last_read=0, wanted=0)
+    before = sum(DELIVERY_LATENCY.counts)
+    whisper = stored(2)
+    hub.handoff(ROOM, [stored(1), StoredEvent(2, "chat.message", whisper.data, "team", "mafia", whisper.at)])
+    await asyncio.sleep(0)
+    assert [sink.writes for sink in sinks] == [[[1, 2]], [[1]], [[1]]]
+    assert sum(DELIVERY_LATENCY.counts) - before == 4
+    for writer in writers:
+        writer.cancel()
