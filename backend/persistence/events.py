@@ -168,18 +168,10 @@ class GroupCommit:
         try:
             while self._queued:
                 group, self._queued = self._queued[: self.max_group], self._queued[self.max_group :]
-                try:
-                    async with self._connect() as conn:
-                        stored = await append_if_unchanged(conn, [append for append, _ in group])
-                except Exception as exc:
-                    for _, future in group:
-                        if not future.done():  # its caller may have gone
-                            future.set_exception(exc)
-                    continue
-                self._on_commit(len(group))
-                for (_, future), event in zip(group, stored, strict=True):
-                    if not future.done():
-                        future.set_result(event)
+                if not await self._commit(group):
+                    # One append the database refuses must not cost the others theirs.
+                    for one in group:
+                        await self._commit([one])
                 group = []
         except BaseException:  # cancelled (shutting down): nobody is left waiting forever
             for _, future in group + self._queued:
@@ -188,6 +180,26 @@ class GroupCommit:
             raise
         finally:
             self._writer = None
+
+    async def _commit(self, group: list[tuple[Append, asyncio.Future[StoredEvent | None]]]) -> bool:
+        """Append the group in one statement and answer each waiting caller with its result or
+        the error; False, with nobody answered, when the database refused the data of a group
+        of several (the writer then tries each alone)."""
+        try:
+            async with self._connect() as conn:
+                stored = await append_if_unchanged(conn, [append for append, _ in group])
+        except Exception as exc:
+            if isinstance(exc, asyncpg.DataError) and len(group) > 1:
+                return False
+            for _, future in group:
+                if not future.done():  # its caller may have gone
+                    future.set_exception(exc)
+            return True
+        self._on_commit(len(group))
+        for (_, future), event in zip(group, stored, strict=True):
+            if not future.done():
+                future.set_result(event)
+        return True
 
 
 @dataclass(frozen=True, slots=True)

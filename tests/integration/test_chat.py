@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import prometheus_client
 import pytest
@@ -17,7 +18,14 @@ from fastapi import FastAPI
 
 from backend.core.db import Database
 from backend.domain.visibility import Audience
-from backend.persistence.events import Append, NewEvent, append_event, append_if_unchanged
+from backend.persistence.events import (
+    Append,
+    GroupCommit,
+    NewEvent,
+    StoredEvent,
+    append_event,
+    append_if_unchanged,
+)
 from backend.rooms import repository, service
 from tests.game_support import new_room, start
 from tests.integration.test_game import by_role, log_of
@@ -215,3 +223,44 @@ async def test_chats_sent_at_once_share_commits_and_each_lands_once_with_its_own
             if room == room_id:
                 assert said.pop(answer.json()["seq"]) == text
         assert sorted(said.values()) == ["hi"] * 6  # nothing else landed
+
+
+async def test_text_the_database_cannot_store_is_refused_and_costs_nobody_else_their_message(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone surrogate is valid JSON but not Unicode: however it arrives, its sender gets a
+    clear answer and never a 500, and the messages committed in the same group still land."""
+    limiter = app.state.realtime.chat_limiter
+    monkeypatch.setattr(limiter, "rate", 1e6)
+    monkeypatch.setattr(limiter, "burst", 10**6)
+    room_id, seats = await new_room(client, 6)
+    for seat in seats:
+        assert (await say(client, room_id, seat.auth, "hi")).status_code == 201
+    bad = b'{"text": "broken \\ud800 text"}'
+    refused = await client.post(
+        f"/v1/rooms/{room_id}/messages",
+        headers={**seats[0].auth, "Content-Type": "application/json"},
+        content=bad,
+    )
+    assert_problem(refused, 422, "validation_failed")
+    # Past the edge (a bug, or a driver that lets it through): the group still commits the rest.
+    appends: GroupCommit = app.state.realtime.appends
+    async with app.state.db.driver(transaction=False) as conn:
+        speaker = await repository.speaker_by_id(conn, uuid.UUID(seats[1].id))
+    assert speaker is not None
+
+    def chat(text: str) -> NewEvent:
+        return NewEvent("chat.message", {"player_id": seats[1].id, "text": text, "channel": "room"})
+
+    results = await asyncio.gather(
+        *(
+            appends.append(speaker.room_id, chat(text), speaker.state_seq)
+            for text in ("one", "\ud800", "two")
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], asyncpg.DataError)
+    stored = [r for r in results if isinstance(r, StoredEvent)]
+    assert [event.data["text"] for event in stored] == ["one", "two"]
+    log = await log_of(app, room_id)
+    assert [e["data"]["text"] for e in log[-2:]] == ["one", "two"]
