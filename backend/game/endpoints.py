@@ -27,7 +27,7 @@ async def start_game(
     """Deal the roles and open the first night."""
     async with db.transaction() as session:
         room, committed = await service.start_game(session, room_id, actor)
-    await realtime.committed(committed)
+    realtime.committed(committed)
     return room
 
 
@@ -42,7 +42,7 @@ async def advance_phase(
     """Close the open phase now."""
     async with db.transaction() as session:
         room, committed = await service.advance_phase(session, room_id, actor, body)
-    await realtime.committed(committed)
+    realtime.committed(committed)
     return room
 
 
@@ -59,7 +59,7 @@ async def cast_vote(
     async with db.transaction() as session:
         answer = await service.cast_vote(session, room_id, actor, body, idempotency_key)
     if answer.committed is not None:
-        await realtime.committed(answer.committed)
+        realtime.committed(answer.committed)
     return JSONResponse(answer.body, status_code=answer.status)
 
 

@@ -47,7 +47,7 @@ class Scheduler:
             if committed is None:
                 return closed
             closed += 1
-            await self.realtime.committed(committed)
+            self.realtime.committed(committed)
 
     async def _run(self) -> None:
         failures = 0

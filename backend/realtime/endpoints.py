@@ -192,7 +192,7 @@ async def _chat(
     accepted, committed = await service.send_chat(
         realtime.db, realtime.appends, room_id, caller, body, realtime.speakers, realtime.chat_limiter
     )
-    await realtime.committed(committed)
+    realtime.committed(committed)
     return accepted
 
 
@@ -205,7 +205,7 @@ async def _vote(realtime: Realtime, actor: Actor, command: events.VoteCommand) -
     async with realtime.db.transaction() as session:
         answer = await game_service.cast_vote(session, actor.room_id, actor, body, None)
     if answer.committed is not None:
-        await realtime.committed(answer.committed)
+        realtime.committed(answer.committed)
     seq: int = answer.body["seq"]
     return seq
 

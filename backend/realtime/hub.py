@@ -273,7 +273,7 @@ class Connection:
                 break
         held, whole = self.held, len(visible) == len(batch.items)
         if visible or held:
-            replies = [reply.model_dump_json() for reply in held]
+            replies = [reply.model_dump_json() for reply in held] if held else ()
             if not sink.events(batch if whole else Batch(visible), replies):
                 return None
             held.clear()
@@ -406,7 +406,6 @@ class Hub:
         self.rooms: dict[uuid.UUID, RoomChannel] = {}
         self._timer: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
         # Rooms whose new events are to be read, and the task reading them (see _pump_soon).
         self._behind: list[RoomChannel] = []
         self._reader: asyncio.Task[None] | None = None
@@ -435,8 +434,8 @@ class Hub:
         for channel in self.rooms.values():
             for conn in list(channel.connections):
                 conn.close(SHUTDOWN)
-        for task in list(self._pumps):
-            task.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def register(self, conn: Connection) -> None:
         """Start handing `conn` its room's events; call before replaying its history."""
@@ -536,8 +535,6 @@ class Hub:
         self._behind.append(channel)
         if self._reader is None:
             self._reader = asyncio.create_task(self._read_behind(), name="hub-reader")
-            self._pumps.add(self._reader)
-            self._reader.add_done_callback(self._pumps.discard)
 
     async def _read_behind(self) -> None:
         group: dict[uuid.UUID, RoomChannel] = {}

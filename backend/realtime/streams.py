@@ -86,8 +86,8 @@ class Realtime:
         except Exception:
             log.warning("stream leases not dropped; they lapse", exc_info=True)
 
-    async def committed(self, committed: Committed | None) -> None:
-        """Ring the doorbell for what a command committed."""
+    def committed(self, committed: Committed | None) -> None:
+        """Ring the doorbell for what a command committed (never waits: see Broker.publish)."""
         if committed is not None:
             if committed.events:
                 self.hub.handoff(committed.room_id, committed.events)
@@ -105,7 +105,7 @@ class Realtime:
                     return
         async with self.db.transaction() as session:
             committed = await service.set_presence(session, room_id, player_id, connected, worker)
-        await self.committed(committed)
+        self.committed(committed)
 
     async def _maintain_presence(self) -> None:
         async with self.db.transaction() as session:

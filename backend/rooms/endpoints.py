@@ -21,7 +21,7 @@ async def create_room(
     """Create a room and its host."""
     async with db.transaction() as session:
         answer, committed = await service.create_room(session, body)
-    await realtime.committed(committed)
+    realtime.committed(committed)
     response.headers["Location"] = f"/v1/rooms/{answer.room.id}"
     return answer
 
@@ -57,7 +57,7 @@ async def update_room(
     """Change the room's name or settings."""
     async with db.transaction() as session:
         room, committed = await service.update_room(session, room_id, actor, body)
-    await realtime.committed(committed)
+    realtime.committed(committed)
     return room
 
 
@@ -68,7 +68,7 @@ async def join_room(
     """Join a room in the lobby."""
     async with db.transaction() as session:
         answer, committed = await service.join_room(session, room_id, body)
-    await realtime.committed(committed)
+    realtime.committed(committed)
     return answer
 
 
@@ -79,7 +79,7 @@ async def remove_player(
     """Leave the room, or kick a player as the host."""
     async with db.transaction() as session:
         committed = await service.remove_player(session, room_id, actor, player_id)
-    await realtime.committed(committed)
+    realtime.committed(committed)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
