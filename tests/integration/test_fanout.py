@@ -275,8 +275,9 @@ async def test_a_connection_that_falls_behind_is_closed_and_resumes_without_loss
                         got.add(check_envelope(event))
                         if got.finished:
                             break
+        # Presence changes of the guest's reconnects may follow END; they are not this test's.
         expected = await visible_seqs(database_url, room_id, guest["player"]["id"])
-        assert got.seqs == [s for s in expected if got.seqs[0] <= s]
+        assert got.seqs == [s for s in expected if got.seqs[0] <= s <= got.last]
 
 
 async def test_presence_counts_streams_on_every_server(database_url: str, tmp_path: Path) -> None:
