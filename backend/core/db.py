@@ -37,6 +37,10 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         # No ping before each checkout (a round trip per command): a connection that died
         # with its server fails one request with a 503 and the pool reconnects for the next.
         pool_pre_ping=False,
+        # The most recently returned connection first: a quiet server keeps reusing one or two
+        # warm connections (statements prepared, PostgreSQL backend's caches filled) instead of
+        # rotating through every connection a burst opened (each one's first chat ~10 ms).
+        pool_use_lifo=True,
         pool_timeout=10,
         connect_args={"timeout": 5, "command_timeout": 30},
     )

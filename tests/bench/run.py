@@ -276,9 +276,10 @@ def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     print()
     print(
         "| run | streams | p50 ms | p99 ms | max ms | command answered p50 / max ms "
-        "| first subscriber p50 ms | deliveries/s | burst commands/s | RSS KiB/stream | lost |"
+        "| first subscriber p50 ms | deliveries/s | burst commands/s | RSS KiB/stream | lost "
+        "| server's first command ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
         if "rooms" in r:
             continue
@@ -287,7 +288,7 @@ def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
             f"| {label} | {r['streams']} | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} "
             f"| {r['answer_p50_ms']} / {r['answer_max_ms']} | {r['first_delivery_p50_ms']} "
             f"| {r['deliveries_per_s']} | {r['burst_commands_per_s']} | {r['rss_kib_per_stream']} "
-            f"| {r['undelivered']} |"
+            f"| {r['undelivered']} | {r['first_command_ms']} |"
         )
     print()
     print(
