@@ -25,6 +25,7 @@ from backend.docs.endpoints import router as docs_router
 from backend.game.endpoints import router as game_router
 from backend.game.scheduler import Scheduler
 from backend.ops.endpoints import router as ops_router
+from backend.realtime.chat_lane import ChatLane
 from backend.realtime.endpoints import router as realtime_router
 from backend.realtime.streams import Realtime
 from backend.rooms.endpoints import router as rooms_router
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     install_problem_handlers(app, allowed_methods)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost of ours: the busiest HTTP command, well formed, skips the rest of the stack.
+    app.add_middleware(ChatLane, max_bytes=settings.max_body_bytes)
     # Routes are matched in order: the busiest (chat, streams) first.
     app.include_router(realtime_router)
     app.include_router(rooms_router)

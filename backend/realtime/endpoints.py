@@ -184,7 +184,7 @@ async def stream_room_events(
     )
 
 
-async def _chat(
+async def chat(
     realtime: Realtime, room_id: uuid.UUID, caller: Actor | str, body: api.ChatMessageRequest
 ) -> api.ChatMessageAccepted:
     """Append a chat message for `caller`: an actor already known (a socket's), or a bearer
@@ -217,7 +217,7 @@ async def send_chat_message(
     room_id: uuid.UUID, body: api.ChatMessageRequest, token: BearerToken, realtime: RealtimeDep
 ) -> api.ChatMessageAccepted:
     """Say something in the room."""
-    return await _chat(realtime, room_id, token, body)
+    return await chat(realtime, room_id, token, body)
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
@@ -365,8 +365,8 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
             if isinstance(command, events.VoteCommand):
                 seq = await _vote(realtime, stream.actor, command)
             else:
-                chat = api.ChatMessageRequest(text=command.text)
-                seq = (await _chat(realtime, stream.actor.room_id, stream.actor, chat)).seq
+                request = api.ChatMessageRequest(text=command.text)
+                seq = (await chat(realtime, stream.actor.room_id, stream.actor, request)).seq
         except (AppError, RuleError) as exc:
             conn.send_control(
                 events.SocketError(
