@@ -111,10 +111,13 @@ def main() -> int:
             ("memory 1w", None, 1, 500, []),
             ("memory 1w", None, 1, 1000, []),
             ("memory 1w", None, 1, 1500, []),
+            ("memory 1w", None, 1, 2000, []),
             ("redis 2w", redis_url, 2, 1000, []),
+            ("redis 2w", redis_url, 2, 2000, []),
             ("memory 1w ws", None, 1, 1000, ws),
             ("memory 1w ws", None, 1, 1500, ws),
             ("memory 1w ws", None, 1, 2000, ws),
+            ("redis 2w ws", redis_url, 2, 2000, ws),
         ):
             plans.append(
                 (f"{label} rooms of 8 at {rate}/s", url, workers, [*rooms, "--rate", str(rate), *extra])
