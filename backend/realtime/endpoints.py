@@ -301,9 +301,7 @@ async def _serve_socket(websocket: WebSocket, realtime: Realtime, stream: Stream
 async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
     """Send history, then live events and replies; return the close code."""
     try:
-        async for item in stream.history():
-            text = item.json if isinstance(item, Outgoing) else snapshot_json(stream.actor.room_id, item)
-            await websocket.send_text(text)
+        await _write_history(websocket, stream)
         # From now on the fan-out writes events to this socket itself while this task waits.
         stream.conn.sink = ws_sink(websocket)
         async for batch in stream.live():
@@ -322,6 +320,14 @@ async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
     finally:
         stream.conn.sink = None
     return WS_DONE
+
+
+async def _write_history(websocket: WebSocket, stream: Stream) -> None:
+    # Its own frame, as for SSE: the snapshot (the room's state, ~20 KB with 20 players) and
+    # its JSON are not kept alive for the socket's whole life by the writer's locals.
+    async for item in stream.history():
+        text = item.json if isinstance(item, Outgoing) else snapshot_json(stream.actor.room_id, item)
+        await websocket.send_text(text)
 
 
 def _request_id(raw: str) -> str | None:

@@ -91,7 +91,7 @@ def main() -> int:
         for broker, url in (("memory", None), ("redis", redis_url)):
             for n in sizes:
                 plans.append((f"{broker} 1w sse N={n}", url, 1, ["--streams", str(n), "--transport", "sse"]))
-        for n in sizes[:2]:
+        for n in sizes:
             plans.append((f"memory 1w ws N={n}", None, 1, ["--streams", str(n), "--transport", "ws"]))
         for n in sizes:
             plans.append((f"redis 2w sse N={n}", redis_url, 2, ["--streams", str(n), "--transport", "sse"]))
