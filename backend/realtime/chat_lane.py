@@ -20,6 +20,7 @@ import re
 import uuid
 from typing import Any
 
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -98,8 +99,7 @@ def _bearer_token(scope: Scope) -> str | None:
             content_type = value
     if authorization is None or content_type is None or content_type.lower() not in JSON_TYPES:
         return None
-    scheme, _, param = authorization.decode("latin-1").partition(" ")
-    param = param.strip()
+    scheme, param = get_authorization_scheme_param(authorization.decode("latin-1"))
     return param if scheme.lower() == "bearer" and param else None
 
 

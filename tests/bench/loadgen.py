@@ -358,7 +358,7 @@ async def one_room(args: argparse.Namespace) -> dict[str, Any]:
             sent[answer["seq"]] = t0
 
         # A fresh server's first command prepares its statements and runs code paths for the
-        # first time (~10-15 ms here, each time): timed and reported on its own, then the
+        # first time (~5-20 ms here): timed and reported on its own, then the
         # steady state is measured.
         await command(-1)
         cold_ms = round(answered.pop() * 1000, 2)
