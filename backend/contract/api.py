@@ -42,6 +42,12 @@ class Readiness(ContractModel):
     )
     status: Literal['ok']
     checks: Checks
+    degraded: Annotated[
+        list[str],
+        Field(
+            description='Dependencies that do not answer while the service still works without them: `redis` (doorbells between workers are lost; every stream still gets every event, from PostgreSQL, within the catch-up interval). Empty when nothing is degraded.'
+        ),
+    ]
 
 
 class FieldError(ContractModel):

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # and closing overflow connections costs more than the wait.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    # Database faults (dbfaults): a 503 `database_unavailable` tells the client to retry after
+    # this long (Retry-After); a restart of PostgreSQL takes about a second.
+    db_retry_after_seconds: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -12,20 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.core.config import Settings
 from backend.core.database_url import to_async_url
-from backend.core.problems import DatabaseUnavailable
-
-# What the driver raises when the server, or the connection to it, is gone. A connection the
-# server terminated while it sat idle in the pool can also leave the driver's protocol out of
-# step (InternalClientError: "another operation is in progress") for its next statement.
-DRIVER_CONNECTION_ERRORS = (
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
-    OSError,
-)
+from backend.core.problems import DatabaseUnavailable, database_down
 
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
@@ -46,6 +33,21 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
     )
 
 
+@contextmanager
+def unavailable_when_down() -> Iterator[None]:
+    """Raise what the block raises, but as DatabaseUnavailable when it says the database
+    cannot serve now (see `database_down`): every caller meets one error for it, whichever
+    way the driver, the pool or SQLAlchemy put it."""
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if database_down(exc):
+            raise DatabaseUnavailable() from exc
+        raise
+
+
 @asynccontextmanager
 async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A pooled connection for single-statement reads: no BEGIN/ROLLBACK round trips."""
@@ -64,26 +66,29 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Run one transaction: commit when the block ends, roll back when it raises."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        with unavailable_when_down():
+            async with self._sessions() as session, session.begin():
+                yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """Run single-statement reads in autocommit: no BEGIN/COMMIT round trips."""
-        async with (
-            autocommit(self.engine) as conn,
-            AsyncSession(bind=conn, expire_on_commit=False) as session,
-        ):
-            yield session
+        with unavailable_when_down():
+            async with (
+                autocommit(self.engine) as conn,
+                AsyncSession(bind=conn, expire_on_commit=False) as session,
+            ):
+                yield session
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
         """Read in one consistent snapshot, so state and its `last_seq` agree."""
-        async with self._sessions() as session, session.begin():
-            await session.connection(
-                execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-            )
-            yield session
+        with unavailable_when_down():
+            async with self._sessions() as session, session.begin():
+                await session.connection(
+                    execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+                )
+                yield session
 
     @asynccontextmanager
     async def driver(self, transaction: bool = True) -> AsyncIterator[asyncpg.Connection]:
@@ -95,7 +100,8 @@ class Database:
         A connection that fails is dropped from the pool, and the error reads as the database
         being unreachable.
         """
-        raw = await self.engine.raw_connection()
+        with unavailable_when_down():  # no connection to be had: refused, starting up, pool timeout
+            raw = await self.engine.raw_connection()
         conn: Any = raw.driver_connection
         try:
             if transaction:
@@ -103,12 +109,12 @@ class Database:
                     yield conn
             else:
                 yield conn
-        except DRIVER_CONNECTION_ERRORS as exc:
-            raw.invalidate(exc)
-            raise DatabaseUnavailable() from exc
         except BaseException as exc:
-            if not isinstance(exc, Exception) or conn.is_closed() or conn.is_in_transaction():
-                raw.invalidate()  # cancelled, or left mid-transaction: do not lend it again
+            down = isinstance(exc, Exception) and database_down(exc)
+            if down or not isinstance(exc, Exception) or conn.is_closed() or conn.is_in_transaction():
+                raw.invalidate()  # broken, cancelled, or left mid-transaction: do not lend it again
+            if down and not isinstance(exc, DatabaseUnavailable):
+                raise DatabaseUnavailable() from exc
             raise
         finally:
             raw.close()

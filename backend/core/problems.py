@@ -8,6 +8,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -80,6 +81,10 @@ class RateLimited(AppError):
 
 
 class DatabaseUnavailable(AppError):
+    """The database cannot serve now (down, restarting, shutting down, out of connections):
+    a 503 with `Retry-After` (a WebSocket command's `error`, a socket's 1013); nothing was
+    written, the client sends it again."""
+
     status = 503
     code = "database_unavailable"
 
@@ -87,22 +92,72 @@ class DatabaseUnavailable(AppError):
         super().__init__(detail)
 
 
-# Driver and pool errors that mean the database is unreachable or has no connection to spare
-# right now: a 503 (a WebSocket's 1013), never a 500, and nothing was written.
-DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    PoolTimeoutError,
-    ConnectionError,
-    OSError,
-)
+# SQLSTATE classes and codes that say the server cannot serve now rather than that the
+# statement is wrong: connection exceptions (08), operator intervention (57P01 admin shutdown,
+# 57P02 crash shutdown, 57P03 cannot connect now: starting up or shutting down, ...) and
+# insufficient resources (53: too many connections, out of memory, disk full).
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, DatabaseUnavailable | PoolTimeoutError | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(_UNAVAILABLE_SQLSTATES)
+    # The driver's connection closed or out of step after the server dropped it, refused or
+    # reset sockets, connect and command timeouts (TimeoutError is an OSError).
+    return isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError | OSError)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: SQLAlchemy's `orig`, `raise ... from`."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        orig = current.orig if isinstance(current, DBAPIError) else None
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return chain
 
 
 def database_down(exc: BaseException) -> bool:
-    """Return whether `exc` means the database cannot serve now (retry later)."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (DatabaseUnavailable, *DATABASE_DOWN_ERRORS))
+    """Return whether `exc` means the database cannot serve now (retry later): the one
+    classification every path uses (HTTP handlers, driver and ORM sessions, sockets, streams,
+    background readers).
+
+    Looks through what the error wraps, since SQLAlchemy wraps a driver error it has no class
+    for (asyncpg's CannotConnectNowError, "the database system is starting up") in a plain
+    DBAPIError, and a value the driver refused (out of range for its type: a ValueError, the
+    request's fault) in an InterfaceError.
+    """
+    chain = _chain(exc)
+    if any(isinstance(link, ValueError) for link in chain):
+        return False
+    return any(_unavailable(link) for link in chain)
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log a step that failed and is retried (a background reader, timer or record): one
+    warning line when the database cannot serve now, which a restart makes routine, and the
+    traceback for anything else."""
+    if database_down(exc):
+        logger.warning(f"{message} (database unavailable: %s)", *args, type(exc).__name__)
+    else:
+        logger.warning(message, *args, exc_info=exc)
+
+
+# Base classes of what a database fault raises: each goes through `database_down`, and is a
+# 503 when it says so (else an unexpected error, a 500).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 
 class ValidationFailed(AppError):
@@ -133,6 +188,15 @@ def problem_response(
     )
 
 
+def database_unavailable_response(request: Request, exc: BaseException) -> JSONResponse:
+    """The 503 for a database that cannot serve now: one warning line, no traceback (the
+    cause is known, and a restart would fill the log), and when to try again."""
+    log.warning("database unavailable: %s", " <- ".join(type(link).__name__ for link in _chain(exc)))
+    unavailable = exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable()
+    seconds = request.app.state.settings.db_retry_after_seconds
+    return problem_response(503, unavailable.code, unavailable.detail, headers={"Retry-After": str(seconds)})
+
+
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors():
@@ -153,8 +217,10 @@ _STATUS_CODES = {
 def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list[str]]) -> None:
     """Map every exception the app can meet to a problem response."""
 
-    async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
+        if isinstance(exc, DatabaseUnavailable):
+            return database_unavailable_response(request, exc)
         errors = exc.errors if isinstance(exc, ValidationFailed) else None
         return problem_response(exc.status, exc.code, exc.detail, errors=errors, headers=exc.headers)
 
@@ -187,17 +253,10 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return problem_response(exc.status_code, code, detail, headers=headers)
 
-    async def on_database_down(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return problem_response(
-            503, "database_unavailable", "The database is unreachable; nothing was written."
-        )
-
-    async def on_dbapi(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DBAPIError)
-        if exc.connection_invalidated:
-            return await on_database_down(request, exc)
-        return await on_unexpected(request, exc)
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_down(exc):
+            return await on_unexpected(request, exc)
+        return database_unavailable_response(request, exc)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
@@ -208,8 +267,7 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
         (RuleError, on_rule_error),
         (RequestValidationError, on_validation),
         (StarletteHTTPException, on_http),
-        *((kind, on_database_down) for kind in DATABASE_DOWN_ERRORS),
-        (DBAPIError, on_dbapi),
+        *((kind, on_database_error) for kind in DATABASE_ERRORS),
         (Exception, on_unexpected),
     ]
     for exc_type, handler in handlers:

@@ -57,12 +57,16 @@ async def metrics(request: Request) -> PlainTextResponse:
 
 @router.get("/readyz", response_model=api.Readiness)
 async def readyz(request: Request) -> api.Readiness | JSONResponse:
-    """Answer 200 when PostgreSQL (and Redis, when configured) answer."""
-    postgres = api.CheckStatus.ok if await _postgres_ok(request.app.state.db) else api.CheckStatus.unavailable
-    redis = await _redis_status(request.app.state.settings.redis_url)
-    if api.CheckStatus.unavailable in (postgres, redis):
-        down = [
-            name for name, s in (("postgres", postgres), ("redis", redis)) if s is api.CheckStatus.unavailable
-        ]
-        return problem_response(503, "dependency_unavailable", f"Unreachable: {', '.join(down)}.")
-    return api.Readiness(status="ok", checks=api.Checks(postgres=postgres, redis=redis))
+    """Answer 200 while PostgreSQL answers; Redis down only degrades the service (streams
+    catch up from PostgreSQL by timer), so it is reported, not made a reason to stop serving."""
+    postgres_ok, redis = await asyncio.gather(
+        _postgres_ok(request.app.state.db), _redis_status(request.app.state.settings.redis_url)
+    )
+    if not postgres_ok:
+        seconds = request.app.state.settings.db_retry_after_seconds
+        return problem_response(
+            503, "dependency_unavailable", "Unreachable: postgres.", headers={"Retry-After": str(seconds)}
+        )
+    degraded = ["redis"] if redis is api.CheckStatus.unavailable else []
+    checks = api.Checks(postgres=api.CheckStatus.ok, redis=redis)
+    return api.Readiness(status="ok", checks=checks, degraded=degraded)

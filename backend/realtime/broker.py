@@ -64,6 +64,13 @@ class RedisBroker:
         # Doorbells not yet sent, newest seq per room, and the task sending them.
         self._unsent: dict[uuid.UUID, int] = {}
         self._sender: asyncio.Task[None] | None = None
+        # Whether Redis answers: the subscription is live and the last publish went through.
+        self._subscribed = False
+        self._published = True
+        self._report()
+
+    def _report(self) -> None:
+        metrics.REDIS_UP.up = self._subscribed and self._published
 
     async def start(self) -> None:
         """Start the supervised subscription."""
@@ -102,7 +109,11 @@ class RedisBroker:
                 try:
                     async with asyncio.timeout(self.publish_timeout):
                         await self._redis.publish(CHANNEL, message)
+                    self._published = True
+                    self._report()
                 except Exception as exc:
+                    self._published = False
+                    self._report()
                     metrics.PUBLISH_FAILURES.inc(len(unsent))
                     log.warning(
                         "%d doorbell(s) not published (%s); other workers catch up by timer",
@@ -119,6 +130,8 @@ class RedisBroker:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
+                self._subscribed = self._published = True
+                self._report()
                 delay = 0.2
                 log.info("subscribed to Redis doorbells")
                 # Doorbells rung while we were away are lost; look at every room now.
@@ -134,6 +147,8 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._subscribed = False
+                self._report()
                 log.warning("Redis doorbells lost (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect, status
@@ -129,28 +129,51 @@ class HubEventSourceResponse(EventSourceResponse):
 
     async def _write(self, receive: Receive, send: Send) -> None:
         stream = self.stream
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async with stream:
-            if stream.rt.exiting:
-                stream.conn.abort(SHUTDOWN)
-            await self._write_history(send)
-            conn = stream.conn
-            # From now on the fan-out writes to this socket itself while this task waits.
-            conn.sink = sse_sink(receive)
-            try:
-                while True:
-                    try:
-                        batch = await conn.next_batch()
-                    except Closed:
-                        break  # lifetime over, player removed, shutdown: the client resumes by seq
-                    frames = b"".join([_sse_frame(item) for item in batch])
-                    if frames:
-                        await send(_body(frames))
-            finally:
-                conn.sink = None
+        start: Message = {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
+        started = False
+
+        async def send_body(chunk: bytes) -> None:
+            # The response starts with the history's first chunk, once the database has
+            # answered: a database that cannot serve the stream's opening is a 503 problem
+            # (raised from here, rendered by the app's handlers), not a 200 that breaks off.
+            nonlocal started
+            if not started:
+                started = True
+                await send(start)
+            await send(_body(chunk))
+
+        try:
+            async with stream:
+                if stream.rt.exiting:
+                    stream.conn.abort(SHUTDOWN)
+                await self._write_history(send_body)
+                conn = stream.conn
+                # From now on the fan-out writes to this socket itself while this task waits.
+                conn.sink = sse_sink(receive)
+                try:
+                    while True:
+                        try:
+                            batch = await conn.next_batch()
+                        except Closed:
+                            break  # lifetime over, player removed, shutdown: the client resumes by seq
+                        frames = b"".join([_sse_frame(item) for item in batch])
+                        if frames:
+                            await send(_body(frames))
+                finally:
+                    conn.sink = None
+        except Exception as exc:
+            if not started or not database_down(exc):
+                raise
+            # The replay broke off with the database gone: end the stream as any other end,
+            # the client resumes after the last event it has.
+            log.warning("stream ended, database unavailable: %s", type(exc).__name__)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _write_history(self, send: Send) -> None:
+    async def _write_history(self, send_body: Callable[[bytes], Awaitable[None]]) -> None:
         # Its own frame: the snapshot is not kept alive for the stream's whole life.
         stream = self.stream
         frames = [f"retry: {self.retry_ms}\n\n".encode()]
@@ -161,10 +184,10 @@ class HubEventSourceResponse(EventSourceResponse):
                 body = snapshot_json(stream.actor.room_id, item)
                 frames.append(f"id: {item.last_seq}\nevent: snapshot\ndata: {body}\n\n".encode())
             if len(frames) >= HISTORY_FRAMES_PER_WRITE:
-                await send(_body(b"".join(frames)))
+                await send_body(b"".join(frames))
                 frames = []
         if frames:
-            await send(_body(b"".join(frames)))
+            await send_body(b"".join(frames))
 
 
 @router.get("/{room_id}/events")

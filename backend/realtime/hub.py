@@ -23,6 +23,7 @@ from websockets.frames import Frame, Opcode
 
 from backend.contract import events
 from backend.core.db import Database
+from backend.core.problems import log_failure
 from backend.domain.visibility import Audience, Viewer, may_see_event
 from backend.persistence.events import StoredEvent, last_seqs, read_events_of_rooms
 from backend.realtime import metrics
@@ -439,17 +440,28 @@ class Hub:
 
     async def register(self, conn: Connection) -> None:
         """Start handing `conn` its room's events; call before replaying its history."""
-        channel = self.rooms.get(conn.room_id)
-        if channel is None:
-            channel = self.rooms[conn.room_id] = RoomChannel(conn.room_id)
-        async with channel.lock:
-            if channel.last_read is None:
-                async with self.db.driver(transaction=False) as db:
-                    seqs = await last_seqs(db, [conn.room_id])
-                channel.last_read = seqs.get(conn.room_id, 0)
-                channel.wanted = max(channel.wanted, channel.last_read)
-            channel.connections.add(conn)
-            conn.channel = channel
+        while True:
+            channel = self.rooms.get(conn.room_id)
+            if channel is None:
+                channel = self.rooms[conn.room_id] = RoomChannel(conn.room_id)
+            async with channel.lock:
+                if self.rooms.get(conn.room_id) is not channel:
+                    continue  # dropped while this one waited: take the room's channel now
+                if channel.last_read is None:
+                    try:
+                        async with self.db.driver(transaction=False) as db:
+                            seqs = await last_seqs(db, [conn.room_id])
+                    except BaseException:
+                        # The database cannot say where the log is: no stream opens (its client
+                        # retries), and no channel is left behind for a room nobody watches.
+                        if not channel.connections:
+                            del self.rooms[conn.room_id]
+                        raise
+                    channel.last_read = seqs.get(conn.room_id, 0)
+                    channel.wanted = max(channel.wanted, channel.last_read)
+                channel.connections.add(conn)
+                conn.channel = channel
+                break
         metrics.OPEN_STREAMS.labels(conn.transport).inc()
 
     def unregister(self, conn: Connection) -> None:
@@ -547,8 +559,8 @@ class Hub:
                         found = await read_events_of_rooms(
                             db, {room_id: ch.last_read or 0 for room_id, ch in group.items()}
                         )
-                except Exception:
-                    log.exception("reading %d room(s) failed; the catch-up timer retries", len(group))
+                except Exception as exc:
+                    log_failure(log, exc, "reading %d room(s) failed; the catch-up timer retries", len(group))
                     found = {}
                 for room_id, channel in group.items():
                     stored = found.get(room_id)
@@ -571,8 +583,8 @@ class Hub:
             await asyncio.sleep(self.catchup_seconds)
             try:
                 await self.catch_up()
-            except Exception:
-                log.warning("catch-up failed; retrying", exc_info=True)
+            except Exception as exc:
+                log_failure(log, exc, "catch-up failed; retrying")
 
     async def catch_up(self) -> None:
         """Find the watched rooms whose log grew without a doorbell, and read them."""

@@ -7,7 +7,12 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import REGISTRY, Counter, Gauge
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 
 def _le(bound: float) -> str:
@@ -68,6 +73,27 @@ class TransportCounter:
         yield family
 
 
+class RedisStatus:
+    """`roundtable_redis_up`: 1 while this process hears and rings doorbells over Redis, 0
+    while Redis does not answer (events still reach every stream, from PostgreSQL, by the
+    catch-up timer); absent when no Redis is configured. Set by the Redis broker."""
+
+    def __init__(self) -> None:
+        self.up: bool | None = None
+        REGISTRY.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauge, when Redis is configured."""
+        if self.up is not None:
+            yield GaugeMetricFamily(
+                "roundtable_redis_up",
+                "1 while Redis answers this process's doorbells, 0 while it does not (degraded: "
+                "streams catch up from PostgreSQL by timer).",
+                value=float(self.up),
+            )
+
+
+REDIS_UP = RedisStatus()
 OPEN_STREAMS = Gauge("roundtable_open_streams", "Open event streams.", ["transport"])
 EVENTS_DELIVERED = TransportCounter("roundtable_events_delivered", "Events handed to connections.")
 WRITTEN_DIRECTLY = TransportCounter(

@@ -15,6 +15,8 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
+from backend.core.problems import log_failure
+
 log = logging.getLogger(__name__)
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (room, player)
@@ -45,8 +47,8 @@ class Presence:
             await asyncio.sleep(self.every)
             try:
                 await self._maintain()
-            except Exception:
-                log.warning("presence leases not renewed; retrying", exc_info=True)
+            except Exception as exc:
+                log_failure(log, exc, "presence leases not renewed; retrying")
 
     async def opened(self, room_id: uuid.UUID, player_id: uuid.UUID) -> None:
         """A stream of the player opened."""
@@ -87,8 +89,8 @@ class Presence:
             if previous is not None:
                 await asyncio.shield(previous)
             await self._set(room_id, player_id, connected)
-        except Exception:
-            log.warning("presence of %s not recorded", player_id, exc_info=True)
+        except Exception as exc:
+            log_failure(log, exc, "presence of %s not recorded", player_id)
         finally:
             done.set_result(None)
             if self._recording.get(key) is done:

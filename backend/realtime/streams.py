@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse
 from backend.contract import api
 from backend.core.config import Settings
 from backend.core.db import Database
+from backend.core.problems import log_failure
 from backend.core.ratelimit import RateLimiter
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import GroupCommit, read_events
@@ -83,8 +84,8 @@ class Realtime:
             # Its players are swept to disconnected by whichever process runs next.
             async with self.db.transaction() as session:
                 await repository.drop_worker_leases(session, self.worker_id)
-        except Exception:
-            log.warning("stream leases not dropped; they lapse", exc_info=True)
+        except Exception as exc:
+            log_failure(log, exc, "stream leases not dropped; they lapse")
 
     def committed(self, committed: Committed | None) -> None:
         """Ring the doorbell for what a command committed (never waits: see Broker.publish)."""

@@ -49,6 +49,12 @@ class Readiness(BaseModel):
     )
     status: Literal['ok']
     checks: Checks
+    degraded: Annotated[
+        list[str],
+        Field(
+            description='Dependencies that do not answer while the service still works without them: `redis` (doorbells between workers are lost; every stream still gets every event, from PostgreSQL, within the catch-up interval). Empty when nothing is degraded.'
+        ),
+    ]
 
 
 class FieldError(BaseModel):
@@ -468,6 +474,9 @@ UnauthorizedResponseWWWAuthenticateHeader = TypeAliasType("UnauthorizedResponseW
 
 
 TooManyRequestsResponseRetryAfterHeader = TypeAliasType("TooManyRequestsResponseRetryAfterHeader", StrictInt)
+
+
+ServiceUnavailableResponseRetryAfterHeader = TypeAliasType("ServiceUnavailableResponseRetryAfterHeader", StrictInt)
 
 
 MetricsGetResponse = TypeAliasType("MetricsGetResponse", str)

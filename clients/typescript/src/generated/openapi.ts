@@ -31,7 +31,7 @@ export interface paths {
         };
         /**
          * Readiness
-         * @description 200 when PostgreSQL (and Redis, when configured) answer; 503 otherwise.
+         * @description 200 while PostgreSQL answers, 503 otherwise. Redis is not needed to serve: while it is unreachable, streams get their events from PostgreSQL by the catch-up timer (a little later), so the process stays ready and reports Redis in `degraded` (and in the `roundtable_redis_up` metric) rather than be taken out of the load balancer.
          */
         get: operations["getReadiness"];
         put?: never;
@@ -382,6 +382,8 @@ export interface components {
                 postgres: components["schemas"]["CheckStatus"];
                 redis: components["schemas"]["CheckStatus"];
             };
+            /** @description Dependencies that do not answer while the service still works without them: `redis` (doorbells between workers are lost; every stream still gets every event, from PostgreSQL, within the catch-up interval). Empty when nothing is degraded. */
+            degraded: string[];
         };
         /** @description An RFC 9457 problem detail with a stable `code`. */
         Problem: {
@@ -768,9 +770,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description A dependency (PostgreSQL) is unreachable; nothing was written. Retry later. */
+        /** @description PostgreSQL cannot serve now (unreachable, restarting, shutting down, out of connections); nothing was written. Send the same request again after `Retry-After`. */
         ServiceUnavailable: {
             headers: {
+                /** @description Seconds to wait before trying again. */
+                "Retry-After"?: number;
                 [name: string]: unknown;
             };
             content: {
@@ -831,21 +835,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Ready to serve. */
+            /** @description Ready to serve (perhaps degraded). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ok",
-                     *       "checks": {
-                     *         "postgres": "ok",
-                     *         "redis": "disabled"
-                     *       }
-                     *     }
-                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };

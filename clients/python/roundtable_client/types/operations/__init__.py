@@ -3,10 +3,16 @@
 
 """The types of the operations operations."""
 
-from ._operations import GetHealthResponse, GetMetricsResponse, GetReadinessResponse
+from ._operations import (
+    GetHealthResponse,
+    GetMetricsResponse,
+    GetReadinessResponse,
+    decode_get_readiness_header,
+)
 
 __all__ = [
     'GetHealthResponse',
     'GetMetricsResponse',
     'GetReadinessResponse',
+    'decode_get_readiness_header',
 ]

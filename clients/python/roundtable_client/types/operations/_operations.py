@@ -5,14 +5,36 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Final, Literal, TypeAlias
 
 from roundtable.contract import api
+
+from ..._generated import model_bindings
+from ..._runtime.client.codecs import HeaderBranch, ResponseHeaders, optional_header
+from ..._runtime.model_codecs.parameters import ParameterPlan
+from ...options import UNSET
+from ...responses import ResponseInfo
 
 GetHealthResponse: TypeAlias = api.Health
 
 
 GetReadinessResponse: TypeAlias = api.Readiness
+
+
+_GET_READINESS_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'getReadiness',
+    frozenset({'200', '503'}),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_3, missing=optional_header)),)),),
+)
+
+
+def decode_get_readiness_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of get_readiness from a response's metadata."""
+    return _GET_READINESS_HEADERS.decode(info, name)
 
 
 GetMetricsResponse: TypeAlias = api.MetricsGetResponse

@@ -18,18 +18,32 @@ from ...responses import ResponseInfo
 StreamRoomEventsResponse: TypeAlias = api.V1RoomsRoomIdEventsGetResponse
 
 
-_STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'streamRoomEvents',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_104, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_116, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_121, missing=optional_header)),))),
 )
+
+
+@overload
+def decode_stream_room_events_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_stream_room_events_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_stream_room_events_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of stream_room_events from a response's metadata."""
     return _STREAM_ROOM_EVENTS_HEADERS.decode(info, name)
 
@@ -37,10 +51,10 @@ def decode_stream_room_events_header(
 SendChatMessageResponse: TypeAlias = api.ChatMessageAccepted
 
 
-_SEND_CHAT_MESSAGE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_SEND_CHAT_MESSAGE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'sendChatMessage',
     frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_113, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_120, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_126, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_133, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_135, missing=optional_header))))),
 )
 
 
@@ -55,13 +69,13 @@ def decode_send_chat_message_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.TooManyRequestsResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_send_chat_message_header(
     info: ResponseInfo,
     *,
     name: Literal['WWW-Authenticate', 'Retry-After'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | UNSET:
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of send_chat_message from a response's metadata."""
     return _SEND_CHAT_MESSAGE_HEADERS.decode(info, name)

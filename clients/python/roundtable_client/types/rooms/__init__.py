@@ -10,7 +10,9 @@ from ._operations import (
     ListRoomsResponse,
     UpdateRoomResponse,
     decode_create_room_header,
+    decode_get_room_header,
     decode_get_room_state_header,
+    decode_list_rooms_header,
     decode_update_room_header,
 )
 
@@ -21,6 +23,8 @@ __all__ = [
     'ListRoomsResponse',
     'UpdateRoomResponse',
     'decode_create_room_header',
+    'decode_get_room_header',
     'decode_get_room_state_header',
+    'decode_list_rooms_header',
     'decode_update_room_header',
 ]
