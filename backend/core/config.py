@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Hostile inputs: JSON bodies and WebSocket commands nesting arrays/objects deeper are refused (422).
+    max_json_depth: int = Field(default=32, ge=4, le=200)
     log_level: str = "info"
 
     # Streams (SSE and WebSocket)
