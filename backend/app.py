@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI, Response
+from fastapi.exceptions import WebSocketRequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -26,6 +27,7 @@ from backend.game.endpoints import router as game_router
 from backend.game.scheduler import Scheduler
 from backend.ops.endpoints import router as ops_router
 from backend.realtime.chat_lane import ChatLane
+from backend.realtime.endpoints import on_socket_validation
 from backend.realtime.endpoints import router as realtime_router
 from backend.realtime.streams import Realtime
 from backend.rooms.endpoints import router as rooms_router
@@ -94,9 +96,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     app.state.settings = settings
     install_problem_handlers(app, allowed_methods)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(WebSocketRequestValidationError, on_socket_validation)
+    max_bytes, max_depth = settings.max_body_bytes, settings.max_json_depth
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes, max_depth=max_depth)
     # Outermost of ours: the busiest HTTP command, well formed, skips the rest of the stack.
-    app.add_middleware(ChatLane, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ChatLane, max_bytes=max_bytes, max_depth=max_depth)
     # Routes are matched in order: the busiest (chat, streams) first.
     app.include_router(realtime_router)
     app.include_router(rooms_router)

@@ -522,7 +522,14 @@ class RoomSocketWsQuery(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,
     )
-    after: Annotated[StrictInt | MISSING, Field(description='Resume after this seq.', ge=0)] = MISSING
+    after: Annotated[
+        StrictInt | MISSING,
+        Field(
+            description='Resume after this seq (any other value closes the socket with 4422).',
+            ge=0,
+            le=9223372036854775807,
+        ),
+    ] = MISSING
     access_token: Annotated[
         str | MISSING, Field(description='The bearer token, for clients that cannot send headers.')
     ] = MISSING

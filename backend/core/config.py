@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # this long (Retry-After); a restart of PostgreSQL takes about a second.
     db_retry_after_seconds: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Hostile inputs: JSON bodies and WebSocket commands nesting arrays/objects deeper are refused (422).
+    max_json_depth: int = Field(default=32, ge=4, le=200)
     log_level: str = "info"
 
     # Streams (SSE and WebSocket)

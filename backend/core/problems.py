@@ -198,10 +198,16 @@ def database_unavailable_response(request: Request, exc: BaseException) -> JSONR
 
 
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:
-    errors = []
+    # A path parameter that a route and its dependencies (the caller's room) both take is
+    # validated once by each: the client sent one bad value, so it is named once.
+    errors: list[FieldError] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
     for err in exc.errors():
         loc: list[str | int] = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
-        errors.append(FieldError(loc=loc, message=str(err.get("msg", "invalid"))))
+        message = str(err.get("msg", "invalid"))
+        if (tuple(loc), message) not in seen:
+            seen.add((tuple(loc), message))
+            errors.append(FieldError(loc=loc, message=message))
     return errors
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from backend.api_deps import CurrentActor, DatabaseDep, RealtimeDep
 from backend.contract import api
+from backend.contract.api import FieldError
+from backend.core.problems import ValidationFailed
 from backend.game import service
 
 router = APIRouter(prefix="/v1/rooms")
@@ -31,13 +33,27 @@ async def start_game(
     return room
 
 
+async def advance_guard(
+    request: Request, body: Annotated[api.AdvanceRequest | None, Body()] = None
+) -> api.AdvanceRequest | None:
+    """Return the phase an advance may close, if the caller names one.
+
+    The body is optional, but a body sent is an object: JSON `null` parses to the same None as
+    no body at all, and must not close the phase unguarded.
+    """
+    if body is None and (await request.body()).strip():
+        message = "Input should be an object"
+        raise ValidationFailed("The request is not valid: body.", [FieldError(loc=["body"], message=message)])
+    return body
+
+
 @router.post("/{room_id}/advance", response_model=api.Room)
 async def advance_phase(
     room_id: uuid.UUID,
     actor: CurrentActor,
     db: DatabaseDep,
     realtime: RealtimeDep,
-    body: Annotated[api.AdvanceRequest | None, Body()] = None,
+    body: Annotated[api.AdvanceRequest | None, Depends(advance_guard)],
 ) -> api.Room:
     """Close the open phase now."""
     async with db.transaction() as session:

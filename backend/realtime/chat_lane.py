@@ -8,8 +8,8 @@ well-formed chat itself: the same generated request model, the same command (`ch
 same response model, and errors of the command rendered by the app's own exception handlers.
 
 Anything else goes to the app untouched (its body replayed): no bearer token, a content type
-other than JSON, a body over the limit, not JSON, or not what the model accepts, a room id
-not in canonical form. So every refusal of a malformed request is the route's own, and the
+other than JSON, a body over the limit, nested too deep, not JSON, or not what the model
+accepts, a room id not in canonical form. So every refusal of a malformed request is the route's own, and the
 route stays what the spec describes and what schemathesis checks.
 """
 
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.contract import api
+from backend.core.limits import json_too_deep
 from backend.realtime.endpoints import chat
 
 HEX = "[0-9a-fA-F]"
@@ -36,9 +37,10 @@ JSON_TYPES = frozenset({b"application/json", b"application/json; charset=utf-8"}
 class ChatLane:
     """Answer well-formed chat commands directly; hand everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
@@ -59,7 +61,7 @@ class ChatLane:
         if more or len(raw) > self.max_bytes:  # over the limit: the app's body limit refuses it
             await self.app(scope, _replay(raw, more, receive), send)
             return
-        body = _chat_request(raw)
+        body = _chat_request(raw, self.max_depth)
         if body is None:
             await self.app(scope, _replay(raw, False, receive), send)
             return
@@ -132,8 +134,10 @@ def _replay(raw: bytes, more: bool, receive: Receive) -> Receive:
     return replayed
 
 
-def _chat_request(raw: bytes) -> api.ChatMessageRequest | None:
+def _chat_request(raw: bytes, max_depth: int) -> api.ChatMessageRequest | None:
     """Return the body as the generated request model, or None when the app must refuse it."""
+    if json_too_deep(raw, max_depth):  # before the parser, which would recurse as deep
+        return None
     try:
         return api.ChatMessageRequest.model_validate(json.loads(raw))
     except (ValueError, ValidationError):  # not JSON (JSONDecodeError, not UTF-8), or not valid

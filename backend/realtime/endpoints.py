@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketState
 
 from backend.api_deps import BearerToken, RealtimeDep, StreamActor, authenticate
 from backend.contract import api, events
+from backend.core.limits import json_too_deep, too_deep_detail
 from backend.core.problems import AppError, DatabaseUnavailable, RoomNotFound, Unauthorized, database_down
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
@@ -37,6 +38,10 @@ SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCom
 WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_INTERNAL = 1000, 1001, 1008, 1009, 1011
 WS_SLOW = WS_TRY_LATER = 1013
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
+WS_BINARY, WS_INVALID = 1003, 4422  # a binary frame; a query or room id not valid (handshake)
+
+# The largest seq there can be (a PostgreSQL bigint): a resume point past it is not valid.
+SEQ_MAX = 2**63 - 1
 
 # Replayed events are written in chunks of this many frames.
 HISTORY_FRAMES_PER_WRITE = 64
@@ -195,7 +200,7 @@ async def stream_room_events(
     room_id: uuid.UUID,
     actor: StreamActor,
     realtime: RealtimeDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=SEQ_MAX)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")] = None,
 ) -> HubEventSourceResponse:
     """Stream the room's events as Server-Sent Events."""
@@ -269,17 +274,35 @@ def _close_for(exc: Exception) -> tuple[int, str]:
     return WS_INTERNAL, "internal_error"
 
 
+async def refuse_handshake(websocket: WebSocket, code: int, reason: str) -> None:
+    """Accept the handshake, then close with `code`: a close code (unlike an HTTP status
+    refusing the handshake) is what a browser's WebSocket lets the page read."""
+    await websocket.accept()
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.close(code=code, reason=reason)
+
+
+async def on_socket_validation(websocket: WebSocket, exc: Exception) -> None:
+    """A socket's room id or query not valid (`after` past a seq, not a number): close 4422,
+    unless its origin is refused, which is answered first, as in `room_socket`."""
+    realtime: Realtime = websocket.app.state.realtime
+    if not origin_allowed(websocket, realtime.settings.allowed_origins):
+        await refuse_handshake(websocket, WS_ORIGIN, "origin not allowed")
+        return
+    await refuse_handshake(websocket, WS_INVALID, "validation_failed")
+
+
 @router.websocket("/{room_id}/ws")
 async def room_socket(
     websocket: WebSocket,
     room_id: uuid.UUID,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=SEQ_MAX)] = None,
     access_token: Annotated[str | None, Query()] = None,
 ) -> None:
     """The room's events, and commands, over a WebSocket."""
     realtime: Realtime = websocket.app.state.realtime
     if not origin_allowed(websocket, realtime.settings.allowed_origins):
-        await websocket.close(code=WS_ORIGIN, reason="origin not allowed")
+        await refuse_handshake(websocket, WS_ORIGIN, "origin not allowed")
         return
     header = websocket.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else access_token
@@ -366,14 +389,29 @@ def _request_id(raw: str) -> str | None:
 async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Stream) -> int:
     """Answer each client command with an ack or an error; return the close code."""
     limit = realtime.settings.ws_max_message_bytes
+    max_depth = realtime.settings.max_json_depth
     conn = stream.conn
     while True:
         try:
-            raw = await websocket.receive_text()
+            message = await websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
             return WS_DONE
+        if message["type"] == "websocket.disconnect":
+            return WS_DONE
+        raw = message.get("text")
+        if raw is None:
+            return WS_BINARY  # commands are JSON text frames
         if len(raw.encode()) > limit:
             return WS_TOO_BIG
+        if json_too_deep(raw, max_depth):
+            # Not parsed at all (the parsers recurse as deep): no request_id to answer with.
+            detail = too_deep_detail(max_depth)
+            conn.send_control(
+                events.SocketError(
+                    type="error", request_id=None, code="validation_failed", detail=f"{detail}."
+                )
+            )
+            continue
         try:
             command = SOCKET_COMMAND.validate_json(raw)
         except ValidationError as exc:

@@ -315,9 +315,11 @@ class SocketSession:
             if not isinstance(item, ConnectionClosed):
                 return item
             code = item.rcvd.code if item.rcvd is not None else 1006
-            if code in (4401, 4403, 4404, 4409):
+            if code in (1008, 4401, 4403, 4404, 4409):
                 status = 404 if code == 4404 else 403
                 raise StreamGone(status, f"closed_{code}", "The server ended this stream for good.")
+            if code in (1003, 4422):  # refused as not valid: the same again would be refused again
+                raise RoundtableError(422, "validation_failed", item.rcvd.reason if item.rcvd else "")
             await asyncio.sleep(jittered(self.session.reconnect_delay))
             await self._connect()
 

@@ -506,7 +506,8 @@ V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter = TypeAliasType(
 
 
 V1RoomsRoomIdEventsGetQueryAfterParameter = TypeAliasType(
-    "V1RoomsRoomIdEventsGetQueryAfterParameter", Annotated[StrictInt, Field(ge=0)]
+    "V1RoomsRoomIdEventsGetQueryAfterParameter",
+    Annotated[StrictInt, Field(ge=0, le=9223372036854775807)],
 )
 
 

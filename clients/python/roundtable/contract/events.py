@@ -566,7 +566,12 @@ class RoomSocketWsQuery(BaseModel):
         validate_by_name=True,
     )
     after: Annotated[
-        StrictInt | MISSING, Field(description='Resume after this seq.', ge=0)
+        StrictInt | MISSING,
+        Field(
+            description='Resume after this seq (any other value closes the socket with 4422).',
+            ge=0,
+            le=9223372036854775807,
+        ),
     ] = MISSING
     access_token: Annotated[
         str | MISSING,

@@ -631,7 +631,11 @@ export interface components {
         };
     };
     responses: {
-        /** @description The request is malformed; `errors` names each offending field. */
+        /**
+         * @description The request is malformed; `errors` names each offending field. A JSON body that nests
+         *     arrays and objects deeper than `MAX_JSON_DEPTH` (32) levels is refused as a whole
+         *     (`loc: [body]`).
+         */
         ValidationFailed: {
             headers: {
                 [name: string]: unknown;
@@ -1141,6 +1145,7 @@ export interface operations {
             };
             cookie?: never;
         };
+        /** @description Optional; when a body is sent it is an `AdvanceRequest` object (JSON `null` is refused). */
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["AdvanceRequest"];
