@@ -39,340 +39,382 @@ codec_8: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 422 application/problem+json)."""
 
 codec_9: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 429 application/problem+json)."""
+
+codec_10: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 429)."""
+
+codec_11: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 503 application/problem+json)."""
 
-codec_10: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
+codec_12: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
 """Codec of /paths/~1v1~1rooms/get parameter (request query status)."""
 
-codec_11: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
+codec_13: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
 """Codec of /paths/~1v1~1rooms/get parameter (request query code)."""
 
-codec_12: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
+codec_14: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
 """Codec of /paths/~1v1~1rooms/get parameter (request query limit)."""
 
-codec_13: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
+codec_15: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
 """Codec of /paths/~1v1~1rooms/get parameter (request query cursor)."""
 
-codec_14: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
+codec_16: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
 """Codec of /paths/~1v1~1rooms/get response_body (response 200 application/json)."""
 
-codec_15: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_17: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 422 application/problem+json)."""
 
-codec_16: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_18: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 503 application/problem+json)."""
 
-codec_17: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_19: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get parameter (request path room_id)."""
 
-codec_18: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_20: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 200 application/json)."""
 
-codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_21: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 404 application/problem+json)."""
 
-codec_20: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_22: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 422 application/problem+json)."""
 
-codec_21: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_23: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 503 application/problem+json)."""
 
-codec_22: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_24: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch parameter (request path room_id)."""
 
-codec_23: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
+codec_25: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch request_body (request application/json)."""
 
-codec_24: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_26: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 200 application/json)."""
 
-codec_25: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_27: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 401 application/problem+json)."""
 
-codec_26: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_28: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response WWW-Authenticate 401)."""
 
-codec_27: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_29: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 403 application/problem+json)."""
 
-codec_28: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_30: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 404 application/problem+json)."""
 
-codec_29: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_31: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 409 application/problem+json)."""
 
-codec_30: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_32: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 413 application/problem+json)."""
 
-codec_31: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_33: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 422 application/problem+json)."""
 
-codec_32: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 503 application/problem+json)."""
+codec_34: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 429 application/problem+json)."""
 
-codec_33: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post parameter (request path room_id)."""
-
-codec_34: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post request_body (request application/json)."""
-
-codec_35: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 201 application/json)."""
+codec_35: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response Retry-After 429)."""
 
 codec_36: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 503 application/problem+json)."""
 
-codec_37: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 404 application/problem+json)."""
+codec_37: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post parameter (request path room_id)."""
 
-codec_38: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 409 application/problem+json)."""
+codec_38: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post request_body (request application/json)."""
 
-codec_39: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 413 application/problem+json)."""
+codec_39: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 201 application/json)."""
 
 codec_40: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 403 application/problem+json)."""
 
 codec_41: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 404 application/problem+json)."""
 
-codec_42: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path room_id)."""
+codec_42: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 409 application/problem+json)."""
 
-codec_43: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path player_id)."""
+codec_43: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 413 application/problem+json)."""
 
 codec_44: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 422 application/problem+json)."""
 
-codec_45: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response WWW-Authenticate 401)."""
+codec_45: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 429 application/problem+json)."""
 
-codec_46: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 403 application/problem+json)."""
+codec_46: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_header (response Retry-After 429)."""
 
 codec_47: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 503 application/problem+json)."""
 
-codec_48: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 409 application/problem+json)."""
+codec_48: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path room_id)."""
 
-codec_49: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 422 application/problem+json)."""
+codec_49: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path player_id)."""
 
 codec_50: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 401 application/problem+json)."""
 
-codec_51: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get parameter (request path room_id)."""
+codec_51: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response WWW-Authenticate 401)."""
 
-codec_52: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 200 application/json)."""
+codec_52: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 403 application/problem+json)."""
 
 codec_53: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 404 application/problem+json)."""
 
-codec_54: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response WWW-Authenticate 401)."""
+codec_54: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 409 application/problem+json)."""
 
 codec_55: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 422 application/problem+json)."""
 
 codec_56: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 429 application/problem+json)."""
 
-codec_57: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 422 application/problem+json)."""
+codec_57: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response Retry-After 429)."""
 
 codec_58: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 503 application/problem+json)."""
 
 codec_59: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post parameter (request path room_id)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get parameter (request path room_id)."""
 
-codec_60: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 200 application/json)."""
+codec_60: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 200 application/json)."""
 
 codec_61: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 401 application/problem+json)."""
 
 codec_62: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response WWW-Authenticate 401)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response WWW-Authenticate 401)."""
 
 codec_63: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 403 application/problem+json)."""
 
 codec_64: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 404 application/problem+json)."""
 
 codec_65: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 422 application/problem+json)."""
 
 codec_66: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
 
-codec_67: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 503 application/problem+json)."""
+codec_67: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post parameter (request path room_id)."""
 
-codec_68: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post parameter (request path room_id)."""
+codec_68: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 200 application/json)."""
 
-codec_69: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post request_body (request application/json)."""
+codec_69: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 401 application/problem+json)."""
 
-codec_70: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 200 application/json)."""
+codec_70: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response WWW-Authenticate 401)."""
 
 codec_71: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 403 application/problem+json)."""
 
-codec_72: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response WWW-Authenticate 401)."""
+codec_72: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 404 application/problem+json)."""
 
 codec_73: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 409 application/problem+json)."""
 
 codec_74: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 422 application/problem+json)."""
 
 codec_75: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 429 application/problem+json)."""
 
-codec_76: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 413 application/problem+json)."""
+codec_76: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response Retry-After 429)."""
 
 codec_77: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 503 application/problem+json)."""
 
-codec_78: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 503 application/problem+json)."""
+codec_78: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post parameter (request path room_id)."""
 
-codec_79: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
+codec_79: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post request_body (request application/json)."""
 
-codec_80: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
+codec_80: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 200 application/json)."""
 
-codec_81: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
+codec_81: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 401 application/problem+json)."""
 
-codec_82: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
+codec_82: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response WWW-Authenticate 401)."""
 
 codec_83: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 403 application/problem+json)."""
 
-codec_84: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
+codec_84: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 404 application/problem+json)."""
 
 codec_85: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 409 application/problem+json)."""
 
 codec_86: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 413 application/problem+json)."""
 
 codec_87: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 422 application/problem+json)."""
 
 codec_88: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 429 application/problem+json)."""
 
-codec_89: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
+codec_89: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response Retry-After 429)."""
 
 codec_90: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 503 application/problem+json)."""
 
-codec_91: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
+codec_91: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
 
-codec_92: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
+codec_92: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
 
-codec_93: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
+codec_93: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
 
-codec_94: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
+codec_94: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
 
 codec_95: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
 
-codec_96: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
+codec_96: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
 
 codec_97: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
 
 codec_98: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
 
-codec_99: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+codec_99: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
 
-codec_100: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+codec_100: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
 
-codec_101: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+codec_101: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
 
-codec_102: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+codec_102: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 429 application/problem+json)."""
 
-codec_103: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+codec_103: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 429)."""
 
-codec_104: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+codec_104: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
 
-codec_105: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+codec_105: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
 
-codec_106: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+codec_106: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
 
 codec_107: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
 
-codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+codec_108: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
 
-codec_109: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+codec_109: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
 
-codec_110: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+codec_110: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
 
-codec_111: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+codec_111: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
 
 codec_112: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
 
-codec_113: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+codec_113: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
 
-codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+codec_114: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
 
-codec_115: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+codec_115: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
 
-codec_116: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+codec_116: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
 
 codec_117: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
 
-codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+codec_118: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
 
 codec_119: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
 
-codec_120: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+codec_120: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
 
 codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+
+codec_122: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+
+codec_123: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+
+codec_124: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+
+codec_125: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+
+codec_126: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+
+codec_127: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+
+codec_128: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+
+codec_129: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+
+codec_130: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+
+codec_131: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+
+codec_132: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+
+codec_133: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+
+codec_134: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+
+codec_135: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, overload
 
 from roundtable.contract import api
 
@@ -18,18 +18,32 @@ from ...responses import ResponseInfo
 StartGameResponse: TypeAlias = api.Room
 
 
-_START_GAME_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_START_GAME_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'startGame',
-    frozenset({'200', '401', '403', '404', '409', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_62, missing=optional_header)),)),),
+    frozenset({'200', '401', '403', '404', '409', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_70, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_76, missing=optional_header)),))),
 )
+
+
+@overload
+def decode_start_game_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_start_game_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_start_game_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of start_game from a response's metadata."""
     return _START_GAME_HEADERS.decode(info, name)
 
@@ -37,18 +51,32 @@ def decode_start_game_header(
 AdvancePhaseResponse: TypeAlias = api.Room
 
 
-_ADVANCE_PHASE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_ADVANCE_PHASE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'advancePhase',
-    frozenset({'200', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_72, missing=optional_header)),)),),
+    frozenset({'200', '401', '403', '404', '409', '413', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_82, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_89, missing=optional_header)),))),
 )
+
+
+@overload
+def decode_advance_phase_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_advance_phase_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_advance_phase_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of advance_phase from a response's metadata."""
     return _ADVANCE_PHASE_HEADERS.decode(info, name)
 
@@ -56,18 +84,32 @@ def decode_advance_phase_header(
 CastVoteResponse: TypeAlias = api.VoteAccepted
 
 
-_CAST_VOTE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_CAST_VOTE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'castVote',
-    frozenset({'201', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_84, missing=optional_header)),)),),
+    frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_96, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_103, missing=optional_header)),))),
 )
+
+
+@overload
+def decode_cast_vote_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_cast_vote_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_cast_vote_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of cast_vote from a response's metadata."""
     return _CAST_VOTE_HEADERS.decode(info, name)
 
@@ -78,7 +120,7 @@ ListRoundsResponse: TypeAlias = api.RoundList
 _LIST_ROUNDS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
     'listRounds',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_94, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_108, missing=optional_header)),)),),
 )
 
 

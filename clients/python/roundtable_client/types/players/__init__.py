@@ -6,11 +6,13 @@
 from ._operations import (
     JoinRoomResponse,
     RemovePlayerResponse,
+    decode_join_room_header,
     decode_remove_player_header,
 )
 
 __all__ = [
     'JoinRoomResponse',
     'RemovePlayerResponse',
+    'decode_join_room_header',
     'decode_remove_player_header',
 ]

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, overload
 
 from roundtable.contract import api
 
@@ -18,20 +18,50 @@ from ...responses import ResponseInfo
 JoinRoomResponse: TypeAlias = api.RoomSession
 
 
+_JOIN_ROOM_HEADERS: Final[ResponseHeaders[api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'joinRoom',
+    frozenset({'201', '403', '404', '409', '413', '422', '429', '503'}),
+    (('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_46, missing=optional_header)),)),),
+)
+
+
+def decode_join_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of join_room from a response's metadata."""
+    return _JOIN_ROOM_HEADERS.decode(info, name)
+
+
 RemovePlayerResponse: TypeAlias = None
 
 
-_REMOVE_PLAYER_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_REMOVE_PLAYER_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'removePlayer',
-    frozenset({'204', '401', '403', '404', '409', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_45, missing=optional_header)),)),),
+    frozenset({'204', '401', '403', '404', '409', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_51, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_57, missing=optional_header)),))),
 )
+
+
+@overload
+def decode_remove_player_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_remove_player_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_remove_player_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of remove_player from a response's metadata."""
     return _REMOVE_PLAYER_HEADERS.decode(info, name)

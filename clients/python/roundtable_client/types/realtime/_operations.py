@@ -21,7 +21,7 @@ StreamRoomEventsResponse: TypeAlias = api.V1RoomsRoomIdEventsGetResponse
 _STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
     'streamRoomEvents',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_104, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_118, missing=optional_header)),)),),
 )
 
 
@@ -40,7 +40,7 @@ SendChatMessageResponse: TypeAlias = api.ChatMessageAccepted
 _SEND_CHAT_MESSAGE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'sendChatMessage',
     frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_113, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_120, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_127, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_134, missing=optional_header)),))),
 )
 
 
