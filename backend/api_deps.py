@@ -72,3 +72,29 @@ async def required_token(credentials: Credentials) -> str:
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 BearerToken = Annotated[str, Depends(required_token)]
 StreamActor = Annotated[Actor, Depends(stream_actor)]
+
+
+async def command_actor(actor: CurrentActor, realtime: RealtimeDep) -> Actor:
+    """Return the caller of a command, counted against their commands' rate limit."""
+    await realtime.limits.check(realtime.limits.commands, actor.player_id)
+    return actor
+
+
+def client_address(request: Request) -> str:
+    """Return the address the connection came from, as the server saw it (uvicorn takes it from
+    X-Forwarded-For only for the proxies its own settings trust)."""
+    return request.client.host if request.client else ""
+
+
+async def limit_room_creation(request: Request, realtime: RealtimeDep) -> None:
+    """Count a room creation against the client address's rate limit."""
+    await realtime.limits.check(realtime.limits.rooms, client_address(request))
+
+
+async def limit_joins(request: Request, realtime: RealtimeDep) -> None:
+    """Count a join against the client address's rate limit."""
+    await realtime.limits.check(realtime.limits.joins, client_address(request))
+
+
+# The caller of a command that changes something: counted against their rate limit.
+CommandActor = Annotated[Actor, Depends(command_actor)]

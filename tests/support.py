@@ -32,6 +32,17 @@ from backend.persistence.events import NewEvent, append_events
 from backend.persistence.tables import RoomRow
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Rate limits no test reaches (settings; NO_RATE_LIMITS as environment variables), for the
+# tests that are not about them: many rooms, joins and messages from one address and player.
+NO_RATE_LIMIT_SETTINGS: dict[str, Any] = dict.fromkeys(
+    [
+        *("chat_per_second", "chat_burst", "commands_per_second", "commands_burst"),
+        *("rooms_per_minute", "rooms_burst", "joins_per_minute", "joins_burst"),
+    ],
+    1_000_000,
+)
+NO_RATE_LIMITS = {name.upper(): str(value) for name, value in NO_RATE_LIMIT_SETTINGS.items()}
 ROOM_EVENT: TypeAdapter[events.RoomEvent] = TypeAdapter(events.RoomEvent)
 
 

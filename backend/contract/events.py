@@ -415,7 +415,7 @@ class SocketError(ContractModel):
     code: Annotated[
         str,
         Field(
-            description='The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`, …).'
+            description='The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`,\n`database_unavailable`, …).\n'
         ),
     ]
     detail: str

@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     chat_per_second: float = Field(default=5.0, gt=0)
     chat_burst: int = Field(default=10, ge=1)
+    # Rate limits (ratelimit): chat above and the other commands per player; rooms created and
+    # joins per client address. Shared by every worker through Redis when REDIS_URL is set,
+    # else per process. A Redis call failing or slower than the timeout falls back to this
+    # process's limits, and Redis is tried again after `rate_limit_retry_seconds`.
+    commands_per_second: float = Field(default=5.0, gt=0)
+    commands_burst: int = Field(default=20, ge=1)
+    rooms_per_minute: float = Field(default=10.0, gt=0)
+    rooms_burst: int = Field(default=5, ge=1)
+    joins_per_minute: float = Field(default=30.0, gt=0)
+    joins_burst: int = Field(default=20, ge=1)
+    rate_limit_redis_timeout: float = Field(default=0.25, gt=0)
+    rate_limit_retry_seconds: float = Field(default=2.0, gt=0)
     # How often each worker looks for phases whose deadline has passed.
     scheduler_seconds: float = Field(default=0.2, gt=0)
 

@@ -75,9 +75,9 @@ class RateLimited(AppError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, what: str = "Too many requests") -> None:
         seconds = max(1, math.ceil(retry_after))
-        super().__init__(f"Too many messages; retry in {seconds} s.", headers={"Retry-After": str(seconds)})
+        super().__init__(f"{what}; retry in {seconds} s.", headers={"Retry-After": str(seconds)})
 
 
 class DatabaseUnavailable(AppError):

@@ -1,26 +1,225 @@
-"""A token bucket per key: `rate` per second on average, bursts up to `burst`."""
+"""Rate limits: a token bucket per limit and key, `rate` per second on average, bursts up to `burst`.
+
+Kept as GCRA (the generic cell rate algorithm: one number per key, the time at which its
+bucket is full again), so one decision is one read and one write. Two places hold them:
+
+- Redis, when `REDIS_URL` is set: one Lua script, atomic, on Redis's clock, so every worker
+  of every host shares one allowance. One round trip per decision.
+- this process, otherwise, and whenever Redis fails or is slow: a command never fails
+  because Redis is gone; it is limited by this process alone until Redis answers again.
+
+`limits` (the ecosystem's package) was weighed: its strategies count hits in windows of an
+integer amount per period, which cannot say "5 a second, bursts of 10" as the chat setting
+does, and a refusal's wait (`Retry-After`) costs a second round trip there.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from backend.core.config import Settings
+from backend.core.problems import RateLimited
+
+log = logging.getLogger(__name__)
+
+MICROS = 1_000_000
+KEY_PREFIX = "roundtable:limit:"
+
+REFUSED = Counter("roundtable_rate_limited", "Requests refused for going over a rate limit.", ["limit"])
+FALLBACKS = Counter(
+    "roundtable_rate_limit_fallbacks",
+    "Rate-limit decisions taken by this process alone because Redis failed or was slow.",
+)
 
 
-class RateLimiter:
-    """Token buckets, one per key, in this process."""
+@dataclass(frozen=True)
+class Limit:
+    """One kind of limit: `per_second` on average, up to `burst` at once."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[Hashable, tuple[float, float]] = {}
+    name: str
+    per_second: float
+    burst: int
+    # What the caller did too often, for the problem's detail ("Too many messages").
+    refusal: str
+    # The time one unit of the allowance takes to come back, in whole microseconds (so both
+    # places compute with exact integers).
+    interval_us: int = field(init=False)
 
-    def take(self, key: Hashable) -> float:
-        """Take one token; return 0 when allowed, else the seconds until one is available."""
-        now = time.monotonic()
-        tokens, then = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            return 0.0
-        self._buckets[key] = (tokens, now)
-        return (1 - tokens) / self.rate
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval_us", max(1, round(MICROS / self.per_second)))
+
+
+def gcra(full_at: int | None, now: int, limit: Limit) -> tuple[int, int]:
+    """Decide on one request; return (the bucket's new full-at time, 0) when it may go, else
+    (unchanged, microseconds until it may). Times in microseconds."""
+    tat = now if full_at is None or full_at < now else full_at
+    wait = tat + limit.interval_us - limit.burst * limit.interval_us - now
+    if wait > 0:
+        return tat, wait
+    return tat + limit.interval_us, 0
+
+
+# The same decision as `gcra`, in Redis: KEYS[1] the bucket, ARGV interval_us and burst.
+# Returns 0 when allowed, else the microseconds to wait. Integers below 2^53 stay exact.
+GCRA_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = now
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  tat = math.max(tonumber(stored), now)
+end
+local wait = tat + interval - burst * interval - now
+if wait > 0 then
+  return wait
+end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+return 0
+"""
+
+
+class Limiter(Protocol):
+    """Where the buckets are kept."""
+
+    async def take(self, limit: Limit, key: str) -> float:
+        """Take one unit of `key`'s allowance; return 0 when allowed, else the seconds to wait."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of any connection."""
+        ...
+
+
+class LocalLimiter:
+    """The buckets of this process."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._full_at: dict[tuple[str, str], int] = {}
+
+    def take_now(self, limit: Limit, key: str) -> float:
+        """As `take`, without waiting for anything."""
+        now = time.monotonic_ns() // 1000
+        bucket = (limit.name, key)
+        full_at, wait = gcra(self._full_at.get(bucket), now, limit)
+        if wait:
+            return wait / MICROS
+        if bucket not in self._full_at and len(self._full_at) >= self.size:
+            self._forget_full(now)
+        self._full_at[bucket] = full_at
+        return 0.0
+
+    def _forget_full(self, now: int) -> None:
+        # A full bucket is the same as none. Bounded: when everything is in use, forget it all.
+        self._full_at = {bucket: at for bucket, at in self._full_at.items() if at > now}
+        if len(self._full_at) >= self.size:
+            self._full_at.clear()
+
+    async def take(self, limit: Limit, key: str) -> float:
+        """Take one unit of `key`'s allowance; return 0 when allowed, else the seconds to wait."""
+        return self.take_now(limit, key)
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+class RedisLimiter:
+    """The buckets in Redis, shared by every worker; this process's own while Redis fails."""
+
+    def __init__(self, url: str, timeout: float, retry_seconds: float) -> None:
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        # No retries of its own: a failure falls back at once.
+        self._redis = Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+        self._script = self._redis.register_script(GCRA_SCRIPT)
+        self.local = LocalLimiter()
+        self._down = False
+        self._retry_at = 0.0
+        self._probing = False
+
+    async def take(self, limit: Limit, key: str) -> float:
+        """Take one unit of `key`'s allowance; return 0 when allowed, else the seconds to wait."""
+        probe = False
+        if self._down:
+            # While Redis is away, one call at a time looks whether it is back.
+            if self._probing or time.monotonic() < self._retry_at:
+                FALLBACKS.inc()
+                return self.local.take_now(limit, key)
+            self._probing = probe = True
+        try:
+            async with asyncio.timeout(self.timeout):
+                wait_us = await self._script(
+                    keys=[KEY_PREFIX + limit.name + ":" + key], args=[limit.interval_us, limit.burst]
+                )
+        except Exception as exc:
+            if not self._down:
+                log.warning(
+                    "Redis rate limits unavailable (%s); each worker limits on its own meanwhile",
+                    type(exc).__name__,
+                )
+            self._down = True
+            self._retry_at = time.monotonic() + self.retry_seconds
+            FALLBACKS.inc()
+            return self.local.take_now(limit, key)
+        finally:
+            if probe:
+                self._probing = False
+        if self._down:
+            self._down = False
+            log.info("Redis rate limits available again")
+        return int(wait_us) / MICROS
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._redis.aclose()
+
+
+class RateLimits:
+    """Every limit of the service, and where its buckets are kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.rooms = Limit(
+            "rooms",
+            settings.rooms_per_minute / 60,
+            settings.rooms_burst,
+            "Too many rooms created from this address",
+        )
+        self.joins = Limit(
+            "joins", settings.joins_per_minute / 60, settings.joins_burst, "Too many joins from this address"
+        )
+        self.commands = Limit(
+            "commands", settings.commands_per_second, settings.commands_burst, "Too many commands"
+        )
+        self.chat = Limit("chat", settings.chat_per_second, settings.chat_burst, "Too many messages")
+        self.limiter: Limiter = (
+            RedisLimiter(
+                settings.redis_url, settings.rate_limit_redis_timeout, settings.rate_limit_retry_seconds
+            )
+            if settings.redis_url
+            else LocalLimiter()
+        )
+
+    async def check(self, limit: Limit, key: object) -> None:
+        """Count a request of `key` against `limit`, or refuse it (429 `rate_limited`)."""
+        wait = await self.limiter.take(limit, str(key))
+        if wait > 0:
+            REFUSED.labels(limit.name).inc()
+            raise RateLimited(wait, limit.refusal)
+
+    async def close(self) -> None:
+        """Let go of Redis."""
+        await self.limiter.close()

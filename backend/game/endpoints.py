@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from backend.api_deps import CurrentActor, DatabaseDep, RealtimeDep
+from backend.api_deps import CommandActor, CurrentActor, DatabaseDep, RealtimeDep
 from backend.contract import api
 from backend.contract.api import FieldError
 from backend.core.problems import ValidationFailed
@@ -24,7 +24,7 @@ IdempotencyKey = Annotated[
 
 @router.post("/{room_id}/start", response_model=api.Room)
 async def start_game(
-    room_id: uuid.UUID, actor: CurrentActor, db: DatabaseDep, realtime: RealtimeDep
+    room_id: uuid.UUID, actor: CommandActor, db: DatabaseDep, realtime: RealtimeDep
 ) -> api.Room:
     """Deal the roles and open the first night."""
     async with db.transaction() as session:
@@ -50,7 +50,7 @@ async def advance_guard(
 @router.post("/{room_id}/advance", response_model=api.Room)
 async def advance_phase(
     room_id: uuid.UUID,
-    actor: CurrentActor,
+    actor: CommandActor,
     db: DatabaseDep,
     realtime: RealtimeDep,
     body: Annotated[api.AdvanceRequest | None, Depends(advance_guard)],
@@ -66,7 +66,7 @@ async def advance_phase(
 async def cast_vote(
     room_id: uuid.UUID,
     body: api.VoteRequest,
-    actor: CurrentActor,
+    actor: CommandActor,
     db: DatabaseDep,
     realtime: RealtimeDep,
     idempotency_key: IdempotencyKey = None,

@@ -218,13 +218,15 @@ async def chat(
     """Append a chat message for `caller`: an actor already known (a socket's), or a bearer
     token, checked as part of the command (see `service.send_chat`)."""
     accepted, committed = await service.send_chat(
-        realtime.db, realtime.appends, room_id, caller, body, realtime.speakers, realtime.chat_limiter
+        realtime.db, realtime.appends, room_id, caller, body, realtime.speakers, realtime.limits
     )
     realtime.committed(committed)
     return accepted
 
 
 async def _vote(realtime: Realtime, actor: Actor, command: events.VoteCommand) -> int:
+    # The same allowance as the HTTP commands (see api_deps.CommandActor).
+    await realtime.limits.check(realtime.limits.commands, actor.player_id)
     body = api.VoteRequest(target_player_id=command.target_player_id)
     if command.round is not MISSING:
         body.round = command.round

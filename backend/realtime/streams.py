@@ -15,7 +15,7 @@ from backend.contract import api
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.problems import log_failure
-from backend.core.ratelimit import RateLimiter
+from backend.core.ratelimit import RateLimits
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import GroupCommit, read_events
 from backend.realtime import metrics
@@ -47,7 +47,7 @@ class Realtime:
         self.presence = Presence(
             self._set_presence, self._maintain_presence, settings.presence_grace_seconds, LEASE_RENEW_SECONDS
         )
-        self.chat_limiter = RateLimiter(settings.chat_per_second, settings.chat_burst)
+        self.limits = RateLimits(settings)
         self.speakers = service.KnownSpeakers()
         self.appends = GroupCommit(lambda: db.driver(transaction=False), metrics.count_group_commit)
         # Set once the server is told to exit: SSE streams end at once rather than hold it up.
@@ -80,6 +80,7 @@ class Realtime:
         await self.presence.stop()
         await self.hub.stop()
         await self.broker.stop()
+        await self.limits.close()
         try:
             # Its players are swept to disconnected by whichever process runs next.
             async with self.db.transaction() as session:

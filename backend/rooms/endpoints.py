@@ -5,16 +5,28 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from backend.api_deps import CurrentActor, DatabaseDep, RealtimeDep
+from backend.api_deps import (
+    CommandActor,
+    CurrentActor,
+    DatabaseDep,
+    RealtimeDep,
+    limit_joins,
+    limit_room_creation,
+)
 from backend.contract import api
 from backend.rooms import service
 
 router = APIRouter(prefix="/v1/rooms")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=api.RoomSession)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=api.RoomSession,
+    dependencies=[Depends(limit_room_creation)],
+)
 async def create_room(
     body: api.CreateRoomRequest, db: DatabaseDep, realtime: RealtimeDep, response: Response
 ) -> api.RoomSession:
@@ -50,7 +62,7 @@ async def get_room(room_id: uuid.UUID, db: DatabaseDep) -> api.Room:
 async def update_room(
     room_id: uuid.UUID,
     body: api.UpdateRoomRequest,
-    actor: CurrentActor,
+    actor: CommandActor,
     db: DatabaseDep,
     realtime: RealtimeDep,
 ) -> api.Room:
@@ -61,7 +73,12 @@ async def update_room(
     return room
 
 
-@router.post("/{room_id}/players", status_code=status.HTTP_201_CREATED, response_model=api.RoomSession)
+@router.post(
+    "/{room_id}/players",
+    status_code=status.HTTP_201_CREATED,
+    response_model=api.RoomSession,
+    dependencies=[Depends(limit_joins)],
+)
 async def join_room(
     room_id: uuid.UUID, body: api.JoinRoomRequest, db: DatabaseDep, realtime: RealtimeDep
 ) -> api.RoomSession:
@@ -74,7 +91,7 @@ async def join_room(
 
 @router.delete("/{room_id}/players/{player_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_player(
-    room_id: uuid.UUID, player_id: uuid.UUID, actor: CurrentActor, db: DatabaseDep, realtime: RealtimeDep
+    room_id: uuid.UUID, player_id: uuid.UUID, actor: CommandActor, db: DatabaseDep, realtime: RealtimeDep
 ) -> Response:
     """Leave the room, or kick a player as the host."""
     async with db.transaction() as session:

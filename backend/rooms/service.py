@@ -23,7 +23,7 @@ from backend.core.problems import (
     Unauthorized,
     ValidationFailed,
 )
-from backend.core.ratelimit import RateLimiter
+from backend.core.ratelimit import RateLimits
 from backend.core.security import hash_token, new_token
 from backend.domain import lobby
 from backend.domain.mafia import PlayerDead
@@ -260,7 +260,7 @@ async def send_chat(
     caller: Actor | str,
     body: api.ChatMessageRequest,
     known: KnownSpeakers,
-    limiter: RateLimiter,
+    limits: RateLimits,
 ) -> tuple[api.ChatMessageAccepted, Committed]:
     """Append a chat message, heard by whom the room's phase allows (the whole room in the lobby).
 
@@ -277,9 +277,7 @@ async def send_chat(
         if speaker is None or speaker.room_id != room_id:
             async with db.driver(transaction=False) as conn:
                 speaker = await _read_speaker(conn, room_id, key)
-        wait = limiter.take(speaker.player_id)
-        if wait > 0:
-            raise RateLimited(wait)
+        await limits.check(limits.chat, speaker.player_id)
         text = lobby.clean_text(body.text)
         for attempt in range(CHAT_ATTEMPTS):
             if attempt > 0:
@@ -295,6 +293,8 @@ async def send_chat(
         if stored is None:  # pragma: no cover
             raise AssertionError("the locked attempt cannot lose the race")
         return _chat_accepted(known, key, speaker, stored)
+    except RateLimited:
+        raise  # the speaker as read still holds: a flood of refusals costs no reads
     except BaseException:
         known.drop(key)
         raise

@@ -25,7 +25,7 @@ import asyncpg
 from backend.core.config import Settings
 from backend.core.embedded import embedded_database_url
 from backend.core.runtime import asyncpg_connect_args, migrate, recreate_database
-from tests.support import ROOT, RedisServer, free_port, wait_until_up
+from tests.support import NO_RATE_LIMITS, ROOT, RedisServer, free_port, wait_until_up
 
 
 @contextmanager
@@ -38,8 +38,7 @@ def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[t
         "PORT": str(port),
         "WORKERS": str(workers),
         "LOG_LEVEL": "warning",
-        "CHAT_PER_SECOND": "1000000",
-        "CHAT_BURST": "1000000",
+        **NO_RATE_LIMITS,
         "STREAM_QUEUE_SIZE": "4096",
         "DB_POOL_SIZE": "20",
     }

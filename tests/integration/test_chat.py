@@ -101,9 +101,6 @@ async def test_chats_racing_phase_changes_are_heard_by_the_phase_they_land_in(
     the room by day), none is lost, the seqs have no gap. With no unlocked attempts at all
     (`locked`) every message takes the room's lock: the fallback is exercised too."""
     monkeypatch.setattr(service, "CHAT_ATTEMPTS", attempts)
-    limiter = app.state.realtime.chat_limiter
-    monkeypatch.setattr(limiter, "rate", 1e6)
-    monkeypatch.setattr(limiter, "burst", 10**6)
     room_id, seats = await new_room(client, 8)
     await start(client, room_id, seats)
     mafiosi = by_role(seats, "mafia")
@@ -184,14 +181,11 @@ async def test_one_statement_appends_for_several_rooms_in_order_and_skips_a_stal
 
 
 async def test_chats_sent_at_once_share_commits_and_each_lands_once_with_its_own_seq(
-    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """Many players of several rooms chat at the same moment: every message is acknowledged
     with the seq it has in its room's log, none is lost or doubled, the seqs have no gap, and
     they took fewer commits than messages (the busier, the fewer)."""
-    limiter = app.state.realtime.chat_limiter
-    monkeypatch.setattr(limiter, "rate", 1e6)
-    monkeypatch.setattr(limiter, "burst", 10**6)
     rooms = [await new_room(client, 6) for _ in range(4)]
     for room_id, seats in rooms:  # each speaker is known: every chat goes straight to its append
         for seat in seats:
@@ -226,13 +220,10 @@ async def test_chats_sent_at_once_share_commits_and_each_lands_once_with_its_own
 
 
 async def test_text_the_database_cannot_store_is_refused_and_costs_nobody_else_their_message(
-    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """A lone surrogate is valid JSON but not Unicode: however it arrives, its sender gets a
     clear answer and never a 500, and the messages committed in the same group still land."""
-    limiter = app.state.realtime.chat_limiter
-    monkeypatch.setattr(limiter, "rate", 1e6)
-    monkeypatch.setattr(limiter, "burst", 10**6)
     room_id, seats = await new_room(client, 6)
     for seat in seats:
         assert (await say(client, room_id, seat.auth, "hi")).status_code == 201

@@ -74,7 +74,7 @@ OPERATION_3: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_6),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_8), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_9), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_10))),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_6),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_8), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_9), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_10), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_12))),
     body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_5),), default='application/json', required=True),
     security=security.OPERATION_3,
 )
@@ -84,8 +84,8 @@ OPERATION_4: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
     method='GET',
     path='/v1/rooms',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_16),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_17), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_18))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_12), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_13), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_14), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_15)),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_18),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_19), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_20))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_14), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_15), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_16), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_17)),
     security=security.OPERATION_4,
 )
 
@@ -94,8 +94,8 @@ OPERATION_5: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
     method='GET',
     path='/v1/rooms/{room_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_21),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_22), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_23), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_24))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_20),),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_23),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_24), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_25), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_26))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_22),),
     security=security.OPERATION_5,
 )
 
@@ -104,9 +104,9 @@ OPERATION_6: Final[OperationPlan[UpdateRoomResponse]] = OperationPlan(
     method='PATCH',
     path='/v1/rooms/{room_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_28),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_29), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_31), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_32), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_33), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_34), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_35), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_36))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_26),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_27),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_30),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_31), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_33), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_34), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_35), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_36), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_37), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_38), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_40))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_28),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_29),), default='application/json', required=True),
     security=security.OPERATION_6,
 )
 
@@ -115,9 +115,9 @@ OPERATION_7: Final[OperationPlan[JoinRoomResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/players',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_40),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_41), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_42), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_43), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_44), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_45), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_46))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_38),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_39),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_44),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_45), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_46), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_47), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_48), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_49), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_50), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_52))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_42),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_43),), default='application/json', required=True),
     security=security.OPERATION_7,
 )
 
@@ -126,8 +126,8 @@ OPERATION_8: Final[OperationPlan[RemovePlayerResponse]] = OperationPlan(
     method='DELETE',
     path='/v1/rooms/{room_id}/players/{player_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((empty_branch('204'),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_50), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_52), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_53), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_54), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_55), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_56))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True, reserved_names=('player_id',)), codec=model_bindings.codec_48), ParameterSpec(plan=ParameterPlan(location='path', name='player_id', style='simple', required=True, reserved_names=('room_id',)), codec=model_bindings.codec_49)),
+    responses=ResponseDecoder((empty_branch('204'),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_56), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_58), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_59), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_60), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_61), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_62), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_64))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True, reserved_names=('player_id',)), codec=model_bindings.codec_54), ParameterSpec(plan=ParameterPlan(location='path', name='player_id', style='simple', required=True, reserved_names=('room_id',)), codec=model_bindings.codec_55)),
     security=security.OPERATION_8,
 )
 
@@ -136,8 +136,8 @@ OPERATION_9: Final[OperationPlan[GetRoomStateResponse]] = OperationPlan(
     method='GET',
     path='/v1/rooms/{room_id}/state',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_59),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_60), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_62), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_63), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_64), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_65))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_58),),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_67),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_68), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_70), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_71), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_72), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_73))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_66),),
     security=security.OPERATION_9,
 )
 
@@ -146,8 +146,8 @@ OPERATION_10: Final[OperationPlan[StartGameResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/start',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_68),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_69), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_71), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_72), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_73), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_74), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_75))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_67),),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_76),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_77), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_79), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_80), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_81), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_82), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_83), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_85))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_75),),
     security=security.OPERATION_10,
 )
 
@@ -156,9 +156,9 @@ OPERATION_11: Final[OperationPlan[AdvancePhaseResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/advance',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_79),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_80), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_82), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_83), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_84), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_85), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_86), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_87))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_77),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_78),), default='application/json'),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_89),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_90), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_92), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_93), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_94), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_95), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_96), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_97), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_99))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_87),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_88),), default='application/json'),
     security=security.OPERATION_11,
 )
 
@@ -167,9 +167,9 @@ OPERATION_12: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/votes',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_92),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_93), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_95), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_96), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_97), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_98), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_99), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_100))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_89), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_90)),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_91),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_104),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_105), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_107), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_108), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_109), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_110), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_111), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_112), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_114))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_101), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_102)),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_103),), default='application/json', required=True),
     security=security.OPERATION_12,
 )
 
@@ -178,8 +178,8 @@ OPERATION_13: Final[OperationPlan[ListRoundsResponse]] = OperationPlan(
     method='GET',
     path='/v1/rooms/{room_id}/rounds',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_103),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_104), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_106), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_107), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_108), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_109))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_102),),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_117),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_118), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_120), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_121), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_122), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_123))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_116),),
     security=security.OPERATION_13,
 )
 
@@ -188,8 +188,8 @@ OPERATION_14: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
     method='GET',
     path='/v1/rooms/{room_id}/events',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_114),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_115), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_117), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_118), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_119), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_120))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token',)), codec=model_bindings.codec_111), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_112), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_113)),
+    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_128),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_129), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_131), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_132), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_134))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token',)), codec=model_bindings.codec_125), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_126), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_127)),
     security=security.OPERATION_14,
 )
 
@@ -198,8 +198,8 @@ OPERATION_15: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/messages',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_124),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_125), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_127), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_128), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_129), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_130), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_131), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_132), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_134))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_122),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_123),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_138),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_139), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_141), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_142), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_143), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_144), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_145), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_146), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_148))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_136),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_137),), default='application/json', required=True),
     security=security.OPERATION_15,
 )

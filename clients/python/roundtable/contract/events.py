@@ -455,7 +455,7 @@ class SocketError(BaseModel):
     code: Annotated[
         str,
         Field(
-            description='The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`, …).'
+            description='The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`,\n`database_unavailable`, …).\n'
         ),
     ]
     detail: str

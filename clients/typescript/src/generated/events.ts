@@ -284,7 +284,9 @@ export interface SocketError {
    */
   request_id: RequestId | null;
   /**
-   * The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`, …).
+   * The same stable codes as the HTTP problems (`validation_failed`, `rate_limited`,
+   * `database_unavailable`, …).
+   *
    */
   code: string;
   detail: string;

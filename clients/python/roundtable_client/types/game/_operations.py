@@ -18,10 +18,10 @@ from ...responses import ResponseInfo
 StartGameResponse: TypeAlias = api.Room
 
 
-_START_GAME_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_START_GAME_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'startGame',
-    frozenset({'200', '401', '403', '404', '409', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_70, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_76, missing=optional_header)),))),
+    frozenset({'200', '401', '403', '404', '409', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_78, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_84, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_86, missing=optional_header))))),
 )
 
 
@@ -36,14 +36,14 @@ def decode_start_game_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_start_game_header(
     info: ResponseInfo,
     *,
     name: Literal['WWW-Authenticate', 'Retry-After'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of start_game from a response's metadata."""
     return _START_GAME_HEADERS.decode(info, name)
 
@@ -51,10 +51,10 @@ def decode_start_game_header(
 AdvancePhaseResponse: TypeAlias = api.Room
 
 
-_ADVANCE_PHASE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_ADVANCE_PHASE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'advancePhase',
-    frozenset({'200', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_81, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_88, missing=optional_header)),))),
+    frozenset({'200', '401', '403', '404', '409', '413', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_91, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_98, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_100, missing=optional_header))))),
 )
 
 
@@ -69,14 +69,14 @@ def decode_advance_phase_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_advance_phase_header(
     info: ResponseInfo,
     *,
     name: Literal['WWW-Authenticate', 'Retry-After'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of advance_phase from a response's metadata."""
     return _ADVANCE_PHASE_HEADERS.decode(info, name)
 
@@ -84,10 +84,10 @@ def decode_advance_phase_header(
 CastVoteResponse: TypeAlias = api.VoteAccepted
 
 
-_CAST_VOTE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_CAST_VOTE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'castVote',
-    frozenset({'201', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_94, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_101, missing=optional_header)),))),
+    frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_106, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_113, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_115, missing=optional_header))))),
 )
 
 
@@ -102,14 +102,14 @@ def decode_cast_vote_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_cast_vote_header(
     info: ResponseInfo,
     *,
     name: Literal['WWW-Authenticate', 'Retry-After'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of cast_vote from a response's metadata."""
     return _CAST_VOTE_HEADERS.decode(info, name)
 
@@ -120,7 +120,7 @@ ListRoundsResponse: TypeAlias = api.RoundList
 _LIST_ROUNDS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'listRounds',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_105, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_110, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_119, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_124, missing=optional_header)),))),
 )
 
 

@@ -18,10 +18,10 @@ from ...responses import ResponseInfo
 JoinRoomResponse: TypeAlias = api.RoomSession
 
 
-_JOIN_ROOM_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_JOIN_ROOM_HEADERS: Final[ResponseHeaders[api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'joinRoom',
-    frozenset({'201', '403', '404', '409', '413', '422', '503'}),
-    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_47, missing=optional_header)),)),),
+    frozenset({'201', '403', '404', '409', '413', '422', '429', '503'}),
+    (('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_51, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_53, missing=optional_header)))),),
 )
 
 
@@ -29,7 +29,7 @@ def decode_join_room_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of join_room from a response's metadata."""
     return _JOIN_ROOM_HEADERS.decode(info, name)
 
@@ -37,10 +37,10 @@ def decode_join_room_header(
 RemovePlayerResponse: TypeAlias = None
 
 
-_REMOVE_PLAYER_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_REMOVE_PLAYER_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'removePlayer',
-    frozenset({'204', '401', '403', '404', '409', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_51, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_57, missing=optional_header)),))),
+    frozenset({'204', '401', '403', '404', '409', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_57, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_63, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_65, missing=optional_header))))),
 )
 
 
@@ -55,13 +55,13 @@ def decode_remove_player_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_remove_player_header(
     info: ResponseInfo,
     *,
     name: Literal['WWW-Authenticate', 'Retry-After'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of remove_player from a response's metadata."""
     return _REMOVE_PLAYER_HEADERS.decode(info, name)

@@ -21,7 +21,7 @@ StreamRoomEventsResponse: TypeAlias = api.V1RoomsRoomIdEventsGetResponse
 _STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'streamRoomEvents',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_116, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_121, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_130, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_135, missing=optional_header)),))),
 )
 
 
@@ -54,7 +54,7 @@ SendChatMessageResponse: TypeAlias = api.ChatMessageAccepted
 _SEND_CHAT_MESSAGE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'sendChatMessage',
     frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_126, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_133, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_135, missing=optional_header))))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_140, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_147, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_149, missing=optional_header))))),
 )
 
 

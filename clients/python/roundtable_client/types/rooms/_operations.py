@@ -18,10 +18,10 @@ from ...responses import ResponseInfo
 CreateRoomResponse: TypeAlias = api.RoomSession
 
 
-_CREATE_ROOM_HEADERS: Final[ResponseHeaders[api.V1RoomsPostResponse201LocationHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_CREATE_ROOM_HEADERS: Final[ResponseHeaders[api.V1RoomsPostResponse201LocationHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'createRoom',
-    frozenset({'201', '413', '422', '503'}),
-    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_7, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_11, missing=optional_header)),))),
+    frozenset({'201', '413', '422', '429', '503'}),
+    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_7, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_11, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_13, missing=optional_header))))),
 )
 
 
@@ -36,14 +36,14 @@ def decode_create_room_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_create_room_header(
     info: ResponseInfo,
     *,
     name: Literal['Location', 'Retry-After'],
-) -> api.V1RoomsPostResponse201LocationHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.V1RoomsPostResponse201LocationHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of create_room from a response's metadata."""
     return _CREATE_ROOM_HEADERS.decode(info, name)
 
@@ -54,7 +54,7 @@ ListRoomsResponse: TypeAlias = api.RoomPage
 _LIST_ROOMS_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'listRooms',
     frozenset({'200', '422', '503'}),
-    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_19, missing=optional_header)),)),),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_21, missing=optional_header)),)),),
 )
 
 
@@ -73,7 +73,7 @@ GetRoomResponse: TypeAlias = api.Room
 _GET_ROOM_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'getRoom',
     frozenset({'200', '404', '422', '503'}),
-    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_25, missing=optional_header)),)),),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_27, missing=optional_header)),)),),
 )
 
 
@@ -89,10 +89,10 @@ def decode_get_room_header(
 UpdateRoomResponse: TypeAlias = api.Room
 
 
-_UPDATE_ROOM_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+_UPDATE_ROOM_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'updateRoom',
-    frozenset({'200', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_30, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_37, missing=optional_header)),))),
+    frozenset({'200', '401', '403', '404', '409', '413', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_32, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_39, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_41, missing=optional_header))))),
 )
 
 
@@ -107,14 +107,14 @@ def decode_update_room_header(
     info: ResponseInfo,
     *,
     name: Literal['Retry-After'],
-) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_update_room_header(
     info: ResponseInfo,
     *,
     name: Literal['WWW-Authenticate', 'Retry-After'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of update_room from a response's metadata."""
     return _UPDATE_ROOM_HEADERS.decode(info, name)
 
@@ -125,7 +125,7 @@ GetRoomStateResponse: TypeAlias = api.RoomState
 _GET_ROOM_STATE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'getRoomState',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_61, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_66, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_69, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_74, missing=optional_header)),))),
 )
 
 
