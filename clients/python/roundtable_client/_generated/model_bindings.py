@@ -65,7 +65,7 @@ codec_16: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 codec_17: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get parameter (request path room_id)."""
 
-codec_18: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_18: Final[PydanticCodec[api.RoomSummary]] = PydanticCodec(api.RoomSummary)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 200 application/json)."""
 
 codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)

@@ -37,7 +37,7 @@ def decode_create_room_header(
 ListRoomsResponse: TypeAlias = api.RoomPage
 
 
-GetRoomResponse: TypeAlias = api.Room
+GetRoomResponse: TypeAlias = api.RoomSummary
 
 
 UpdateRoomResponse: TypeAlias = api.Room
