@@ -107,7 +107,7 @@ Nickname = TypeAliasType(
     Annotated[
         str,
         Field(
-            description='Surrounding whitespace is trimmed; what remains is 1–24 characters, unique in the room\nignoring case. No control characters.\n',
+            description='Stored and shown in Unicode NFKC form (fullwidth `Ａ` is `A`) with surrounding\nwhitespace trimmed; what remains is 1–24 characters. Refused with\n`nickname_invalid_characters` (422): control, format, private-use, surrogate and\nunassigned code points, line and paragraph separators, default-ignorable (invisible)\ncharacters such as U+200B, U+00AD, U+2060, U+3164 or U+FE0F, and any whitespace but\nsingle spaces between words. Unique in the room ignoring case (`nickname_taken`, 409)\nand look-alikes: two nicknames whose Unicode TR39 confusable skeletons are equal\nignoring case, such as `Alice` and `Аlice` with a Cyrillic `А`, cannot share a room\n(`nickname_confusable`, 409).\n',
             examples=['Alice'],
             max_length=24,
             min_length=1,
@@ -214,6 +214,28 @@ class Room(ContractModel):
     )
     id: UUID
     code: JoinCode
+    name: str
+    ruleset: Ruleset
+    status: RoomStatus
+    settings: RoomSettings
+    host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
+    player_count: Annotated[StrictInt, Field(ge=0)]
+    round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
+    phase: Phase | None
+    phase_ends_at: AwareDatetime | None
+    winner: Team | None
+    created_at: AwareDatetime
+
+
+class RoomSummary(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    id: UUID
+    code: Annotated[
+        JoinCode | None, Field(description='`null` for a private room: only its members see its code.')
+    ]
     name: str
     ruleset: Ruleset
     status: RoomStatus
@@ -441,7 +463,7 @@ class Problem(ContractModel):
     code: Annotated[
         str,
         Field(
-            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`.\n",
+            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `nickname_confusable`,\n`nickname_invalid_characters`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`.\n",
             examples=['room_full'],
         ),
     ]

@@ -8,11 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.domain.errors import RuleError
+from backend.domain.nicknames import (
+    NicknameKeys,
+    Present,
+    check_nickname_free,
+    nickname_keys,
+    normalize_nickname,
+)
+from backend.domain.nicknames import NicknameTaken as NicknameTaken  # re-exported: a lobby refusal too
 
 # A-Z and 2-9 without the look-alikes I, O, 0 and 1.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
-NICKNAME_MAX = 24
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "max_players": 10,
@@ -33,10 +40,6 @@ class LobbyError(RuleError):
 
 class RoomFull(LobbyError):
     code = "room_full"
-
-
-class NicknameTaken(LobbyError):
-    code = "nickname_taken"
 
 
 class RoomNotInLobby(LobbyError):
@@ -62,16 +65,17 @@ def clean_text(value: str) -> str:
 
 
 def nickname_key(nickname: str) -> str:
-    """Return the form under which nicknames must be unique: case ignored."""
-    return clean_text(nickname).casefold()
+    """Return the form under which nicknames must be unique: case and look-alikes ignored."""
+    return nickname_keys(clean_text(nickname)).folded
 
 
 @dataclass(frozen=True)
 class Seated:
-    """A present player as the lobby rules see them."""
+    """A present player as the lobby rules see them (`keys` as stored, else computed)."""
 
     seat: int
-    nickname_key: str
+    nickname: str
+    keys: NicknameKeys | None = None
 
 
 def check_can_join(status: str, settings: dict[str, Any], present: Sequence[Seated], nickname: str) -> int:
@@ -80,9 +84,10 @@ def check_can_join(status: str, settings: dict[str, Any], present: Sequence[Seat
         raise RoomNotInLobby(f"The room is {status}; players join only in the lobby.")
     if len(present) >= settings["max_players"]:
         raise RoomFull(f"The room is full ({settings['max_players']} players).")
-    key = nickname_key(nickname)
-    if any(p.nickname_key == key for p in present):
-        raise NicknameTaken(f"The nickname {clean_text(nickname)!r} is taken in this room.")
+    check_nickname_free(
+        normalize_nickname(nickname),
+        [Present(p.nickname, p.keys or nickname_keys(p.nickname)) for p in present],
+    )
     return lowest_free_seat(p.seat for p in present)
 
 

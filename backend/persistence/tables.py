@@ -75,6 +75,14 @@ class PlayerRow(SQLModel, table=True):
             unique=True,
             postgresql_where=text("left_at IS NULL"),
         ),
+        # Look-alikes (nicknames): the skeleton as written is unique too (see domain.nicknames).
+        Index(
+            "uq_players_room_skeleton_present",
+            "room_id",
+            "nickname_skeleton",
+            unique=True,
+            postgresql_where=text("left_at IS NULL"),
+        ),
         Index(
             "uq_players_room_seat_present",
             "room_id",
@@ -88,9 +96,13 @@ class PlayerRow(SQLModel, table=True):
     room_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
     )
+    # Shown as given, in NFKC form and trimmed (domain.nicknames.normalize_nickname).
     nickname: str
-    # casefold() of the nickname: uniqueness ignores case.
+    # The TR39 skeleton of the case-folded nickname: unique among the present, so neither the
+    # same name in other case nor a look-alike can join (domain.nicknames.nickname_keys).
     nickname_key: str
+    # The skeleton of the nickname as written, case-folded: unique too (capitals that look alike).
+    nickname_skeleton: str
     seat: int
     # SHA-256 of the bearer token; the token itself is never stored.
     token_hash: str = Field(unique=True, max_length=64)

@@ -51,9 +51,9 @@ async def list_rooms(
         return await service.list_rooms(session, status=room_status, code=code, limit=limit, cursor=cursor)
 
 
-@router.get("/{room_id}", response_model=api.Room)
-async def get_room(room_id: uuid.UUID, db: DatabaseDep) -> api.Room:
-    """Return a room's public summary."""
+@router.get("/{room_id}", response_model=api.RoomSummary)
+async def get_room(room_id: uuid.UUID, db: DatabaseDep) -> api.RoomSummary:
+    """Return a room's public summary; a private room's join code only its members see."""
     async with db.read() as session:
         return await service.get_public_room(session, room_id)
 

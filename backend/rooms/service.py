@@ -25,7 +25,7 @@ from backend.core.problems import (
 )
 from backend.core.ratelimit import RateLimits
 from backend.core.security import hash_token, new_token
-from backend.domain import lobby
+from backend.domain import lobby, nicknames
 from backend.domain.mafia import PlayerDead
 from backend.domain.visibility import Audience
 from backend.game import repository as game_repository
@@ -33,7 +33,7 @@ from backend.persistence.events import GroupCommit, NewEvent, StoredEvent, appen
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
 from backend.rooms.repository import Speaker
-from backend.rooms.views import player_view, room_view, state_view
+from backend.rooms.views import player_view, public_room_view, room_view, state_view
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,26 @@ def _room_updated(room: RoomRow, player_count: int) -> NewEvent:
     return NewEvent("room.updated", _dump(events.RoomUpdatedData(room=room_view(room, player_count))))
 
 
+def _nickname(raw: str) -> str:
+    """Return the nickname as stored and shown (NFKC, trimmed), or refuse it."""
+    try:
+        return nicknames.normalize_nickname(raw)
+    except nicknames.NicknameLength as exc:
+        # The schema's length rule, measured after NFKC (which may lengthen a nickname).
+        raise ValidationFailed(
+            exc.detail, [api.FieldError(loc=["body", "nickname"], message=exc.detail)]
+        ) from None
+
+
 def _new_player(room_id: uuid.UUID, nickname: str, seat: int) -> tuple[PlayerRow, str]:
     token = new_token()
+    keys = nicknames.nickname_keys(nickname)
     player = PlayerRow(
         id=uuid.uuid4(),
         room_id=room_id,
-        nickname=lobby.clean_text(nickname),
-        nickname_key=lobby.nickname_key(nickname),
+        nickname=nickname,
+        nickname_key=keys.folded,
+        nickname_skeleton=keys.cased,
         seat=seat,
         token_hash=hash_token(token),
     )
@@ -86,6 +99,7 @@ async def create_room(
     session: AsyncSession, body: api.CreateRoomRequest
 ) -> tuple[api.RoomSession, Committed]:
     """Create a room in the lobby with its host as the first player."""
+    nickname = _nickname(body.nickname)
     settings = dict(lobby.DEFAULT_SETTINGS)
     if body.settings is not MISSING:
         settings.update(body.settings.model_dump(mode="json", exclude_unset=True))
@@ -98,7 +112,7 @@ async def create_room(
         settings=settings,
     )
     await repository.insert_room(session, room)
-    host, token = _new_player(room.id, body.nickname, seat=1)
+    host, token = _new_player(room.id, nickname, seat=1)
     room.host_player_id = host.id
     session.add(host)
     await session.flush()
@@ -128,14 +142,17 @@ async def join_room(
     session: AsyncSession, room_id: uuid.UUID, body: api.JoinRoomRequest
 ) -> tuple[api.RoomSession, Committed]:
     """Add a player to a room in the lobby."""
+    nickname = _nickname(body.nickname)
     room = await locked_room(session, room_id)
     if room.settings.get("private") and body.code != room.code:
         raise RoomCodeRequired("This room is private; join it with its code.")
     players = list(await repository.present_players(session, room.id))
-    seat = lobby.check_can_join(
-        room.status, room.settings, [lobby.Seated(p.seat, p.nickname_key) for p in players], body.nickname
-    )
-    player, token = _new_player(room.id, body.nickname, seat)
+    present = [
+        lobby.Seated(p.seat, p.nickname, nicknames.NicknameKeys(p.nickname_key, p.nickname_skeleton))
+        for p in players
+    ]
+    seat = lobby.check_can_join(room.status, room.settings, present, nickname)
+    player, token = _new_player(room.id, nickname, seat)
     session.add(player)
     last_seq = await append_events(session, room, [_joined(player, room)])
     answer = api.RoomSession(
@@ -358,12 +375,12 @@ async def set_presence(
     return Committed(room.id, last_seq)
 
 
-async def get_public_room(session: AsyncSession, room_id: uuid.UUID) -> api.Room:
-    """Return a room's public summary."""
+async def get_public_room(session: AsyncSession, room_id: uuid.UUID) -> api.RoomSummary:
+    """Return a room's public summary (a private room's without its join code)."""
     room = await repository.get_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
-    return room_view(room, await repository.count_present(session, room.id))
+    return public_room_view(room, await repository.count_present(session, room.id))
 
 
 async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> api.RoomState:

@@ -10,7 +10,7 @@ from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 
 
 def room_view(room: RoomRow, player_count: int) -> api.Room:
-    """Return the room's public summary."""
+    """Return the room as its members see it, join code included (anyone, for a public room)."""
     assert room.created_at is not None
     return api.Room(
         id=room.id,
@@ -27,6 +27,14 @@ def room_view(room: RoomRow, player_count: int) -> api.Room:
         winner=api.Team(room.winner) if room.winner else None,
         created_at=room.created_at,
     )
+
+
+def public_room_view(room: RoomRow, player_count: int) -> api.RoomSummary:
+    """Return the room as anyone may see it: a private room's join code only its members see."""
+    summary = room_view(room, player_count).model_dump()
+    if room.settings.get("private"):
+        summary["code"] = None
+    return api.RoomSummary.model_validate(summary)
 
 
 def player_view(

@@ -100,9 +100,11 @@ export interface paths {
         };
         /**
          * Public summary of a room
-         * @description What anyone may know about a room: its code, name, settings, status and how far the
-         *     game is; of the players, only how many there are. Private rooms too: whoever has the
-         *     id may look.
+         * @description What anyone may know about a room: its name, settings, status and how far the game
+         *     is; of the players, only how many there are. Private rooms too, whoever has the id
+         *     (it is in every stream URL), but without their join code: `code` is `null` for a
+         *     private room, since knowing the code is the invitation. Members read it in the
+         *     room's state (`getRoomState`), in the create and join answers and in `room.updated`.
          */
         get: operations["getRoom"];
         put?: never;
@@ -397,7 +399,8 @@ export interface components {
             /**
              * @description Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,
              *     `not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,
-             *     `room_not_in_lobby`, `nickname_taken`, `room_code_required`,
+             *     `room_not_in_lobby`, `nickname_taken`, `nickname_confusable`,
+             *     `nickname_invalid_characters`, `room_code_required`,
              *     `max_players_below_player_count`, `body_too_large`, `method_not_allowed`,
              *     `chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,
              *     `dependency_unavailable` (readiness); the game's: `not_enough_players`,
@@ -433,8 +436,15 @@ export interface components {
          */
         JoinCode: string;
         /**
-         * @description Surrounding whitespace is trimmed; what remains is 1–24 characters, unique in the room
-         *     ignoring case. No control characters.
+         * @description Stored and shown in Unicode NFKC form (fullwidth `Ａ` is `A`) with surrounding
+         *     whitespace trimmed; what remains is 1–24 characters. Refused with
+         *     `nickname_invalid_characters` (422): control, format, private-use, surrogate and
+         *     unassigned code points, line and paragraph separators, default-ignorable (invisible)
+         *     characters such as U+200B, U+00AD, U+2060, U+3164 or U+FE0F, and any whitespace but
+         *     single spaces between words. Unique in the room ignoring case (`nickname_taken`, 409)
+         *     and look-alikes: two nicknames whose Unicode TR39 confusable skeletons are equal
+         *     ignoring case, such as `Alice` and `Аlice` with a Cyrillic `А`, cannot share a room
+         *     (`nickname_confusable`, 409).
          * @example Alice
          */
         Nickname: string;
@@ -491,11 +501,32 @@ export interface components {
             nickname: components["schemas"]["Nickname"];
             code?: components["schemas"]["JoinCode"];
         };
-        /** @description A room's public summary. */
+        /** @description A room as its members (and, for a public room, anyone) see it, join code included. */
         Room: {
             /** Format: uuid */
             id: string;
             code: components["schemas"]["JoinCode"];
+            name: string;
+            ruleset: components["schemas"]["Ruleset"];
+            status: components["schemas"]["RoomStatus"];
+            settings: components["schemas"]["RoomSettings"];
+            /** @description `null` once the room is closed. */
+            host_player_id: string | null;
+            player_count: number;
+            /** @description 0 in the lobby. */
+            round: number;
+            phase: components["schemas"]["Phase"] | null;
+            phase_ends_at: string | null;
+            winner: components["schemas"]["Team"] | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** @description A room's public summary (`getRoom`); a private room's join code is hidden. */
+        RoomSummary: {
+            /** Format: uuid */
+            id: string;
+            /** @description `null` for a private room: only its members see its code. */
+            code: components["schemas"]["JoinCode"] | null;
             name: string;
             ruleset: components["schemas"]["Ruleset"];
             status: components["schemas"]["RoomStatus"];
@@ -954,7 +985,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Room"];
+                    "application/json": components["schemas"]["RoomSummary"];
                 };
             };
             404: components["responses"]["NotFound"];
@@ -1407,6 +1438,7 @@ export type CreateRoomRequest = components["schemas"]["CreateRoomRequest"];
 export type UpdateRoomRequest = components["schemas"]["UpdateRoomRequest"];
 export type JoinRoomRequest = components["schemas"]["JoinRoomRequest"];
 export type Room = components["schemas"]["Room"];
+export type RoomSummary = components["schemas"]["RoomSummary"];
 export type Player = components["schemas"]["Player"];
 export type RoomSession = components["schemas"]["RoomSession"];
 export type RoomPage = components["schemas"]["RoomPage"];

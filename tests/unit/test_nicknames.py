@@ -1,0 +1,134 @@
+"""The nickname rules, without a database: NFKC, refused characters, look-alike skeletons."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.domain import lobby, nicknames
+from backend.domain.nicknames import (
+    NicknameConfusable,
+    NicknameInvalidCharacters,
+    NicknameLength,
+    NicknameTaken,
+    Present,
+    check_nickname_free,
+    nickname_keys,
+    normalize_nickname,
+    skeleton,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("  Alice0  ", "Alice0"),
+        ("\uff21lice0", "Alice0"),  # fullwidth A
+        ("\u2167", "VIII"),  # ROMAN NUMERAL EIGHT
+        ("e\u0301mile", "\u00e9mile"),  # composed
+        ("Anne Marie", "Anne Marie"),
+        ("\u3000Bob\u00a0", "Bob"),  # ideographic and no-break spaces are spaces, then trimmed
+        ("Zo\u00eb", "Zo\u00eb"),
+        ("\u041f\u0451\u0442\u0440", "\u041f\u0451\u0442\u0440"),  # Cyrillic on its own is a name
+    ],
+)
+def test_a_nickname_is_shown_in_nfkc_form_trimmed(raw: str, shown: str) -> None:
+    assert normalize_nickname(raw) == shown
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Alice0\u200b",  # ZERO WIDTH SPACE (Cf)
+        "\u200b",
+        "\ufeff",  # ZERO WIDTH NO-BREAK SPACE / BOM (Cf)
+        "Alice0\u00ad",  # SOFT HYPHEN (Cf)
+        "Al\u200dice",  # ZERO WIDTH JOINER (Cf)
+        "\u202eecilA",  # RIGHT-TO-LEFT OVERRIDE (Cf)
+        "a\u2060b",  # WORD JOINER (Cf)
+        "\u3164",  # HANGUL FILLER (Lo, default ignorable; NFKC makes it U+1160)
+        "x\u115fy",  # HANGUL CHOSEONG FILLER (Lo, default ignorable)
+        "a\u034fb",  # COMBINING GRAPHEME JOINER (Mn, default ignorable)
+        "Bob\ufe0f",  # VARIATION SELECTOR-16 (Mn, default ignorable)
+        "a\u0085b",  # NEXT LINE (Cc)
+        "a\tb",  # TAB (Cc)
+        "a\u2028b",  # LINE SEPARATOR (Zl)
+        "a\u2029b",  # PARAGRAPH SEPARATOR (Zp)
+        "a\ue000b",  # private use (Co)
+        "a\ufdd0b",  # a noncharacter (Cn)
+        "a\U000e0041b",  # TAG LATIN CAPITAL LETTER A (Cf)
+        "a\u1680b",  # OGHAM SPACE MARK: whitespace, not a space
+        "Anne  Marie",  # two spaces in a row
+    ],
+)
+def test_invisible_control_and_format_characters_are_refused(raw: str) -> None:
+    with pytest.raises(NicknameInvalidCharacters) as refused:
+        normalize_nickname(raw)
+    assert refused.value.code == "nickname_invalid_characters"
+    assert refused.value.status == 422
+
+
+def test_the_refusal_names_the_character() -> None:
+    with pytest.raises(NicknameInvalidCharacters, match="U\\+200B ZERO WIDTH SPACE"):
+        normalize_nickname("Alice0\u200b")
+
+
+def test_the_length_counts_after_normalisation() -> None:
+    assert normalize_nickname("x" * 24) == "x" * 24
+    with pytest.raises(NicknameLength):
+        normalize_nickname("\ufdfa\ufdfa")  # two code points; 36 once NFKC spells them out
+    with pytest.raises(NicknameLength):
+        normalize_nickname("   ")  # nothing left once trimmed
+
+
+def test_the_skeleton_maps_confusables_to_their_prototypes() -> None:
+    # TR39: the skeleton of a Cyrillic small a is the Latin a; m looks like rn; 0 like O.
+    assert skeleton("\u0430") == "a"
+    assert skeleton("m") == "rn"
+    assert skeleton("0") == "O"
+    assert skeleton("A\u200bB") == "AB"  # default ignorables vanish
+    assert skeleton(skeleton("paypal")) == skeleton("paypal")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Alice0", "\u0410lice0"),  # Cyrillic capital A
+        ("Alice0", "AIice0"),  # capital I for l
+        ("Alice0", "Alice\u041e"),  # Cyrillic capital O for the digit 0
+        ("Adam", "Adarn"),  # rn for m
+        ("BOB", "\u0412\u041e\u0412"),  # Cyrillic capitals: alike as written, not in lower case
+        ("paypal", "\u0440\u0430ypal"),  # Cyrillic small er and a
+        ("ALICE", "ALlCE"),  # capital I and small l, as written
+    ],
+)
+def test_look_alikes_are_confusable(a: str, b: str) -> None:
+    with pytest.raises(NicknameConfusable) as refused:
+        check_nickname_free(b, [Present(a, nickname_keys(a))])
+    assert refused.value.code == "nickname_confusable"
+    assert a not in refused.value.detail  # the newcomer is not told who is in the room
+
+
+@pytest.mark.parametrize(("a", "b"), [("Alice0", "alice0"), ("Alice", "ALICE"), ("Straße", "STRASSE")])
+def test_the_same_name_in_other_case_is_taken(a: str, b: str) -> None:
+    with pytest.raises(NicknameTaken):
+        check_nickname_free(b, [Present(a, nickname_keys(a))])
+
+
+@pytest.mark.parametrize(("a", "b"), [("Alice", "Alicia"), ("Tom", "\u0442\u043e\u043c"), ("Ann", "Anna")])
+def test_different_names_are_free(a: str, b: str) -> None:
+    check_nickname_free(b, [Present(a, nickname_keys(a))])
+
+
+def test_the_folded_key_ignores_case_and_the_cased_key_catches_capitals() -> None:
+    assert nickname_keys("Alice").folded == nickname_keys("ALICE").folded
+    assert nickname_keys("BOB").cased == nickname_keys("\u0412\u041e\u0412").cased
+    assert nickname_keys("BOB").folded != nickname_keys("\u0412\u041e\u0412").folded
+
+
+def test_the_lobby_refuses_a_look_alike_newcomer() -> None:
+    present = [lobby.Seated(1, "Alice0")]
+    with pytest.raises(nicknames.NicknameConfusable):
+        lobby.check_can_join("lobby", {"max_players": 10}, present, "\u0410lice0")
+    with pytest.raises(nicknames.NicknameInvalidCharacters):
+        lobby.check_can_join("lobby", {"max_players": 10}, present, "Alice0\u200b")
+    assert lobby.check_can_join("lobby", {"max_players": 10}, present, "Bob") == 2
