@@ -14,7 +14,9 @@ import yaml
 from fastapi import FastAPI, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 
+from backend.core.browsers import SecurityHeaders, cors_options
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.core.db import Database, create_engine
 from backend.core.limits import BodyLimitMiddleware
@@ -95,8 +97,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     install_problem_handlers(app, allowed_methods)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Outermost of ours: the busiest HTTP command, well formed, skips the rest of the stack.
+    app.add_middleware(SecurityHeaders)
+    # Outermost of ours: the busiest HTTP command, well formed, skips the rest of the stack
+    # (it sets the security headers of its answers itself).
     app.add_middleware(ChatLane, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Outside the chat lane, so its answers are readable from the listed origins too.
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     # Routes are matched in order: the busiest (chat, streams) first.
     app.include_router(realtime_router)
     app.include_router(rooms_router)

@@ -31,7 +31,11 @@ from .types.operations import (
     GetReadinessResponse,
 )
 from .types.players import JoinRoomResponse, RemovePlayerResponse
-from .types.realtime import SendChatMessageResponse, StreamRoomEventsResponse
+from .types.realtime import (
+    CreateStreamTicketResponse,
+    SendChatMessageResponse,
+    StreamRoomEventsResponse,
+)
 from .types.rooms import (
     CreateRoomResponse,
     GetRoomResponse,
@@ -189,17 +193,27 @@ OPERATION_14: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
     path='/v1/rooms/{room_id}/events',
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_102),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_103), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_105), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_106), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_107), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_108))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token',)), codec=model_bindings.codec_99), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_100), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_101)),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token', 'ticket')), codec=model_bindings.codec_99), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_100), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_101)),
     security=security.OPERATION_14,
 )
 
-OPERATION_15: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
+OPERATION_15: Final[OperationPlan[CreateStreamTicketResponse]] = OperationPlan(
+    operation_id='createStreamTicket',
+    method='POST',
+    path='/v1/rooms/{room_id}/stream-tickets',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_110),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_111), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_113), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_114), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_115), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_116))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_109),),
+    security=security.OPERATION_15,
+)
+
+OPERATION_16: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
     operation_id='sendChatMessage',
     method='POST',
     path='/v1/rooms/{room_id}/messages',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_111),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_112), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_114), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_115), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_116), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_117), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_118), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_119), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_121))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_109),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_110),), default='application/json', required=True),
-    security=security.OPERATION_15,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_119),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_120), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_122), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_123), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_124), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_125), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_126), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_127), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_129))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_117),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_118),), default='application/json', required=True),
+    security=security.OPERATION_16,
 )

@@ -568,6 +568,12 @@ class RoomSocketWsQuery(BaseModel):
     after: Annotated[
         StrictInt | MISSING, Field(description='Resume after this seq.', ge=0)
     ] = MISSING
+    ticket: Annotated[
+        str | MISSING,
+        Field(
+            description='A single-use stream ticket (createStreamTicket), in place of the bearer token.'
+        ),
+    ] = MISSING
     access_token: Annotated[
         str | MISSING,
         Field(description='The bearer token, for clients that cannot send headers.'),
