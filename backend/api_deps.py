@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.core.db import Database
 from backend.core.problems import Unauthorized
+from backend.realtime import tickets
 from backend.realtime.streams import Realtime
 from backend.rooms import service
 from backend.rooms.service import Actor
@@ -53,15 +54,31 @@ async def current_actor(room_id: uuid.UUID, db: DatabaseDep, credentials: Creden
     return await authenticate(db, bearer_token(credentials), room_id)
 
 
+async def stream_caller(
+    db: Database, room_id: uuid.UUID, token: str | None, ticket: str | None, access_token: str | None
+) -> Actor:
+    """Return the caller of a stream (SSE or WebSocket): the bearer token from the header, else
+    a single-use stream ticket (consumed), else the token from the URL (kept for compatibility)."""
+    if token:
+        return await authenticate(db, token, room_id)
+    if ticket:
+        return await tickets.redeem(db, ticket, room_id)
+    if access_token:
+        return await authenticate(db, access_token, room_id)
+    raise Unauthorized()
+
+
 async def stream_actor(
     room_id: uuid.UUID,
     db: DatabaseDep,
     credentials: Credentials,
+    ticket: Annotated[str | None, Query(description="A single-use stream ticket.")] = None,
     access_token: Annotated[str | None, Query(description="The token, for EventSource.")] = None,
 ) -> Actor:
-    """Return the caller of a stream: the bearer token, or `access_token` (EventSource sends no headers)."""
-    token = access_token if credentials is None and access_token else bearer_token(credentials)
-    return await authenticate(db, token, room_id)
+    """Return the caller of a stream: the bearer token, or a `ticket`, or `access_token`
+    (EventSource sends no headers)."""
+    token = bearer_token(credentials) if credentials is not None else None
+    return await stream_caller(db, room_id, token, ticket, access_token)
 
 
 async def required_token(credentials: Credentials) -> str:

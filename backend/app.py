@@ -15,7 +15,9 @@ from fastapi import FastAPI, Response
 from fastapi.exceptions import WebSocketRequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 
+from backend.core.browsers import SecurityHeaders, cors_options
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.core.db import Database, create_engine
 from backend.core.limits import BodyLimitMiddleware
@@ -99,8 +101,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.add_exception_handler(WebSocketRequestValidationError, on_socket_validation)
     max_bytes, max_depth = settings.max_body_bytes, settings.max_json_depth
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes, max_depth=max_depth)
-    # Outermost of ours: the busiest HTTP command, well formed, skips the rest of the stack.
+    app.add_middleware(SecurityHeaders)
+    # Outermost of ours: the busiest HTTP command, well formed, skips the rest of the stack
+    # (it sets the security headers of its answers itself).
     app.add_middleware(ChatLane, max_bytes=max_bytes, max_depth=max_depth)
+    if settings.cors_origins:
+        # Outside the chat lane, so its answers are readable from the listed origins too.
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     # Routes are matched in order: the busiest (chat, streams) first.
     app.include_router(realtime_router)
     app.include_router(rooms_router)

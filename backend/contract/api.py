@@ -312,6 +312,19 @@ class ChatMessageRequest(ContractModel):
     text: ChatText
 
 
+class StreamTicket(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    ticket: Annotated[
+        str, Field(description='Opaque; pass it as `?ticket=` to open one stream.', min_length=1)
+    ]
+    expires_at: Annotated[
+        AwareDatetime, Field(description='After this instant (database clock) the ticket opens nothing.')
+    ]
+
+
 class ChatMessageAccepted(ContractModel):
     model_config = ConfigDict(
         extra='forbid',

@@ -530,6 +530,10 @@ class RoomSocketWsQuery(ContractModel):
             le=9223372036854775807,
         ),
     ] = MISSING
+    ticket: Annotated[
+        str | MISSING,
+        Field(description='A single-use stream ticket (createStreamTicket), in place of the bearer token.'),
+    ] = MISSING
     access_token: Annotated[
         str | MISSING, Field(description='The bearer token, for clients that cannot send headers.')
     ] = MISSING

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +46,13 @@ class Settings(BaseSettings):
     # A player who reconnects within this long never appears disconnected.
     presence_grace_seconds: float = Field(default=2.0, ge=0)
     # Browser origins allowed to open a WebSocket; "*" allows any. Same-host is always allowed.
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Browsers (CORS, security headers, stream tickets): origins whose pages may call the HTTP
+    # API (a JSON list or comma-separated; "*" any; the page's own origin needs no entry).
+    # They may also open WebSockets, as ALLOWED_ORIGINS. A stream ticket opens one stream
+    # within this many seconds.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    stream_ticket_seconds: float = Field(default=30.0, gt=0, le=600)
     ws_max_message_bytes: int = Field(default=16 * 1024, ge=256)
     # permessage-deflate compresses every message once per socket (an event sent to 1,000
     # sockets is compressed 1,000 times) and keeps a zlib context per socket (~90 KiB):
@@ -67,6 +75,22 @@ class Settings(BaseSettings):
     rate_limit_retry_seconds: float = Field(default=2.0, gt=0)
     # How often each worker looks for phases whose deadline has passed.
     scheduler_seconds: float = Field(default=0.2, gt=0)
+
+    @field_validator("allowed_origins", "cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        """Read a list of origins from a JSON list or a comma-separated string."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            return [o.strip().rstrip("/") if isinstance(o, str) else o for o in value if o != ""]
+        return value
+
+    @property
+    def websocket_origins(self) -> list[str]:
+        """Origins (besides the same host) allowed to open a WebSocket."""
+        return [*self.allowed_origins, *self.cors_origins]
 
 
 @lru_cache

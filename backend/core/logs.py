@@ -1,15 +1,15 @@
-"""Tokens never reach a log line: `access_token=` in any logged URL is redacted."""
+"""Tokens never reach a log line: `access_token=` and `ticket=` in any logged URL are redacted."""
 
 from __future__ import annotations
 
 import logging
 import re
 
-_TOKEN = re.compile(r"(access_token=)[^&\s\"']*", re.IGNORECASE)
+_TOKEN = re.compile(r"((?:access_token|ticket)=)[^&\s\"']*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """Return `text` with every access_token value replaced."""
+    """Return `text` with every access_token and ticket value replaced."""
     return _TOKEN.sub(r"\1[redacted]", text)
 
 

@@ -201,3 +201,19 @@ class IdempotencyRow(SQLModel, table=True):
     status_code: int
     body: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime | None = Field(default=None, sa_column=_now_column())
+
+
+class StreamTicketRow(SQLModel, table=True):
+    """A single-use ticket that opens one stream of a player: stored only as a hash, deleted
+    when used (whichever worker takes it), useless after `expires_at` (database clock)."""
+
+    __tablename__ = "stream_tickets"
+
+    ticket_hash: str = Field(primary_key=True, max_length=64)
+    player_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    room_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

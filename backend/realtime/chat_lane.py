@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.contract import api
 from backend.core.limits import json_too_deep
+from backend.core.browsers import API_HEADERS
 from backend.realtime.endpoints import chat
 
 HEX = "[0-9a-fA-F]"
@@ -73,6 +74,8 @@ class ChatLane:
             if handler is None:
                 raise
             response = await handler(Request(scope, receive), exc)
+            for name, value in API_HEADERS:
+                response.headers.setdefault(name.decode(), value.decode())
             await response(scope, receive, send)
             return
         content = accepted.model_dump_json(by_alias=True).encode()
@@ -83,6 +86,7 @@ class ChatLane:
                 "headers": [
                     (b"content-length", str(len(content)).encode()),
                     (b"content-type", b"application/json"),
+                    *API_HEADERS,
                 ],
             }
         )

@@ -16,12 +16,13 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
-from backend.api_deps import BearerToken, RealtimeDep, StreamActor, authenticate
+from backend.api_deps import BearerToken, RealtimeDep, StreamActor, stream_caller
 from backend.contract import api, events
 from backend.core.limits import json_too_deep, too_deep_detail
 from backend.core.problems import AppError, DatabaseUnavailable, RoomNotFound, Unauthorized, database_down
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
+from backend.realtime import tickets
 from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
 from backend.realtime.sinks import sse_sink, ws_sink
 from backend.realtime.streams import Realtime, Stream
@@ -250,6 +251,18 @@ async def send_chat_message(
     return await chat(realtime, room_id, token, body)
 
 
+@router.post(
+    "/{room_id}/stream-tickets", status_code=status.HTTP_201_CREATED, response_model=api.StreamTicket
+)
+async def create_stream_ticket(
+    room_id: uuid.UUID, token: BearerToken, realtime: RealtimeDep
+) -> api.StreamTicket:
+    """A single-use ticket to open one event stream (see backend/realtime/tickets.py)."""
+    async with realtime.db.driver() as conn:
+        actor = await service.authenticate(conn, token, room_id)
+        return await tickets.issue(conn, actor, realtime.settings.stream_ticket_seconds)
+
+
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     """Return whether the handshake's Origin may open a socket: none (not a browser), same host, or listed."""
     origin = websocket.headers.get("origin")
@@ -299,22 +312,21 @@ async def room_socket(
     websocket: WebSocket,
     room_id: uuid.UUID,
     after: Annotated[int | None, Query(ge=0, le=SEQ_MAX)] = None,
+    ticket: Annotated[str | None, Query()] = None,
     access_token: Annotated[str | None, Query()] = None,
 ) -> None:
     """The room's events, and commands, over a WebSocket."""
     realtime: Realtime = websocket.app.state.realtime
-    if not origin_allowed(websocket, realtime.settings.allowed_origins):
+    if not origin_allowed(websocket, realtime.settings.websocket_origins):
         await refuse_handshake(websocket, WS_ORIGIN, "origin not allowed")
         return
     header = websocket.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else access_token
+    token = header[7:] if header.lower().startswith("bearer ") else None
     await websocket.accept()
     # Once accepted, every error ends in a close code (an HTTP problem can no longer be sent).
     reason = ""
     try:
-        if not token:
-            raise Unauthorized()
-        actor = await authenticate(realtime.db, token, room_id)
+        actor = await stream_caller(realtime.db, room_id, token, ticket, access_token)
         code = await _serve_socket(websocket, realtime, realtime.stream(actor, "ws", after))
     except Exception as exc:
         code, reason = _close_for(exc)

@@ -133,6 +133,7 @@ class Client(ClientView):
         self,
         *,
         bearer_auth: Secret | TokenSource | None = None,
+        stream_ticket_query: Secret | None = None,
         access_token_query: Secret | None = None,
         base_url: str | None = None,
         server: ServerSelection | None = None,
@@ -164,6 +165,7 @@ class Client(ClientView):
             http_client=http_client,
             credentials=SchemeCredentials({
                 "bearerAuth": bearer_auth,
+                "streamTicketQuery": stream_ticket_query,
                 "accessTokenQuery": access_token_query,
             }),
         )

@@ -10,9 +10,14 @@ export {
 } from "./client.js";
 export {
   jittered,
+  openRoomSocket,
   openRoomStream,
+  roomEventsTicketUrl,
   roomEventsUrl,
+  roomSocketUrl,
+  streamTicketSource,
   type EventSourceConstructor,
+  type WebSocketConstructor,
   type EventSourceLike,
   type MessageEventLike,
   type RoomStream,

@@ -1,6 +1,7 @@
 // A room's event stream over EventSource that resumes by seq and hands each event over once, typed.
 import type { RoomEvent, Snapshot } from "./generated/events.js";
 import { ROOM_EVENT_TYPES } from "./generated/events.js";
+import { RoundtableError, unwrap, type RoundtableClient } from "./client.js";
 import { dispatchRoomEvent, type RoomEventHandlers } from "./events.js";
 
 /** The part of an EventSource message this helper reads. */
@@ -30,8 +31,17 @@ export interface RoomStreamOptions {
   /** The server, such as `http://127.0.0.1:8000` (or `""` for the page's own origin). */
   baseUrl: string;
   roomId: string;
-  /** The player's token; sent as `?access_token=`, since EventSource cannot send headers. */
-  token: string;
+  /**
+   * Asked before every connection (reconnections included) for a fresh single-use stream
+   * ticket, sent as `?ticket=`: the bearer token then never appears in a URL. Use
+   * `streamTicketSource(client, roomId)`. Give this or `token`.
+   */
+  ticket?: () => Promise<string>;
+  /**
+   * The player's token, sent as `?access_token=` (EventSource cannot send headers). Kept for
+   * compatibility: prefer `ticket`, which keeps the token out of URLs, logs and history.
+   */
+  token?: string;
   /** Resume after this seq (replay, no snapshot). Left out, the stream opens with a snapshot. */
   after?: number;
   /** Every event, once, in seq order. */
@@ -80,15 +90,67 @@ export function roomEventsUrl(baseUrl: string, roomId: string, token: string, af
   return `${baseUrl.replace(/\/+$/, "")}/v1/rooms/${encodeURIComponent(roomId)}/events?${query.toString()}`;
 }
 
+/** Build the events URL with a stream ticket: `?ticket=` always, `?after=` when resuming. */
+export function roomEventsTicketUrl(baseUrl: string, roomId: string, ticket: string, after: number | null): string {
+  return streamUrl(baseUrl, roomId, "events", ticket, after);
+}
+
+/** Build the WebSocket URL (`ws:`/`wss:`) with a stream ticket, and `?after=` when resuming. */
+export function roomSocketUrl(baseUrl: string, roomId: string, ticket: string, after: number | null): string {
+  const base = baseUrl || (globalThis as { location?: { origin?: string } }).location?.origin || "";
+  return streamUrl(base.replace(/^http/, "ws"), roomId, "ws", ticket, after);
+}
+
+function streamUrl(baseUrl: string, roomId: string, kind: string, ticket: string, after: number | null): string {
+  const query = new URLSearchParams({ ticket });
+  if (after !== null) query.set("after", String(after));
+  return `${baseUrl.replace(/\/+$/, "")}/v1/rooms/${encodeURIComponent(roomId)}/${kind}?${query.toString()}`;
+}
+
+/**
+ * Return a function that asks the server for a fresh single-use stream ticket of the room
+ * (`POST /v1/rooms/{room_id}/stream-tickets`, with `client`'s bearer token) each time it is
+ * called: pass it as `openRoomStream`'s `ticket`. It rejects with a `RoundtableError`.
+ */
+export function streamTicketSource(client: RoundtableClient, roomId: string): () => Promise<string> {
+  return async () => {
+    const issued = unwrap(
+      await client.POST("/v1/rooms/{room_id}/stream-tickets", { params: { path: { room_id: roomId } } }),
+    );
+    return issued.ticket;
+  };
+}
+
+/** What this helper needs of a WebSocket constructor: the browser's, or the `ws` package's in Node. */
+export type WebSocketConstructor<T> = new (url: string) => T;
+
+/**
+ * Open the room's WebSocket with a fresh stream ticket (never the token in the URL); resume
+ * after `after` when given. Pass `WebSocket` where there is no global one (Node 20).
+ */
+export async function openRoomSocket<T = WebSocket>(options: {
+  client: RoundtableClient;
+  baseUrl: string;
+  roomId: string;
+  after?: number;
+  WebSocket?: WebSocketConstructor<T>;
+}): Promise<T> {
+  const found = options.WebSocket ?? (globalThis as unknown as { WebSocket?: WebSocketConstructor<T> }).WebSocket;
+  if (!found) throw new Error("openRoomSocket: no WebSocket here; pass one (in Node 20: the `ws` package)");
+  const ticket = await streamTicketSource(options.client, options.roomId)();
+  return new found(roomSocketUrl(options.baseUrl, options.roomId, ticket, options.after ?? null));
+}
+
 function statusOf(event: unknown): number | undefined {
+  if (event instanceof RoundtableError) return event.status;
   const code = (event as { code?: unknown } | null)?.code;
   return typeof code === "number" ? code : undefined;
 }
 
 /**
  * Open a room's event stream. The helper tracks the last seq seen; on any error or end of
- * the connection it reopens with `?after=<last seq>`, so every event arrives exactly once and
- * in order across reconnections. Events arrive typed: switch on `event.type`, or pass `on`.
+ * the connection it reopens with `?after=<last seq>` (and a fresh ticket), so every event
+ * arrives exactly once and in order across reconnections. Events arrive typed: switch on `event.type`, or pass `on`.
  */
 export function openRoomStream(options: RoomStreamOptions): RoomStream {
   const found = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
@@ -96,6 +158,8 @@ export function openRoomStream(options: RoomStreamOptions): RoomStream {
     throw new Error("openRoomStream: no EventSource here; pass one (in Node: the `eventsource` package)");
   }
   const EventSourceImpl: EventSourceConstructor = found;
+  const { ticket, token } = options;
+  if (!ticket && !token) throw new Error("openRoomStream: pass `ticket` (or `token`)");
   const firstRetry = options.retryMs ?? 500;
   const maxRetry = options.maxRetryMs ?? 15_000;
 
@@ -133,10 +197,44 @@ export function openRoomStream(options: RoomStreamOptions): RoomStream {
     }
   }
 
+  // Each attempt, so a ticket that arrives after close() or after a newer attempt opens nothing.
+  let attempt = 0;
+
   function connect(): void {
     timer = null;
     if (closed) return;
-    const current = new EventSourceImpl(roomEventsUrl(options.baseUrl, options.roomId, options.token, last));
+    if (!ticket) {
+      open(roomEventsUrl(options.baseUrl, options.roomId, token as string, last));
+      return;
+    }
+    const mine = ++attempt;
+    ticket().then(
+      (issued) => {
+        if (!closed && mine === attempt) open(roomEventsTicketUrl(options.baseUrl, options.roomId, issued, last));
+      },
+      (error: unknown) => {
+        if (closed || mine !== attempt) return;
+        const message = error instanceof Error ? error.message : String(error);
+        failed(statusOf(error), `no stream ticket: ${message}`);
+      },
+    );
+  }
+
+  /** Report a failed connection; retry later unless no retry will fix it. */
+  function failed(status: number | undefined, message: string): void {
+    const fatal = status !== undefined && FATAL_STATUSES.has(status);
+    options.onError?.({ ...(status !== undefined ? { status } : {}), message, fatal });
+    if (fatal) {
+      closed = true;
+      return;
+    }
+    const delay = jittered(Math.min(maxRetry, firstRetry * 2 ** failures));
+    failures += 1;
+    timer = setTimeout(connect, delay);
+  }
+
+  function open(url: string): void {
+    const current = new EventSourceImpl(url);
     source = current;
     // Only the live connection speaks: a replaced one may still have a message in flight.
     const onEvent = (message: MessageEventLike): void => {
@@ -155,21 +253,8 @@ export function openRoomStream(options: RoomStreamOptions): RoomStream {
       current.close();
       source = null;
       if (closed) return;
-      const status = statusOf(event);
       const message = (event as { message?: unknown }).message;
-      const fatal = status !== undefined && FATAL_STATUSES.has(status);
-      options.onError?.({
-        ...(status !== undefined ? { status } : {}),
-        message: typeof message === "string" && message ? message : "connection lost",
-        fatal,
-      });
-      if (fatal) {
-        closed = true;
-        return;
-      }
-      const delay = jittered(Math.min(maxRetry, firstRetry * 2 ** failures));
-      failures += 1;
-      timer = setTimeout(connect, delay);
+      failed(statusOf(event), typeof message === "string" && message ? message : "connection lost");
     });
   }
 
@@ -178,6 +263,7 @@ export function openRoomStream(options: RoomStreamOptions): RoomStream {
   return {
     close() {
       closed = true;
+      attempt += 1;
       if (timer !== null) clearTimeout(timer);
       timer = null;
       source?.close();

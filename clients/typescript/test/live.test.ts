@@ -13,6 +13,7 @@ import {
   RoundtableError,
   createRoundtableClient,
   openRoomStream,
+  streamTicketSource,
   unwrap,
 } from "../src/index.js";
 
@@ -59,10 +60,12 @@ test("create, join, stream the snapshot and events, chat, resume after a cut", {
   const events: RoomEvent[] = [];
   const joins: RoomEventOf<"player.joined">[] = [];
   const chats: string[] = [];
+  // Each connection with a fresh single-use ticket: the token never goes into a URL.
+  const hostClient = createRoundtableClient({ baseUrl: url, token: host.token });
   const stream = openRoomStream({
     baseUrl: url,
     roomId,
-    token: host.token,
+    ticket: streamTicketSource(hostClient, roomId),
     EventSource: Impl,
     retryMs: 50,
     onSnapshot: (snapshot) => snapshots.push(snapshot),
@@ -120,6 +123,9 @@ test("create, join, stream the snapshot and events, chat, resume after a cut", {
     cut.dispatchEvent(new Event("error"));
     await until("the reconnection", () => opened.length === 2);
     assert.equal(new URL(opened[1]!.url).searchParams.get("after"), String(said.seq));
+    const tickets = opened.map((source) => new URL(source.url).searchParams.get("ticket"));
+    assert.ok(tickets[0] && tickets[1] && tickets[0] !== tickets[1], "a new ticket for each connection");
+    assert.ok(opened.every((source) => !source.url.includes(host.token)), "the token is in no URL");
     const again = unwrap(
       await grace.POST("/v1/rooms/{room_id}/messages", {
         params: { path: { room_id: roomId } },
@@ -169,6 +175,32 @@ test("create, join, stream the snapshot and events, chat, resume after a cut", {
   assert.deepEqual(replayedSeqs, [...new Set(replayedSeqs)].sort((a, b) => a - b), "in order, once each");
   assert.equal(replayedSeqs[0], 1);
   for (const seq of events.map((e) => e.seq)) assert.ok(replayedSeqs.includes(seq), `seq ${seq} replayed`);
+});
+
+test("a refused ticket request stops the stream with a fatal error", { skip: !baseUrl }, async () => {
+  const url = baseUrl as string;
+  const host = unwrap(
+    await createRoundtableClient({ baseUrl: url }).POST("/v1/rooms", {
+      body: { name: "Refused ticket", nickname: "Eve", ruleset: "mafia" },
+    }),
+  );
+  const errors: { status?: number; fatal: boolean }[] = [];
+  const stranger = createRoundtableClient({ baseUrl: url, token: "not-a-token" });
+  const stream = openRoomStream({
+    baseUrl: url,
+    roomId: host.room.id,
+    ticket: streamTicketSource(stranger, host.room.id),
+    EventSource,
+    onEvent: () => assert.fail("no event without a ticket"),
+    onError: (error) => errors.push(error),
+  });
+  try {
+    await until("the fatal error", () => errors.some((e) => e.fatal));
+  } finally {
+    stream.close();
+  }
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]?.status, 401);
 });
 
 test("a refused token stops the stream with a fatal error", { skip: !baseUrl }, async () => {

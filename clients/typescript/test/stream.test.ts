@@ -6,6 +6,7 @@ import {
   type EventSourceLike,
   type MessageEventLike,
   type RoomEvent,
+  RoundtableError,
   jittered,
   openRoomStream,
 } from "../src/index.js";
@@ -106,6 +107,52 @@ test("starts from `after` without a snapshot, dispatches per type, stops on a re
   await tick(20);
   assert.equal(FakeEventSource.opened.length, 1, "no retry after a 401");
   assert.deepEqual(errors, [{ status: 401, message: "Unauthorized", fatal: true }]);
+  stream.close();
+});
+
+test("opens each connection with a fresh ticket and never the token", async () => {
+  FakeEventSource.opened = [];
+  let asked = 0;
+  const stream = openRoomStream({
+    baseUrl: "http://h",
+    roomId: "r",
+    ticket: async () => `k${++asked}`,
+    EventSource: FakeEventSource,
+    retryMs: 1,
+    onEvent: () => undefined,
+  });
+  await tick();
+  const first = FakeEventSource.opened[0]!;
+  assert.equal(first.url, "http://h/v1/rooms/r/events?ticket=k1");
+  first.chat(3);
+  first.emit("error", {});
+  await tick(20);
+  assert.equal(FakeEventSource.opened[1]!.url, "http://h/v1/rooms/r/events?ticket=k2&after=3");
+  stream.close();
+});
+
+test("a refused ticket request is fatal; a failed one is retried", async () => {
+  FakeEventSource.opened = [];
+  const errors: { status?: number; fatal: boolean }[] = [];
+  let calls = 0;
+  const stream = openRoomStream({
+    baseUrl: "",
+    roomId: "r",
+    ticket: async () => {
+      calls += 1;
+      if (calls === 1) throw new TypeError("fetch failed");
+      throw new RoundtableError(401, undefined, "Unauthorized");
+    },
+    EventSource: FakeEventSource,
+    retryMs: 1,
+    onEvent: () => undefined,
+    onError: (error) => errors.push({ ...(error.status !== undefined ? { status: error.status } : {}), fatal: error.fatal }),
+  });
+  await tick(30);
+  assert.deepEqual(errors, [{ fatal: false }, { status: 401, fatal: true }]);
+  assert.equal(FakeEventSource.opened.length, 0);
+  await tick(20);
+  assert.equal(calls, 2, "no retry after a 401");
   stream.close();
 });
 

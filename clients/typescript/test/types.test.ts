@@ -13,7 +13,9 @@ import {
   type VoteCastEvent,
   ROOM_EVENT_TYPES,
   isRoomEventType,
+  roomEventsTicketUrl,
   roomEventsUrl,
+  roomSocketUrl,
 } from "../src/index.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -53,4 +55,7 @@ test("the event types and the stream URL", () => {
   );
   assert.equal(roomEventsUrl("http://h:1/", "r 1", "t/k", null), "http://h:1/v1/rooms/r%201/events?access_token=t%2Fk");
   assert.equal(roomEventsUrl("", "r", "t", 7), "/v1/rooms/r/events?access_token=t&after=7");
+  assert.equal(roomEventsTicketUrl("http://h:1/", "r", "k/1", null), "http://h:1/v1/rooms/r/events?ticket=k%2F1");
+  assert.equal(roomSocketUrl("https://h", "r", "k", 3), "wss://h/v1/rooms/r/ws?ticket=k&after=3");
+  assert.equal(roomSocketUrl("http://h:8000", "r", "k", null), "ws://h:8000/v1/rooms/r/ws?ticket=k");
 });

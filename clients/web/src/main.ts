@@ -10,6 +10,7 @@ import {
   createRoundtableClient,
   openRoomStream,
   RoundtableError,
+  streamTicketSource,
   unwrap,
   type RoomEvent,
   type RoomState,
@@ -170,7 +171,8 @@ function openStream(after?: number): void {
   stream = openRoomStream({
     baseUrl: BASE_URL,
     roomId: current.roomId,
-    token: current.token,
+    // A fresh single-use ticket for each connection: the token itself stays out of URLs.
+    ticket: streamTicketSource(api, current.roomId),
     ...(after !== undefined ? { after } : {}),
     onSnapshot,
     onEvent,

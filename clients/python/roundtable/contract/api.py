@@ -334,6 +334,26 @@ class ChatMessageRequest(BaseModel):
     text: ChatText
 
 
+class StreamTicket(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    ticket: Annotated[
+        str,
+        Field(
+            description='Opaque; pass it as `?ticket=` to open one stream.',
+            min_length=1,
+        ),
+    ]
+    expires_at: Annotated[
+        AwareDatetime,
+        Field(
+            description='After this instant (database clock) the ticket opens nothing.'
+        ),
+    ]
+
+
 class ChatMessageAccepted(BaseModel):
     model_config = ConfigDict(
         extra='forbid',

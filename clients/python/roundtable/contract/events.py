@@ -573,6 +573,12 @@ class RoomSocketWsQuery(BaseModel):
             le=9223372036854775807,
         ),
     ] = MISSING
+    ticket: Annotated[
+        str | MISSING,
+        Field(
+            description='A single-use stream ticket (createStreamTicket), in place of the bearer token.'
+        ),
+    ] = MISSING
     access_token: Annotated[
         str | MISSING,
         Field(description='The bearer token, for clients that cannot send headers.'),

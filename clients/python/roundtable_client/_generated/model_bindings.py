@@ -20,359 +20,470 @@ codec_1: Final[PydanticCodec[api.Readiness]] = PydanticCodec(api.Readiness)
 codec_2: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1readyz/get response_body (response 503 application/problem+json)."""
 
-codec_3: Final[PydanticCodec[api.MetricsGetResponse]] = PydanticCodec(api.MetricsGetResponse)
+codec_3: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1readyz/get response_header (response Retry-After 503)."""
+
+codec_4: Final[PydanticCodec[api.MetricsGetResponse]] = PydanticCodec(api.MetricsGetResponse)
 """Codec of /paths/~1metrics/get response_body (response 200 text/plain)."""
 
-codec_4: Final[PydanticCodec[api.CreateRoomRequest]] = PydanticCodec(api.CreateRoomRequest)
+codec_5: Final[PydanticCodec[api.CreateRoomRequest]] = PydanticCodec(api.CreateRoomRequest)
 """Codec of /paths/~1v1~1rooms/post request_body (request application/json)."""
 
-codec_5: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+codec_6: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
 """Codec of /paths/~1v1~1rooms/post response_body (response 201 application/json)."""
 
-codec_6: Final[PydanticCodec[api.V1RoomsPostResponse201LocationHeader]] = PydanticCodec(api.V1RoomsPostResponse201LocationHeader)
+codec_7: Final[PydanticCodec[api.V1RoomsPostResponse201LocationHeader]] = PydanticCodec(api.V1RoomsPostResponse201LocationHeader)
 """Codec of /paths/~1v1~1rooms/post response_header (response Location 201)."""
 
-codec_7: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_8: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 413 application/problem+json)."""
 
-codec_8: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_9: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 422 application/problem+json)."""
 
-codec_9: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_10: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 429 application/problem+json)."""
+
+codec_11: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 429)."""
+
+codec_12: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/post response_body (response 503 application/problem+json)."""
 
-codec_10: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
+codec_13: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 503)."""
+
+codec_14: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
 """Codec of /paths/~1v1~1rooms/get parameter (request query status)."""
 
-codec_11: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
+codec_15: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
 """Codec of /paths/~1v1~1rooms/get parameter (request query code)."""
 
-codec_12: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
+codec_16: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
 """Codec of /paths/~1v1~1rooms/get parameter (request query limit)."""
 
-codec_13: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
+codec_17: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
 """Codec of /paths/~1v1~1rooms/get parameter (request query cursor)."""
 
-codec_14: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
+codec_18: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
 """Codec of /paths/~1v1~1rooms/get response_body (response 200 application/json)."""
 
-codec_15: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 422 application/problem+json)."""
 
-codec_16: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_20: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 503 application/problem+json)."""
 
-codec_17: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/get parameter (request path room_id)."""
-
-codec_18: Final[PydanticCodec[api.RoomSummary]] = PydanticCodec(api.RoomSummary)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 200 application/json)."""
-
-codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 404 application/problem+json)."""
-
-codec_20: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 422 application/problem+json)."""
-
-codec_21: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 503 application/problem+json)."""
+codec_21: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms/get response_header (response Retry-After 503)."""
 
 codec_22: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch parameter (request path room_id)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/get parameter (request path room_id)."""
 
-codec_23: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch request_body (request application/json)."""
+codec_23: Final[PydanticCodec[api.RoomSummary]] = PydanticCodec(api.RoomSummary)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 200 application/json)."""
 
-codec_24: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 200 application/json)."""
+codec_24: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 404 application/problem+json)."""
 
 codec_25: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 422 application/problem+json)."""
 
-codec_26: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response WWW-Authenticate 401)."""
+codec_26: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 503 application/problem+json)."""
 
-codec_27: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 403 application/problem+json)."""
+codec_27: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/get response_header (response Retry-After 503)."""
 
-codec_28: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 404 application/problem+json)."""
+codec_28: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch parameter (request path room_id)."""
 
-codec_29: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 409 application/problem+json)."""
+codec_29: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch request_body (request application/json)."""
 
-codec_30: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 413 application/problem+json)."""
+codec_30: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 200 application/json)."""
 
 codec_31: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 401 application/problem+json)."""
 
-codec_32: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 503 application/problem+json)."""
+codec_32: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response WWW-Authenticate 401)."""
 
-codec_33: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post parameter (request path room_id)."""
+codec_33: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 403 application/problem+json)."""
 
-codec_34: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post request_body (request application/json)."""
+codec_34: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 404 application/problem+json)."""
 
-codec_35: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 201 application/json)."""
+codec_35: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 409 application/problem+json)."""
 
 codec_36: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 413 application/problem+json)."""
 
 codec_37: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 422 application/problem+json)."""
 
 codec_38: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 429 application/problem+json)."""
 
-codec_39: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 413 application/problem+json)."""
+codec_39: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response Retry-After 429)."""
 
 codec_40: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 503 application/problem+json)."""
 
-codec_41: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 503 application/problem+json)."""
+codec_41: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response Retry-After 503)."""
 
 codec_42: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path room_id)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post parameter (request path room_id)."""
 
-codec_43: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path player_id)."""
+codec_43: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post request_body (request application/json)."""
 
-codec_44: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 401 application/problem+json)."""
+codec_44: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 201 application/json)."""
 
-codec_45: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response WWW-Authenticate 401)."""
+codec_45: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 403 application/problem+json)."""
 
 codec_46: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 404 application/problem+json)."""
 
 codec_47: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 409 application/problem+json)."""
 
 codec_48: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 413 application/problem+json)."""
 
 codec_49: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 422 application/problem+json)."""
 
 codec_50: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 429 application/problem+json)."""
 
-codec_51: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get parameter (request path room_id)."""
+codec_51: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_header (response Retry-After 429)."""
 
-codec_52: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 200 application/json)."""
+codec_52: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 503 application/problem+json)."""
 
-codec_53: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 401 application/problem+json)."""
+codec_53: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_header (response Retry-After 503)."""
 
-codec_54: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response WWW-Authenticate 401)."""
+codec_54: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path room_id)."""
 
-codec_55: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 403 application/problem+json)."""
+codec_55: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path player_id)."""
 
 codec_56: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 401 application/problem+json)."""
 
-codec_57: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 422 application/problem+json)."""
+codec_57: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response WWW-Authenticate 401)."""
 
 codec_58: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 403 application/problem+json)."""
 
-codec_59: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post parameter (request path room_id)."""
+codec_59: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 404 application/problem+json)."""
 
-codec_60: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 200 application/json)."""
+codec_60: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 409 application/problem+json)."""
 
 codec_61: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 422 application/problem+json)."""
 
-codec_62: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response WWW-Authenticate 401)."""
+codec_62: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 429 application/problem+json)."""
 
-codec_63: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 403 application/problem+json)."""
+codec_63: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response Retry-After 429)."""
 
 codec_64: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 503 application/problem+json)."""
 
-codec_65: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 409 application/problem+json)."""
+codec_65: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response Retry-After 503)."""
 
-codec_66: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 422 application/problem+json)."""
+codec_66: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get parameter (request path room_id)."""
 
-codec_67: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 503 application/problem+json)."""
+codec_67: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 200 application/json)."""
 
-codec_68: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post parameter (request path room_id)."""
+codec_68: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 401 application/problem+json)."""
 
-codec_69: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post request_body (request application/json)."""
+codec_69: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response WWW-Authenticate 401)."""
 
-codec_70: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 200 application/json)."""
+codec_70: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 403 application/problem+json)."""
 
 codec_71: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 404 application/problem+json)."""
 
-codec_72: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response WWW-Authenticate 401)."""
+codec_72: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 422 application/problem+json)."""
 
 codec_73: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
 
-codec_74: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 404 application/problem+json)."""
+codec_74: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response Retry-After 503)."""
 
-codec_75: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 409 application/problem+json)."""
+codec_75: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post parameter (request path room_id)."""
 
-codec_76: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 413 application/problem+json)."""
+codec_76: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 200 application/json)."""
 
 codec_77: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 401 application/problem+json)."""
 
-codec_78: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 503 application/problem+json)."""
+codec_78: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response WWW-Authenticate 401)."""
 
-codec_79: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
+codec_79: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 403 application/problem+json)."""
 
-codec_80: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
+codec_80: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 404 application/problem+json)."""
 
-codec_81: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
+codec_81: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 409 application/problem+json)."""
 
-codec_82: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
+codec_82: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 422 application/problem+json)."""
 
 codec_83: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 429 application/problem+json)."""
 
-codec_84: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
+codec_84: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response Retry-After 429)."""
 
 codec_85: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 503 application/problem+json)."""
 
-codec_86: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
+codec_86: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response Retry-After 503)."""
 
-codec_87: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
+codec_87: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post parameter (request path room_id)."""
 
-codec_88: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
+codec_88: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post request_body (request application/json)."""
 
-codec_89: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
+codec_89: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 200 application/json)."""
 
 codec_90: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 401 application/problem+json)."""
 
-codec_91: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
+codec_91: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response WWW-Authenticate 401)."""
 
-codec_92: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
+codec_92: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 403 application/problem+json)."""
 
 codec_93: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 404 application/problem+json)."""
 
-codec_94: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
+codec_94: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 409 application/problem+json)."""
 
 codec_95: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 413 application/problem+json)."""
 
 codec_96: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 422 application/problem+json)."""
 
 codec_97: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 429 application/problem+json)."""
 
-codec_98: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
+codec_98: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response Retry-After 429)."""
 
-codec_99: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+codec_99: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 503 application/problem+json)."""
 
-codec_100: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+codec_100: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response Retry-After 503)."""
 
-codec_101: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+codec_101: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
 
-codec_102: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+codec_102: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
 
-codec_103: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+codec_103: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
 
-codec_104: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+codec_104: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
 
 codec_105: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
 
-codec_106: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+codec_106: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
 
 codec_107: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
 
 codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
 
-codec_109: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+codec_109: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
 
-codec_110: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+codec_110: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
 
-codec_111: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+codec_111: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
 
 codec_112: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 429 application/problem+json)."""
 
-codec_113: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+codec_113: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 429)."""
 
 codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
 
-codec_115: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+codec_115: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 503)."""
 
-codec_116: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+codec_116: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
 
-codec_117: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+codec_117: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
 
 codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
 
-codec_119: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+codec_119: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
 
-codec_120: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+codec_120: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
 
 codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
+
+codec_122: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
+
+codec_123: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
+
+codec_124: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response Retry-After 503)."""
+
+codec_125: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+
+codec_126: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+
+codec_127: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+
+codec_128: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+
+codec_129: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+
+codec_130: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+
+codec_131: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+
+codec_132: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+
+codec_133: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+
+codec_134: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+
+codec_135: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
+
+codec_136: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post parameter (request path room_id)."""
+
+codec_137: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 201 application/json)."""
+
+codec_138: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 401 application/problem+json)."""
+
+codec_139: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response WWW-Authenticate 401)."""
+
+codec_140: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 403 application/problem+json)."""
+
+codec_141: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 404 application/problem+json)."""
+
+codec_142: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 422 application/problem+json)."""
+
+codec_143: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 503 application/problem+json)."""
+
+codec_144: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response Retry-After 503)."""
+
+codec_145: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+
+codec_146: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+
+codec_147: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+
+codec_148: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+
+codec_149: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+
+codec_150: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+
+codec_151: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+
+codec_152: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+
+codec_153: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+
+codec_154: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+
+codec_155: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+
+codec_156: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+
+codec_157: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""
+
+codec_158: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 503)."""

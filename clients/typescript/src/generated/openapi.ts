@@ -329,11 +329,41 @@ export interface paths {
          *     a stream after a while (and a player's streams when they leave); the client resumes
          *     with `Last-Event-ID`, as EventSource does by itself.
          *
-         *     EventSource cannot send headers: the token may come as `access_token` instead.
+         *     EventSource cannot send headers: take a single-use `ticket` from `createStreamTicket`
+         *     and open `…/events?ticket=…` (a used, expired or unknown ticket is a 401). The token
+         *     itself may still come as `access_token`, for compatibility; a ticket keeps it out of
+         *     URLs, logs and browser history.
          */
         get: operations["streamRoomEvents"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/stream-tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A single-use ticket to open one event stream
+         * @description Returns a random ticket that opens one stream of the caller's in this room, as
+         *     `GET …/events?ticket=…` or `GET …/ws?ticket=…`, in place of the bearer token (which
+         *     then never appears in a URL). A ticket works once, on any worker, and only until
+         *     `expires_at` (`STREAM_TICKET_SECONDS` after it was issued, 30 s by default); ask for
+         *     a new one before each connection, reconnections included.
+         */
+        post: operations["createStreamTicket"];
         delete?: never;
         options?: never;
         head?: never;
@@ -575,6 +605,15 @@ export interface components {
         ChatText: string;
         ChatMessageRequest: {
             text: components["schemas"]["ChatText"];
+        };
+        StreamTicket: {
+            /** @description Opaque; pass it as `?ticket=` to open one stream. */
+            ticket: string;
+            /**
+             * Format: date-time
+             * @description After this instant (database clock) the ticket opens nothing.
+             */
+            expires_at: string;
         };
         ChatMessageAccepted: {
             /** @description The seq of the `chat.message` event. */
@@ -1373,6 +1412,40 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    createStreamTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ticket, valid once until `expires_at`. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "ticket": "3q2-7wEAAAAvO1nq0lV0b6j2x5yXbQ9f0zJm1wKcP8s",
+                     *       "expires_at": "2026-11-26T12:00:30Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["StreamTicket"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     sendChatMessage: {
         parameters: {
             query?: never;
@@ -1445,6 +1518,7 @@ export type RoomPage = components["schemas"]["RoomPage"];
 export type ChatChannel = components["schemas"]["ChatChannel"];
 export type ChatText = components["schemas"]["ChatText"];
 export type ChatMessageRequest = components["schemas"]["ChatMessageRequest"];
+export type StreamTicket = components["schemas"]["StreamTicket"];
 export type ChatMessageAccepted = components["schemas"]["ChatMessageAccepted"];
 export type VoteAction = components["schemas"]["VoteAction"];
 export type Vote = components["schemas"]["Vote"];

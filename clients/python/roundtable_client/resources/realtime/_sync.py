@@ -17,7 +17,11 @@ from ... import _operations
 from ..._runtime.client.client import ClientCore
 from ...options import UNSET, RequestOptions
 from ...responses import RawResponse, Response
-from ...types.realtime import SendChatMessageResponse, StreamRoomEventsResponse
+from ...types.realtime import (
+    CreateStreamTicketResponse,
+    SendChatMessageResponse,
+    StreamRoomEventsResponse,
+)
 
 
 class RealtimeResource:
@@ -61,6 +65,23 @@ class RealtimeResource:
             response_media_type=response_media_type,
         ).data
 
+    def create_stream_ticket(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> CreateStreamTicketResponse:
+        """
+        Call POST /v1/rooms/{room_id}/stream-tickets.
+        """
+        return self._core.execute(
+            _operations.OPERATION_15,
+            (room_id,),
+            options=options,
+            response_media_type=response_media_type,
+        ).data
+
     def send_chat_message(
         self,
         *,
@@ -74,7 +95,7 @@ class RealtimeResource:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.execute(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -109,6 +130,23 @@ class RealtimeWithResponse:
             response_media_type=response_media_type,
         )
 
+    def create_stream_ticket(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[CreateStreamTicketResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/stream-tickets.
+        """
+        return self._core.execute(
+            _operations.OPERATION_15,
+            (room_id,),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
     def send_chat_message(
         self,
         *,
@@ -122,7 +160,7 @@ class RealtimeWithResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.execute(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -157,6 +195,23 @@ class RealtimeWithRawResponse:
             response_media_type=response_media_type,
         )
 
+    def create_stream_ticket(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> RawResponse:
+        """
+        Call POST /v1/rooms/{room_id}/stream-tickets.
+        """
+        return self._core.execute_raw(
+            _operations.OPERATION_15,
+            (room_id,),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
     def send_chat_message(
         self,
         *,
@@ -170,7 +225,7 @@ class RealtimeWithRawResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -205,6 +260,23 @@ class RealtimeWithStreamingResponse:
             response_media_type=response_media_type,
         )
 
+    def create_stream_ticket(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractContextManager[RawResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/stream-tickets.
+        """
+        return self._core.stream(
+            _operations.OPERATION_15,
+            (room_id,),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
     def send_chat_message(
         self,
         *,
@@ -218,7 +290,7 @@ class RealtimeWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.stream(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (room_id,),
             body=body,
             media_type=media_type,

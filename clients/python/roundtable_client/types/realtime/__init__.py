@@ -4,15 +4,19 @@
 """The types of the realtime operations."""
 
 from ._operations import (
+    CreateStreamTicketResponse,
     SendChatMessageResponse,
     StreamRoomEventsResponse,
+    decode_create_stream_ticket_header,
     decode_send_chat_message_header,
     decode_stream_room_events_header,
 )
 
 __all__ = [
+    'CreateStreamTicketResponse',
     'SendChatMessageResponse',
     'StreamRoomEventsResponse',
+    'decode_create_stream_ticket_header',
     'decode_send_chat_message_header',
     'decode_stream_room_events_header',
 ]

@@ -48,13 +48,46 @@ def decode_stream_room_events_header(
     return _STREAM_ROOM_EVENTS_HEADERS.decode(info, name)
 
 
+CreateStreamTicketResponse: TypeAlias = api.StreamTicket
+
+
+_CREATE_STREAM_TICKET_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'createStreamTicket',
+    frozenset({'201', '401', '403', '404', '422', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_139, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_144, missing=optional_header)),))),
+)
+
+
+@overload
+def decode_create_stream_ticket_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_create_stream_ticket_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
+
+
+def decode_create_stream_ticket_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of create_stream_ticket from a response's metadata."""
+    return _CREATE_STREAM_TICKET_HEADERS.decode(info, name)
+
+
 SendChatMessageResponse: TypeAlias = api.ChatMessageAccepted
 
 
 _SEND_CHAT_MESSAGE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'sendChatMessage',
     frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_140, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_147, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_149, missing=optional_header))))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_149, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_156, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_158, missing=optional_header))))),
 )
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, overload
 
 from roundtable.contract import api
 
@@ -18,18 +18,32 @@ from ...responses import ResponseInfo
 CreateRoomResponse: TypeAlias = api.RoomSession
 
 
-_CREATE_ROOM_HEADERS: Final[ResponseHeaders[api.V1RoomsPostResponse201LocationHeader, UNSET]] = ResponseHeaders(
+_CREATE_ROOM_HEADERS: Final[ResponseHeaders[api.V1RoomsPostResponse201LocationHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'createRoom',
-    frozenset({'201', '413', '422', '503'}),
-    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_6, missing=optional_header)),)),),
+    frozenset({'201', '413', '422', '429', '503'}),
+    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_7, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_11, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_13, missing=optional_header))))),
 )
+
+
+@overload
+def decode_create_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Location'],
+) -> api.V1RoomsPostResponse201LocationHeader | UNSET: ...
+@overload
+def decode_create_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_create_room_header(
     info: ResponseInfo,
     *,
-    name: Literal['Location'],
-) -> api.V1RoomsPostResponse201LocationHeader | UNSET:
+    name: Literal['Location', 'Retry-After'],
+) -> api.V1RoomsPostResponse201LocationHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of create_room from a response's metadata."""
     return _CREATE_ROOM_HEADERS.decode(info, name)
 
@@ -37,24 +51,70 @@ def decode_create_room_header(
 ListRoomsResponse: TypeAlias = api.RoomPage
 
 
+_LIST_ROOMS_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'listRooms',
+    frozenset({'200', '422', '503'}),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_21, missing=optional_header)),)),),
+)
+
+
+def decode_list_rooms_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of list_rooms from a response's metadata."""
+    return _LIST_ROOMS_HEADERS.decode(info, name)
+
+
 GetRoomResponse: TypeAlias = api.RoomSummary
+
+
+_GET_ROOM_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'getRoom',
+    frozenset({'200', '404', '422', '503'}),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_27, missing=optional_header)),)),),
+)
+
+
+def decode_get_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of get_room from a response's metadata."""
+    return _GET_ROOM_HEADERS.decode(info, name)
 
 
 UpdateRoomResponse: TypeAlias = api.Room
 
 
-_UPDATE_ROOM_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_UPDATE_ROOM_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'updateRoom',
-    frozenset({'200', '401', '403', '404', '409', '413', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_26, missing=optional_header)),)),),
+    frozenset({'200', '401', '403', '404', '409', '413', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_32, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_39, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_41, missing=optional_header))))),
 )
+
+
+@overload
+def decode_update_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_update_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_update_room_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of update_room from a response's metadata."""
     return _UPDATE_ROOM_HEADERS.decode(info, name)
 
@@ -62,17 +122,31 @@ def decode_update_room_header(
 GetRoomStateResponse: TypeAlias = api.RoomState
 
 
-_GET_ROOM_STATE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_GET_ROOM_STATE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'getRoomState',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_54, missing=optional_header)),)),),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_69, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_74, missing=optional_header)),))),
 )
+
+
+@overload
+def decode_get_room_state_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_get_room_state_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.ServiceUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_get_room_state_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of get_room_state from a response's metadata."""
     return _GET_ROOM_STATE_HEADERS.decode(info, name)
