@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.contract import api
-from backend.core.limits import json_too_deep
 from backend.core.browsers import API_HEADERS
+from backend.core.limits import json_too_deep
 from backend.realtime.endpoints import chat
 
 HEX = "[0-9a-fA-F]"
