@@ -34,14 +34,15 @@ router = APIRouter(prefix="/v1/rooms")
 
 SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCommand)
 
+# Bad input: a binary frame (commands are text); a query or room id not valid (handshake).
+WS_BINARY, WS_INVALID = 1003, 4422
+# The largest seq there can be (a PostgreSQL bigint): a resume point past it is not valid.
+SEQ_MAX = 2**63 - 1
+
 # WebSocket close codes (listed in asyncapi/asyncapi.yaml).
 WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_INTERNAL = 1000, 1001, 1008, 1009, 1011
 WS_SLOW = WS_TRY_LATER = 1013
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
-WS_BINARY, WS_INVALID = 1003, 4422  # a binary frame; a query or room id not valid (handshake)
-
-# The largest seq there can be (a PostgreSQL bigint): a resume point past it is not valid.
-SEQ_MAX = 2**63 - 1
 
 # Replayed events are written in chunks of this many frames.
 HISTORY_FRAMES_PER_WRITE = 64
