@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/rooms")
 
 SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCommand)
+REQUEST_ID: TypeAdapter[str] = TypeAdapter(events.RequestId)
 
 # Bad input: a binary frame (commands are text); a query or room id not valid (handshake).
 WS_BINARY, WS_INVALID = 1003, 4422
@@ -355,12 +356,12 @@ async def _write_history(websocket: WebSocket, stream: Stream) -> None:
 
 
 def _request_id(raw: str) -> str | None:
-    with contextlib.suppress(ValueError):
+    """Return the request_id of a command that is not valid, if it has one that is (a lone
+    surrogate, say, is not: it could not be echoed)."""
+    with contextlib.suppress(ValueError):  # ValidationError is one
         message = json.loads(raw)
-        if isinstance(message, dict):
-            rid = message.get("request_id")
-            if isinstance(rid, str) and 0 < len(rid) <= 64:
-                return rid
+        if isinstance(message, dict) and "request_id" in message:
+            return REQUEST_ID.validate_python(message["request_id"])
     return None
 
 

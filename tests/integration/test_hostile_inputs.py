@@ -259,6 +259,9 @@ async def test_a_deeply_nested_command_is_an_error_and_the_socket_stays_open(
             assert error["detail"] == f"JSON nested deeper than {MAX_DEPTH} levels."
         await ws.send('{"request_id": "top", "x": ' + deep_json(5000) + "}")
         assert (await reply_to(ws, None))["code"] == "validation_failed"
+        # A request_id that cannot be echoed (a lone surrogate) is not echoed.
+        await ws.send('{"type": "ping", "request_id": "\\ud800"}')
+        assert (await reply_to(ws, None))["code"] == "validation_failed"
         await ws.send(json.dumps({"type": "chat", "request_id": "ok", "text": "[{" * 20}))
         assert (await reply_to(ws, "ok"))["type"] == "ack"
 
