@@ -256,8 +256,8 @@ def _close_for(exc: Exception) -> tuple[int, str]:
 async def refuse_handshake(websocket: WebSocket, code: int, reason: str) -> None:
     """Accept the handshake, then close with `code`: a close code (unlike an HTTP status
     refusing the handshake) is what a browser's WebSocket lets the page read."""
-    await websocket.accept()
-    with contextlib.suppress(Exception):  # the client may be gone already
+    with contextlib.suppress(Exception):  # the client may be gone already: nobody to tell
+        await websocket.accept()
         await websocket.close(code=code, reason=reason)
 
 
