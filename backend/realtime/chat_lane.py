@@ -8,9 +8,10 @@ well-formed chat itself: the same generated request model, the same command (`ch
 same response model, and errors of the command rendered by the app's own exception handlers.
 
 Anything else goes to the app untouched (its body replayed): no bearer token, a content type
-other than JSON, a body over the limit, nested too deep, not JSON, or not what the model
-accepts, a room id not in canonical form. So every refusal of a malformed request is the route's own, and the
-route stays what the spec describes and what schemathesis checks.
+other than JSON, a body over the limit or nested too deep, not JSON, or not what the model
+accepts, a room id not in canonical form. So every refusal of a malformed request is the
+app's own (its body limits, then the route), and the route stays what the spec describes and
+what schemathesis checks.
 """
 
 from __future__ import annotations

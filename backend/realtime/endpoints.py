@@ -34,15 +34,17 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/rooms")
 
 SOCKET_COMMAND: TypeAdapter[events.SocketCommand] = TypeAdapter(events.SocketCommand)
+REQUEST_ID: TypeAdapter[str] = TypeAdapter(events.RequestId)
+
+# Bad input: a binary frame (commands are text); a query or room id not valid (handshake).
+WS_BINARY, WS_INVALID = 1003, 4422
+# The largest seq there can be (a PostgreSQL bigint): a resume point past it is not valid.
+SEQ_MAX = 2**63 - 1
 
 # WebSocket close codes (listed in asyncapi/asyncapi.yaml).
 WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_INTERNAL = 1000, 1001, 1008, 1009, 1011
 WS_SLOW = WS_TRY_LATER = 1013
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
-WS_BINARY, WS_INVALID = 1003, 4422  # a binary frame; a query or room id not valid (handshake)
-
-# The largest seq there can be (a PostgreSQL bigint): a resume point past it is not valid.
-SEQ_MAX = 2**63 - 1
 
 # Replayed events are written in chunks of this many frames.
 HISTORY_FRAMES_PER_WRITE = 64
@@ -292,8 +294,8 @@ def _close_for(exc: Exception) -> tuple[int, str]:
 async def refuse_handshake(websocket: WebSocket, code: int, reason: str) -> None:
     """Accept the handshake, then close with `code`: a close code (unlike an HTTP status
     refusing the handshake) is what a browser's WebSocket lets the page read."""
-    await websocket.accept()
-    with contextlib.suppress(Exception):  # the client may be gone already
+    with contextlib.suppress(Exception):  # the client may be gone already: nobody to tell
+        await websocket.accept()
         await websocket.close(code=code, reason=reason)
 
 
@@ -391,12 +393,12 @@ async def _write_history(websocket: WebSocket, stream: Stream) -> None:
 
 
 def _request_id(raw: str) -> str | None:
-    with contextlib.suppress(ValueError):
+    """Return the request_id of a command that is not valid, if it has one that is (a lone
+    surrogate, say, is not: it could not be echoed)."""
+    with contextlib.suppress(ValueError):  # ValidationError is one
         message = json.loads(raw)
-        if isinstance(message, dict):
-            rid = message.get("request_id")
-            if isinstance(rid, str) and 0 < len(rid) <= 64:
-                return rid
+        if isinstance(message, dict) and "request_id" in message:
+            return REQUEST_ID.validate_python(message["request_id"])
     return None
 
 

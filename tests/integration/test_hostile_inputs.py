@@ -229,6 +229,12 @@ async def test_a_refused_origin_is_closed_1008(server: Server, http: httpx.Async
     url = ws_url(server, session["room"]["id"], f"?access_token={session['token']}")
     async with ws_connect(url, origin="https://evil.example") as ws:  # type: ignore[arg-type]
         assert await close_code(ws) == (1008, "origin not allowed")
+    # A room id that is not one is a 4422 too, unless the origin is refused: that comes first.
+    not_a_room = ws_url(server, "not-a-room", "?after=abc")
+    async with ws_connect(not_a_room) as ws:
+        assert await close_code(ws) == (4422, "validation_failed")
+    async with ws_connect(not_a_room, origin="https://evil.example") as ws:  # type: ignore[arg-type]
+        assert await close_code(ws) == (1008, "origin not allowed")
 
 
 # WebSocket frames
@@ -252,6 +258,9 @@ async def test_a_deeply_nested_command_is_an_error_and_the_socket_stays_open(
             assert (error["type"], error["code"]) == ("error", "validation_failed"), error
             assert error["detail"] == f"JSON nested deeper than {MAX_DEPTH} levels."
         await ws.send('{"request_id": "top", "x": ' + deep_json(5000) + "}")
+        assert (await reply_to(ws, None))["code"] == "validation_failed"
+        # A request_id that cannot be echoed (a lone surrogate) is not echoed.
+        await ws.send('{"type": "ping", "request_id": "\\ud800"}')
         assert (await reply_to(ws, None))["code"] == "validation_failed"
         await ws.send(json.dumps({"type": "chat", "request_id": "ok", "text": "[{" * 20}))
         assert (await reply_to(ws, "ok"))["type"] == "ack"
