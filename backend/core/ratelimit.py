@@ -190,6 +190,10 @@ class RedisLimiter:
             self._sender = None
 
     async def _decide(self, batch: list[Request]) -> list[float]:
+        if self._down and time.monotonic() < self._retry_at:
+            # Asked while the round trip that found Redis away was under way.
+            FALLBACKS.inc(len(batch))
+            return [self.local.take_now(limit, key) for limit, key, _ in batch]
         keys = [KEY_PREFIX + limit.name + ":" + key for limit, key, _ in batch]
         args = [n for limit, _, _ in batch for n in (limit.interval_us, limit.burst)]
         try:
