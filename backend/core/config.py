@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     rooms_burst: int = Field(default=5, ge=1)
     joins_per_minute: float = Field(default=30.0, gt=0)
     joins_burst: int = Field(default=20, ge=1)
-    rate_limit_redis_timeout: float = Field(default=0.25, gt=0)
+    rate_limit_redis_timeout: float = Field(default=0.5, gt=0)
     rate_limit_retry_seconds: float = Field(default=2.0, gt=0)
     # How often each worker looks for phases whose deadline has passed.
     scheduler_seconds: float = Field(default=0.2, gt=0)

@@ -4,7 +4,8 @@ Kept as GCRA (the generic cell rate algorithm: one number per key, the time at w
 bucket is full again), so one decision is one read and one write. Two places hold them:
 
 - Redis, when `REDIS_URL` is set: one Lua script, atomic, on Redis's clock, so every worker
-  of every host shares one allowance. One round trip per decision.
+  of every host shares one allowance. One round trip per decision at most: the decisions
+  asked for meanwhile share the next one.
 - this process, otherwise, and whenever Redis fails or is slow: a command never fails
   because Redis is gone; it is limited by this process alone until Redis answers again.
 
@@ -68,25 +69,31 @@ def gcra(full_at: int | None, now: int, limit: Limit) -> tuple[int, int]:
     return tat + limit.interval_us, 0
 
 
-# The same decision as `gcra`, in Redis: KEYS[1] the bucket, ARGV interval_us and burst.
-# Returns 0 when allowed, else the microseconds to wait. Integers below 2^53 stay exact.
+# The same decision as `gcra`, in Redis, for several buckets at once (in order, so a key
+# twice is decided twice): KEYS the buckets, ARGV an interval_us and a burst per key.
+# Returns per key 0 when allowed, else the microseconds to wait. Integers below 2^53 stay exact.
 GCRA_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  tat = math.max(tonumber(stored), now)
+local waits = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = now
+  local stored = redis.call('GET', key)
+  if stored then
+    tat = math.max(tonumber(stored), now)
+  end
+  local wait = tat + interval - burst * interval - now
+  if wait > 0 then
+    waits[i] = wait
+  else
+    tat = tat + interval
+    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+    waits[i] = 0
+  end
 end
-local wait = tat + interval - burst * interval - now
-if wait > 0 then
-  return wait
-end
-tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
-return 0
+return waits
 """
 
 
@@ -135,8 +142,16 @@ class LocalLimiter:
         """Nothing to close."""
 
 
+Request = tuple[Limit, str, "asyncio.Future[float]"]
+
+
 class RedisLimiter:
-    """The buckets in Redis, shared by every worker; this process's own while Redis fails."""
+    """The buckets in Redis, shared by every worker; this process's own while Redis fails.
+
+    The decisions asked for while one round trip is under way go together in the next, as
+    one script call: one round trip per decision at most, and far fewer under load (a call
+    costs the client much more than a key in it).
+    """
 
     def __init__(self, url: str, timeout: float, retry_seconds: float) -> None:
         self.timeout = timeout
@@ -149,22 +164,44 @@ class RedisLimiter:
         self.local = LocalLimiter()
         self._down = False
         self._retry_at = 0.0
-        self._probing = False
+        self._pending: list[Request] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def take(self, limit: Limit, key: str) -> float:
         """Take one unit of `key`'s allowance; return 0 when allowed, else the seconds to wait."""
-        probe = False
-        if self._down:
-            # While Redis is away, one call at a time looks whether it is back.
-            if self._probing or time.monotonic() < self._retry_at:
-                FALLBACKS.inc()
-                return self.local.take_now(limit, key)
-            self._probing = probe = True
+        # While Redis is away, one round trip at a time looks whether it is back.
+        if self._down and (self._sender is not None or time.monotonic() < self._retry_at):
+            FALLBACKS.inc()
+            return self.local.take_now(limit, key)
+        decided: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pending.append((limit, key, decided))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_pending(), name="rate-limits")
+        return await decided
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                for (_, _, decided), wait in zip(batch, await self._decide(batch), strict=True):
+                    if not decided.done():
+                        decided.set_result(wait)
+        finally:
+            self._sender = None
+
+    async def _decide(self, batch: list[Request]) -> list[float]:
+        if self._down and time.monotonic() < self._retry_at:
+            # Asked while the round trip that found Redis away was under way.
+            FALLBACKS.inc(len(batch))
+            return [self.local.take_now(limit, key) for limit, key, _ in batch]
+        keys = [KEY_PREFIX + limit.name + ":" + key for limit, key, _ in batch]
+        args = [n for limit, _, _ in batch for n in (limit.interval_us, limit.burst)]
         try:
             async with asyncio.timeout(self.timeout):
-                wait_us = await self._script(
-                    keys=[KEY_PREFIX + limit.name + ":" + key], args=[limit.interval_us, limit.burst]
-                )
+                answer = await self._script(keys=keys, args=args)
+            waits = [int(wait) / MICROS for wait in answer]
+            if len(waits) != len(batch):
+                raise ValueError(f"{len(waits)} decisions for {len(batch)} requests")
         except Exception as exc:
             if not self._down:
                 log.warning(
@@ -173,18 +210,17 @@ class RedisLimiter:
                 )
             self._down = True
             self._retry_at = time.monotonic() + self.retry_seconds
-            FALLBACKS.inc()
-            return self.local.take_now(limit, key)
-        finally:
-            if probe:
-                self._probing = False
+            FALLBACKS.inc(len(batch))
+            return [self.local.take_now(limit, key) for limit, key, _ in batch]
         if self._down:
             self._down = False
             log.info("Redis rate limits available again")
-        return int(wait_us) / MICROS
+        return waits
 
     async def close(self) -> None:
-        """Close the connections."""
+        """Decide what is asked, then close the connections."""
+        if self._sender is not None:
+            await asyncio.wait({self._sender})
         await self._redis.aclose()
 
 

@@ -84,3 +84,44 @@ async def test_without_redis_decisions_come_at_once_from_the_process_and_from_re
                 await direct.aclose()
         finally:
             await limiter.close()
+
+
+@pytest.mark.parametrize("where", ["process", "redis"])
+async def test_decisions_asked_at_once_each_count(where: str, tmp_path: Path) -> None:
+    """Many commands at the same moment (Redis decides them in one round trip): the burst and
+    not one more, on one key, while other keys keep their own."""
+    with ExitStack() as stack:
+        if where == "process":
+            limiter: Limiter = LocalLimiter()
+        else:
+            limiter = RedisLimiter(stack.enter_context(redis_server(tmp_path)).url, 1.0, 0.2)
+        try:
+            busy, others = str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(10)]
+            waits = await asyncio.gather(
+                *(limiter.take(ONE_A_MINUTE, busy) for _ in range(10)),
+                *(limiter.take(ONE_A_MINUTE, key) for key in others),
+            )
+            assert [wait == 0 for wait in waits[:10]].count(True) == 3
+            assert all(wait == 0 for wait in waits[10:])
+        finally:
+            await limiter.close()
+
+
+async def test_decisions_waiting_behind_a_frozen_redis_wait_for_one_timeout_only(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as redis:
+        limiter = RedisLimiter(redis.url, 0.5, 5.0)
+        try:
+            await limiter.take(ONE_A_MINUTE, "warm")  # connected
+            assert redis.process is not None
+            redis.process.send_signal(signal.SIGSTOP)
+            try:
+                began = time.monotonic()
+                first = asyncio.ensure_future(limiter.take(ONE_A_MINUTE, str(uuid.uuid4())))
+                await asyncio.sleep(0)  # its round trip is under way; the rest queue behind it
+                rest = [limiter.take(ONE_A_MINUTE, str(uuid.uuid4())) for _ in range(5)]
+                assert await asyncio.gather(first, *rest) == [0] * 6
+                assert time.monotonic() - began < 0.9  # one timeout (0.5 s), not two
+            finally:
+                redis.process.send_signal(signal.SIGCONT)
+        finally:
+            await limiter.close()
