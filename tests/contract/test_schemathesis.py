@@ -21,6 +21,8 @@ def test_the_app_conforms_to_its_hand_written_spec(server_url: str) -> None:
     schemathesis = Path(sys.executable).with_name("schemathesis")
     command = [
         str(schemathesis),
+        "--config-file",
+        str(ROOT / "tests" / "contract" / "schemathesis.toml"),
         "run",
         str(ROOT / "openapi" / "openapi.yaml"),
         "--url",

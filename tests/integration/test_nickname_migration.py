@@ -20,7 +20,8 @@ BEFORE = "5d1e0c7a9b21"
 async def _sql(url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(**asyncpg_connect_args(url))
     try:
-        return await conn.fetch(statement, *args)
+        rows: list[asyncpg.Record] = await conn.fetch(statement, *args)
+        return rows
     finally:
         await conn.close()
 

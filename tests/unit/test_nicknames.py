@@ -29,6 +29,7 @@ from backend.domain.nicknames import (
         ("\u3000Bob\u00a0", "Bob"),  # ideographic and no-break spaces are spaces, then trimmed
         ("Zo\u00eb", "Zo\u00eb"),
         ("\u041f\u0451\u0442\u0440", "\u041f\u0451\u0442\u0440"),  # Cyrillic on its own is a name
+        ("\U0001face Moose", "\U0001face Moose"),  # an emoji of Unicode 15, past this Python's 14.0
     ],
 )
 def test_a_nickname_is_shown_in_nfkc_form_trimmed(raw: str, shown: str) -> None:
@@ -55,6 +56,7 @@ def test_a_nickname_is_shown_in_nfkc_form_trimmed(raw: str, shown: str) -> None:
         "a\u2029b",  # PARAGRAPH SEPARATOR (Zp)
         "a\ue000b",  # private use (Co)
         "a\ufdd0b",  # a noncharacter (Cn)
+        "a\u0378b",  # unassigned (Cn)
         "a\U000e0041b",  # TAG LATIN CAPITAL LETTER A (Cf)
         "a\u1680b",  # OGHAM SPACE MARK: whitespace, not a space
         "Anne  Marie",  # two spaces in a row
