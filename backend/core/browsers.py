@@ -8,7 +8,8 @@
 - Pages (`/`, `/static/*`, `/docs*`, `/redoc`): a Content-Security-Policy. The game page
   loads only its own files; the documentation pages run their renderers' inline start-up
   script and styles, web workers from blobs, and the renderers from their CDN when
-  `make docs` has not copied them next to the app.
+  `make docs` has not copied them next to the app (/docs/events also compiles schemas with
+  `new Function`: 'unsafe-eval' there only). Checked in Chromium with the renderers vendored.
 - Every `/v1/` answer: `Cache-Control: no-store` (unless the route set its own): answers hold
   a player's token, role, votes or private chat, and must stay out of shared caches and the
   browser's disk cache.
@@ -45,8 +46,11 @@ DOCS_CSP = (
     "font-src 'self' data: https://fonts.gstatic.com; img-src 'self' data: https:; "
     f"worker-src 'self' blob:; connect-src 'self'; {_COMMON}"
 )
+# AsyncAPI's component validates the document with Ajv, which compiles schemas to functions.
+EVENTS_DOCS_CSP = DOCS_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'", 1)
 PAGE_HEADERS = [*BASE_HEADERS, (b"content-security-policy", PAGE_CSP.encode())]
 DOCS_HEADERS = [*BASE_HEADERS, (b"content-security-policy", DOCS_CSP.encode())]
+EVENTS_DOCS_HEADERS = [*BASE_HEADERS, (b"content-security-policy", EVENTS_DOCS_CSP.encode())]
 
 
 def headers_for(path: str) -> list[tuple[bytes, bytes]]:
@@ -55,6 +59,8 @@ def headers_for(path: str) -> list[tuple[bytes, bytes]]:
         return API_HEADERS
     if path == "/" or path.startswith("/static/"):
         return PAGE_HEADERS
+    if path == "/docs/events":
+        return EVENTS_DOCS_HEADERS
     if path == "/redoc" or path == "/docs" or path.startswith("/docs/"):
         return DOCS_HEADERS
     return BASE_HEADERS
