@@ -60,17 +60,19 @@ class Lifetimes:
         )
 
 
-# One statement for the three questions, each branch on its partial index (ix_rooms_idle,
-# ix_rooms_ended); nothing is locked here.
+# One statement for the three questions, each branch a range scan of its partial index
+# (ix_rooms_idle, ix_rooms_ended); nothing is locked here. now(), not clock_timestamp():
+# a volatile function's value cannot bound an index scan, and this reads in autocommit,
+# where now() is the statement's start.
 _DUE = text(
     "(SELECT id, 'idle' AS why FROM rooms WHERE status = 'lobby'"
-    " AND idle_since <= clock_timestamp() - make_interval(secs => :lobby_idle)"
+    " AND idle_since <= now() - make_interval(secs => :lobby_idle)"
     " ORDER BY idle_since LIMIT :batch)"
     " UNION ALL (SELECT id, 'abandoned' FROM rooms WHERE status = 'in_progress'"
-    " AND idle_since <= clock_timestamp() - make_interval(secs => :game_idle)"
+    " AND idle_since <= now() - make_interval(secs => :game_idle)"
     " ORDER BY idle_since LIMIT :batch)"
     " UNION ALL (SELECT id, 'purge' FROM rooms WHERE status IN ('finished', 'closed')"
-    " AND ended_at <= clock_timestamp() - make_interval(secs => :retention)"
+    " AND ended_at <= now() - make_interval(secs => :retention)"
     " ORDER BY ended_at LIMIT :batch)"
 )
 
@@ -78,7 +80,7 @@ _DUE = text(
 _PURGE = text(
     "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE id = ANY(:ids)"
     " AND status IN ('finished', 'closed')"
-    " AND ended_at <= clock_timestamp() - make_interval(secs => :retention)"
+    " AND ended_at <= now() - make_interval(secs => :retention)"
     " FOR UPDATE SKIP LOCKED)"
 )
 
@@ -93,7 +95,7 @@ def _params(lifetimes: Lifetimes) -> dict[str, Any]:
 
 async def due_rooms(session: AsyncSession, lifetimes: Lifetimes) -> list[tuple[uuid.UUID, str]]:
     """Return (room, what is due: idle, abandoned or purge) for rooms whose time has come."""
-    result = await session.execute(_DUE, {**_params(lifetimes), "batch": BATCH})
+    result = await (await session.connection()).execute(_DUE, {**_params(lifetimes), "batch": BATCH})
     return [(room_id, why) for room_id, why in result.all()]
 
 
@@ -108,7 +110,7 @@ async def close_idle_room(
         .where(
             col(RoomRow.id) == room_id,
             col(RoomRow.status) == status,
-            col(RoomRow.idle_since) <= func.clock_timestamp() - func.make_interval(0, 0, 0, 0, 0, 0, idle),
+            col(RoomRow.idle_since) <= func.now() - func.make_interval(0, 0, 0, 0, 0, 0, idle),
         )
         .with_for_update(skip_locked=True, key_share=True)
     )
@@ -132,5 +134,6 @@ async def purge_rooms(session: AsyncSession, room_ids: list[uuid.UUID], lifetime
     """Delete those of the rooms still past their retention; return how many."""
     if not room_ids:
         return 0
-    result: Any = await session.execute(_PURGE, {"ids": room_ids, "retention": lifetimes.retention})
+    conn = await session.connection()
+    result = await conn.execute(_PURGE, {"ids": room_ids, "retention": lifetimes.retention})
     return int(result.rowcount)

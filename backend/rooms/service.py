@@ -340,7 +340,7 @@ def chat_channel(speaker: Speaker) -> api.ChatChannel:
             return api.ChatChannel.mafia
     elif speaker.status == "closed":
         raise closed_room()
-    elif speaker.status != "finished":
+    elif speaker.status not in ("lobby", "finished"):
         raise lobby.ChatClosed(f"The room is {speaker.status}; chat is closed.")
     return api.ChatChannel.room
 
