@@ -26,6 +26,7 @@ from backend.core.problems import install_problem_handlers
 from backend.core.runtime import resolve_database_url
 from backend.docs.endpoints import router as docs_router
 from backend.game.endpoints import router as game_router
+from backend.game.lifecycle import Lifetimes
 from backend.game.scheduler import Scheduler
 from backend.ops.endpoints import router as ops_router
 from backend.realtime.chat_lane import ChatLane
@@ -75,7 +76,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.db = db = Database(create_engine(url, settings))
         app.state.realtime = realtime = Realtime(db, settings)
         await realtime.start()
-        app.state.scheduler = scheduler = Scheduler(db, realtime, settings.scheduler_seconds)
+        app.state.scheduler = scheduler = Scheduler(
+            db,
+            realtime,
+            settings.scheduler_seconds,
+            Lifetimes.of(settings),
+            settings.lifecycle_sweep_seconds,
+        )
         scheduler.start()
         # Thousands of open streams make CPython's cyclic collector stall the process: keep
         # what start-up made out of its reach, and let young collections run less often.

@@ -285,6 +285,20 @@ class GameFinishedData(ContractModel):
     ]
 
 
+class RoomClosedReason(StrEnum):
+    idle = 'idle'
+    abandoned = 'abandoned'
+
+
+class RoomClosedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    reason: RoomClosedReason
+    room: Room
+
+
 class GameStartedEvent(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -369,10 +383,22 @@ class GameFinishedEvent(ContractModel):
     data: GameFinishedData
 
 
+class RoomClosedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['room.closed']
+    at: At
+    data: RoomClosedData
+
+
 RoomEvent = TypeAliasType(
     "RoomEvent",
     Annotated[
-        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent,
+        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent | RoomClosedEvent,
         Field(
             description='The envelope of every event of the log, told apart by `type`.', discriminator='type'
         ),
@@ -501,6 +527,9 @@ PlayerEliminatedPayload = TypeAliasType("PlayerEliminatedPayload", PlayerElimina
 
 
 GameFinishedPayload = TypeAliasType("GameFinishedPayload", GameFinishedEvent)
+
+
+RoomClosedPayload = TypeAliasType("RoomClosedPayload", RoomClosedEvent)
 
 
 AckPayload = TypeAliasType("AckPayload", SocketAck)

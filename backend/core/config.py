@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     rate_limit_retry_seconds: float = Field(default=2.0, gt=0)
     # How often each worker looks for phases whose deadline has passed.
     scheduler_seconds: float = Field(default=0.2, gt=0)
+    # Room lifecycle: a lobby nobody is connected to closes after LOBBY_IDLE_MINUTES; a game
+    # whose players are all disconnected is abandoned after GAME_IDLE_MINUTES; finished and
+    # closed rooms are deleted RETENTION_DAYS after they ended. Fractions welcome (tests).
+    # Each worker looks for such rooms every LIFECYCLE_SWEEP_SECONDS (one indexed query).
+    lobby_idle_minutes: float = Field(default=30.0, gt=0)
+    game_idle_minutes: float = Field(default=15.0, gt=0)
+    retention_days: float = Field(default=30.0, gt=0)
+    lifecycle_sweep_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("allowed_origins", "cors_origins", mode="before")
     @classmethod

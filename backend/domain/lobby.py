@@ -54,6 +54,12 @@ class ChatClosed(LobbyError):
     code = "chat_closed"
 
 
+class RoomClosed(LobbyError):
+    """The room closed (idle, abandoned, emptied): it takes no command any more."""
+
+    code = "room_closed"
+
+
 def new_join_code() -> str:
     """Return a random join code."""
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))

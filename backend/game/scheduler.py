@@ -3,6 +3,9 @@
 Deadlines are columns (`rooms.phase_ends_at`), compared with the database clock; a worker
 takes an overdue room with `FOR NO KEY UPDATE SKIP LOCKED` and runs the same transition as the
 host's advance. A restarted server fires the deadlines that passed while it was down.
+
+Less often (`sweep_every` seconds) it also runs the room lifecycle (backend.game.lifecycle):
+idle lobbies and abandoned games close, ended rooms past their retention are deleted.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import logging
 
 from backend.core.db import Database
-from backend.game import service
+from backend.game import lifecycle, service
 from backend.realtime.streams import Realtime
 
 log = logging.getLogger(__name__)
@@ -21,10 +24,20 @@ log = logging.getLogger(__name__)
 class Scheduler:
     """Polls for overdue phases every `interval` seconds and closes them."""
 
-    def __init__(self, db: Database, realtime: Realtime, interval: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        realtime: Realtime,
+        interval: float,
+        lifetimes: lifecycle.Lifetimes | None = None,
+        sweep_every: float = 5.0,
+    ) -> None:
         self.db = db
         self.realtime = realtime
         self.interval = interval
+        self.lifetimes = lifetimes
+        self.sweep_every = sweep_every
+        self._next_sweep = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -49,11 +62,43 @@ class Scheduler:
             closed += 1
             self.realtime.committed(committed)
 
+    async def sweep(self) -> tuple[int, int]:
+        """Close the idle lobbies and abandoned games, and delete the rooms past their retention,
+        that are due now; return (closed, purged)."""
+        closed = purged = 0
+        if self.lifetimes is None:
+            return closed, purged
+        async with self.db.read() as session:
+            due = await lifecycle.due_rooms(session, self.lifetimes)
+        for room_id, why in due:
+            if why == lifecycle.PURGE:
+                continue
+            async with self.db.transaction() as session:
+                committed = await lifecycle.close_idle_room(session, room_id, why, self.lifetimes)
+            if committed is not None:
+                closed += 1
+                log.info("room %s closed: %s", room_id, why)
+                self.realtime.committed(committed)
+        purge = [room_id for room_id, why in due if why == lifecycle.PURGE]
+        if purge:
+            async with self.db.transaction() as session:
+                purged = await lifecycle.purge_rooms(session, purge, self.lifetimes)
+            if purged:
+                log.info("%d ended rooms purged", purged)
+        return closed, purged
+
+    async def _sweep_when_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_every
+            await self.sweep()
+
     async def _run(self) -> None:
         failures = 0
         while True:
             try:
                 await self.tick()
+                await self._sweep_when_due()
                 failures = 0
                 await asyncio.sleep(self.interval)
             except asyncio.CancelledError:

@@ -26,7 +26,7 @@ from backend.game import repository
 from backend.persistence.events import NewEvent, append_events
 from backend.persistence.tables import IdempotencyRow, PlayerRow, RoomRow
 from backend.rooms import repository as rooms_repository
-from backend.rooms.service import Actor, Committed, locked_room
+from backend.rooms.service import Actor, Committed, closed_room, locked_room
 from backend.rooms.views import player_view, room_view, viewer_of, visible_votes, vote_view
 
 PHASE_ORDER = {p.value: i for i, p in enumerate(mafia.Phase)}
@@ -203,6 +203,7 @@ async def _write(
             case mafia.Finished(winner=winner):
                 room.status, room.winner = "finished", winner.value
                 room.phase, room.phase_ends_at = None, None
+                room.ended_at = now
                 await session.flush()
                 await repository.insert_votes(session, votes)
                 votes = []
@@ -254,6 +255,8 @@ async def start_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) ->
     table = Table(room, {str(p.id): p for p in players}, game)
     # game.started first, with the room as the game opens; then the deal and the first night.
     now = await repository.db_clock(session)
+    if room.idle_since is not None:
+        room.idle_since = now  # nobody streams: the game's idle time counts from its start
     room.round, room.phase = 1, mafia.Phase.night.value
     room.phase_ends_at = now + timedelta(seconds=_seconds(room, mafia.Phase.night))
     started = events.GameStartedData(
@@ -311,7 +314,7 @@ async def cast_vote(
     idempotency_key: str | None,
 ) -> VoteAnswer:
     """Cast or change the caller's vote; close the phase when it was the last one awaited."""
-    room = await locked_room(session, room_id)
+    room = await locked_room(session, room_id, closed_ok=True)
     fingerprint = request_hash(body)
     if idempotency_key is not None:
         first = await repository.idempotent_answer(session, actor.player_id, idempotency_key)
@@ -319,6 +322,8 @@ async def cast_vote(
             if first.request_hash != fingerprint:
                 raise IdempotencyKeyReused("This Idempotency-Key was used with another request body.")
             return VoteAnswer(first.status_code, first.body, None)
+    if room.status == "closed":
+        raise closed_room()  # a retry of a vote taken before the room closed got its answer
     table, me = await _running(session, room.id, actor)
     game = table.game
     _guard(

@@ -22,6 +22,7 @@ SQLModel.metadata = MetaData(
 )
 
 UNFINISHED = "status IN ('lobby', 'in_progress')"
+ENDED = "status IN ('finished', 'closed')"
 
 
 def _now_column(nullable: bool = False) -> Any:
@@ -38,6 +39,10 @@ class RoomRow(SQLModel, table=True):
         Index("ix_rooms_listing", "status", "list_key"),
         # The scheduler's question, every fraction of a second: which running phases are overdue?
         Index("ix_rooms_deadline", "phase_ends_at", postgresql_where=text("status = 'in_progress'")),
+        # The lifecycle sweep's questions, every few seconds: which lobbies and games have had
+        # nobody connected for long enough, which ended rooms are past their retention?
+        Index("ix_rooms_idle", "status", "idle_since", postgresql_where=text(UNFINISHED)),
+        Index("ix_rooms_ended", "ended_at", postgresql_where=text(ENDED)),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -61,6 +66,12 @@ class RoomRow(SQLModel, table=True):
     # does): chat appends only while it is what chat read (see persistence.events.append_event).
     state_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     created_at: datetime | None = Field(default=None, sa_column=_now_column())
+    # Since when no present player has been connected (no open stream anywhere); NULL while
+    # someone is. A new room is idle from its creation. Drives the idle lobby and abandoned
+    # game closes.
+    idle_since: datetime | None = Field(default=None, sa_column=_now_column(nullable=True))
+    # When the room became finished or closed: the retention purge counts from it.
+    ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class PlayerRow(SQLModel, table=True):
@@ -163,7 +174,8 @@ class VoteRow(SQLModel, table=True):
     # kill, protect, investigate (night) or eliminate (vote).
     action: str
     voter_id: uuid.UUID = Field(
-        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=False)
+        # Indexed for the cascade when the retention purge deletes players.
+        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     target_player_id: uuid.UUID | None = None
     # The seq of the vote.cast event that announced it.

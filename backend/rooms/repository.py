@@ -63,6 +63,21 @@ async def count_present(session: AsyncSession, room_id: uuid.UUID) -> int:
     return int(result.one())
 
 
+async def others_connected(session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID) -> bool:
+    """Return whether a present player of the room other than `player_id` is connected."""
+    result = await session.exec(
+        select(func.count())
+        .select_from(PlayerRow)
+        .where(
+            col(PlayerRow.room_id) == room_id,
+            col(PlayerRow.id) != player_id,
+            col(PlayerRow.left_at).is_(None),
+            col(PlayerRow.connected).is_(True),
+        )
+    )
+    return int(result.one()) > 0
+
+
 async def token_holder(
     conn: asyncpg.Connection, token_hash: str
 ) -> tuple[uuid.UUID, uuid.UUID, str | None] | None:

@@ -122,12 +122,22 @@ async def create_room(
     return answer, Committed(room.id, last_seq)
 
 
-async def locked_room(session: AsyncSession, room_id: uuid.UUID) -> RoomRow:
-    """Return the room, its row locked until the transaction ends: commands on it queue here."""
+async def locked_room(session: AsyncSession, room_id: uuid.UUID, *, closed_ok: bool = False) -> RoomRow:
+    """Return the room, its row locked until the transaction ends: commands on it queue here.
+
+    A closed room takes no command (`room_closed`), unless the caller handles it (`closed_ok`).
+    """
     room = await repository.lock_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
+    if room.status == "closed" and not closed_ok:
+        raise closed_room()
     return room
+
+
+def closed_room() -> lobby.RoomClosed:
+    """Return the refusal of a command on a closed room."""
+    return lobby.RoomClosed("The room is closed (idle, abandoned or empty); it takes no more commands.")
 
 
 def _me(players: list[PlayerRow], actor: Actor) -> PlayerRow:
@@ -184,9 +194,12 @@ async def remove_player(
     remaining = [p for p in players if p.id != target.id]
     left = events.PlayerLeftData(player_id=target.id, reason=events.LeaveReason(reason))
     new_events = [NewEvent("player.left", _dump(left))]
+    if room.idle_since is None and not any(p.connected for p in remaining):
+        room.idle_since = await game_repository.db_clock(session)  # nobody left is connected
     if not remaining:
         room.status = "closed"
         room.host_player_id = None
+        room.ended_at = await game_repository.db_clock(session)
         new_events.append(_room_updated(room, 0))
     elif room.host_player_id == target.id:
         room.host_player_id = lobby.next_host([(p.seat, p.id) for p in players], target.id)
@@ -342,6 +355,8 @@ def chat_channel(speaker: Speaker) -> api.ChatChannel:
             if speaker.team != "mafia":
                 raise lobby.ChatClosed("It is night: only the mafia talk, among themselves.")
             return api.ChatChannel.mafia
+    elif speaker.status == "closed":
+        raise closed_room()
     elif speaker.status not in ("lobby", "finished"):
         raise lobby.ChatClosed(f"The room is {speaker.status}; chat is closed.")
     return api.ChatChannel.room
@@ -353,9 +368,10 @@ async def set_presence(
     """Record that a worker opened a player's first stream or closed its last one.
 
     The player is connected while any living worker holds a stream lease; None when the
-    room sees no change.
+    room sees no change. The room is idle (`idle_since`) while none of its players is
+    connected. A closed room records nothing: it appends no more events.
     """
-    room = await locked_room(session, room_id)
+    room = await locked_room(session, room_id, closed_ok=True)
     # Locked before the leases are read: see repository.hold_lease_if_connected.
     player = await repository.present_player(session, room.id, player_id, lock=True)
     if player is None:
@@ -366,10 +382,14 @@ async def set_presence(
         await repository.drop_lease(session, worker_id, player.id)
         if await repository.has_fresh_lease(session, player.id):
             return None  # a stream on another worker keeps the player connected
-    if player.connected == connected:
+    if player.connected == connected or room.status == "closed":
         return None
     player.connected = connected
     session.add(player)
+    if connected:
+        room.idle_since = None
+    elif not await repository.others_connected(session, room.id, player.id):
+        room.idle_since = await game_repository.db_clock(session)
     data = events.PresenceChangedData(player_id=player.id, connected=connected)
     last_seq = await append_events(session, room, [NewEvent("presence.changed", _dump(data))])
     return Committed(room.id, last_seq)

@@ -6,7 +6,7 @@ ticket is stored as a hash and consumed with DELETE … RETURNING, so it works o
 workers.
 
 Revision ID: b7a3c91e4f02
-Revises: 5d1e0c7a9b21
+Revises: b7d4e2a91c3f
 Create Date: 2026-12-06 06:00:00.000000+00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "b7a3c91e4f02"
-down_revision: str | None = "5d1e0c7a9b21"
+down_revision: str | None = "b7d4e2a91c3f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

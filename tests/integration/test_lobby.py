@@ -314,7 +314,7 @@ async def test_host_leaving_hands_over_and_last_leaving_closes(
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["type"] == "room.updated"
     assert events[-1]["data"]["room"]["status"] == "closed"
-    assert_problem(await join(client, room_id, "Late"), 409, "room_not_in_lobby")
+    assert_problem(await join(client, room_id, "Late"), 409, "room_closed")
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,10 @@ export function describe(m: Model, event: RoomEvent): LogLine | null {
     }
     case "game.finished":
       return { seq, kind: "finish", text: `Game over: ${event.data.winner} wins` };
+    case "room.closed": {
+      const why = event.data.reason === "idle" ? "nobody was here" : "everyone had left the game";
+      return { seq, kind: "finish", text: `The room closed: ${why}` };
+    }
     default:
       return null;
   }
@@ -242,6 +246,11 @@ export function apply(m: Model, event: RoomEvent): void {
       m.votes = [];
       break;
     }
+    case "room.closed":
+      m.room = event.data.room;
+      for (const p of m.players) p.is_host = false;
+      m.votes = [];
+      break;
     default:
       break;
   }

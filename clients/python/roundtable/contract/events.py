@@ -321,6 +321,20 @@ class GameFinishedData(BaseModel):
     ]
 
 
+class RoomClosedReason(StrEnum):
+    idle = 'idle'
+    abandoned = 'abandoned'
+
+
+class RoomClosedData(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    reason: RoomClosedReason
+    room: Room
+
+
 class GameStartedEvent(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -405,10 +419,22 @@ class GameFinishedEvent(BaseModel):
     data: GameFinishedData
 
 
+class RoomClosedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['room.closed']
+    at: At
+    data: RoomClosedData
+
+
 RoomEvent = TypeAliasType(
     "RoomEvent",
     Annotated[
-        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent,
+        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent | RoomClosedEvent,
         Field(
             description='The envelope of every event of the log, told apart by `type`.',
             discriminator='type',
@@ -544,6 +570,9 @@ PlayerEliminatedPayload = TypeAliasType("PlayerEliminatedPayload", PlayerElimina
 
 
 GameFinishedPayload = TypeAliasType("GameFinishedPayload", GameFinishedEvent)
+
+
+RoomClosedPayload = TypeAliasType("RoomClosedPayload", RoomClosedEvent)
 
 
 AckPayload = TypeAliasType("AckPayload", SocketAck)

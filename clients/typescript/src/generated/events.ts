@@ -31,6 +31,10 @@ export type LeaveReason = "left" | "kicked";
  */
 export type EliminationCause = "killed" | "voted";
 /**
+ * `idle`: a lobby nobody was connected to; `abandoned`: a game everyone had left.
+ */
+export type RoomClosedReason = "idle" | "abandoned";
+/**
  * Chosen by the client; echoed in the reply.
  */
 export type RequestId = string;
@@ -50,7 +54,8 @@ export type RoomEvent =
   | VoteClosedEvent
   | NightResultEvent
   | PlayerEliminatedEvent
-  | GameFinishedEvent;
+  | GameFinishedEvent
+  | RoomClosedEvent;
 /**
  * What a client may send over the WebSocket.
  */
@@ -74,6 +79,7 @@ export interface MessagePayloads {
   "night.result": NightResultEvent;
   "player.eliminated": PlayerEliminatedEvent;
   "game.finished": GameFinishedEvent;
+  "room.closed": RoomClosedEvent;
   ack: SocketAck;
   error: SocketError;
   ping: PingCommand;
@@ -269,6 +275,17 @@ export interface GameFinishedData {
    */
   votes: Vote[];
 }
+export interface RoomClosedEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "room.closed";
+  at: At;
+  data: RoomClosedData;
+}
+export interface RoomClosedData {
+  reason: RoomClosedReason;
+  room: Room;
+}
 export interface SocketAck {
   type: "ack";
   request_id: RequestId;
@@ -326,4 +343,5 @@ export const ROOM_EVENT_TYPES = [
   "night.result",
   "player.eliminated",
   "game.finished",
+  "room.closed",
 ] as const;

@@ -435,7 +435,8 @@ export interface components {
              *     `chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,
              *     `dependency_unavailable` (readiness); the game's: `not_enough_players`,
              *     `invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,
-             *     `cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`.
+             *     `cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;
+             *     `room_closed` (409: the room closed, idle or abandoned; it takes no command).
              * @example room_full
              */
             code: string;
@@ -450,7 +451,8 @@ export interface components {
         /** @enum {string} */
         Ruleset: "mafia";
         /**
-         * @description `lobby` → `in_progress` → `finished`; `closed` when abandoned.
+         * @description `lobby` → `in_progress` → `finished`; `closed` when abandoned: everyone left, an idle
+         *     lobby, or a game nobody was connected to (no winner).
          * @enum {string}
          */
         RoomStatus: "lobby" | "in_progress" | "finished" | "closed";
