@@ -336,43 +336,52 @@ codec_107: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
 
 codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 429 application/problem+json)."""
+
+codec_109: Final[PydanticCodec[api.TooManyStreamsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyStreamsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 429)."""
+
+codec_110: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
 
-codec_109: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_111: Final[PydanticCodec[api.StreamUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.StreamUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
+
+codec_112: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
 
-codec_110: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+codec_113: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
 
-codec_111: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+codec_114: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
 
-codec_112: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_115: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
 
-codec_113: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_116: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
 
-codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_117: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
 
-codec_115: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
 
-codec_116: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_119: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
 
-codec_117: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_120: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
 
-codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
 
-codec_119: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_122: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
 
-codec_120: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_123: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
 
-codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_124: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""

@@ -18,18 +18,32 @@ from ...responses import ResponseInfo
 StreamRoomEventsResponse: TypeAlias = api.V1RoomsRoomIdEventsGetResponse
 
 
-_STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader, UNSET]] = ResponseHeaders(
+_STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyStreamsResponseRetryAfterHeader | api.StreamUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'streamRoomEvents',
-    frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_104, missing=optional_header)),)),),
+    frozenset({'200', '401', '403', '404', '422', '429', '503'}),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_104, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_109, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_111, missing=optional_header))))),
 )
+
+
+@overload
+def decode_stream_room_events_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['WWW-Authenticate'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET: ...
+@overload
+def decode_stream_room_events_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyStreamsResponseRetryAfterHeader | api.StreamUnavailableResponseRetryAfterHeader | UNSET: ...
 
 
 def decode_stream_room_events_header(
     info: ResponseInfo,
     *,
-    name: Literal['WWW-Authenticate'],
-) -> api.UnauthorizedResponseWWWAuthenticateHeader | UNSET:
+    name: Literal['WWW-Authenticate', 'Retry-After'],
+) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyStreamsResponseRetryAfterHeader | api.StreamUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of stream_room_events from a response's metadata."""
     return _STREAM_ROOM_EVENTS_HEADERS.decode(info, name)
 
@@ -40,7 +54,7 @@ SendChatMessageResponse: TypeAlias = api.ChatMessageAccepted
 _SEND_CHAT_MESSAGE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'sendChatMessage',
     frozenset({'201', '401', '403', '404', '409', '413', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_113, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_120, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_116, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_123, missing=optional_header)),))),
 )
 
 
