@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     # Connections and shutdown (issue 13): a connection must send a whole request (headers and
     # body) within this long of opening or of its request's first byte, else it is closed.
     request_read_timeout_seconds: float = Field(default=5.0, gt=0)
-    # Open streams (SSE and WebSocket together) per player, and per process in all; 0 = derived
-    # from the descriptor limit, so streams are refused (503) before descriptors run out.
+    # Open streams (SSE and WebSocket together) per player (across workers, with Redis), and
+    # per process in all; 0 = derived from the descriptor limit (503 before they run out).
     max_streams_per_player: int = Field(default=8, ge=1)
     max_streams: int = Field(default=0, ge=0)
     streams_retry_after_seconds: int = Field(default=5, ge=1)

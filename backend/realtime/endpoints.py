@@ -195,7 +195,7 @@ async def stream_room_events(
     """Stream the room's events as Server-Sent Events."""
     resume = after if after is not None else (int(last_event_id) if last_event_id is not None else None)
     return HubEventSourceResponse(
-        realtime.stream(actor, "sse", resume),
+        await realtime.open_stream(actor, "sse", resume),
         realtime.settings.sse_retry_ms,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -288,7 +288,7 @@ async def room_socket(
         if not token:
             raise Unauthorized()
         actor = await authenticate(realtime.db, token, room_id)
-        stream = realtime.stream(actor, "ws", after)
+        stream = await realtime.open_stream(actor, "ws", after)
         try:
             code = await _serve_socket(websocket, realtime, stream)
         finally:

@@ -23,6 +23,7 @@ from backend.realtime import metrics
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
 from backend.realtime.hub import LIFETIME, SHUTDOWN, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
+from backend.realtime.stream_caps import ALIVE_SECONDS, SharedStreamCounts
 from backend.rooms import repository, service
 from backend.rooms.service import Actor, Committed
 
@@ -93,6 +94,17 @@ class Realtime:
             stream_cap(settings.max_streams, descriptors),
             settings.streams_retry_after_seconds,
         )
+        # With Redis, the per-player cap holds across workers too.
+        self.shared_streams = (
+            SharedStreamCounts(
+                settings.redis_url,
+                self.worker_id,
+                settings.max_streams_per_player,
+                hash_ttl=2 * int(settings.stream_max_seconds) + ALIVE_SECONDS,
+            )
+            if settings.redis_url
+            else None
+        )
         # Set once the server is told to exit: streams end cleanly rather than hold it up.
         self.exiting = False
         self.exit_signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -108,6 +120,8 @@ class Realtime:
         self._forget_shutdown = on_shutdown(self.begin_exit)
         self._exit_watch = asyncio.create_task(self._exit_on_signal(), name="sse-exit")
         await self.broker.start()
+        if self.shared_streams is not None:
+            await self.shared_streams.start()
 
     async def _exit_on_signal(self) -> None:
         # sse-starlette's shutdown signal (it hooks uvicorn's exit), heard once per process
@@ -143,6 +157,8 @@ class Realtime:
         await self.presence.stop()
         await self.hub.stop()
         await self.broker.stop()
+        if self.shared_streams is not None:
+            await self.shared_streams.stop()
         try:
             # Its players are swept to disconnected by whichever process runs next.
             async with self.db.transaction() as session:
@@ -180,15 +196,26 @@ class Realtime:
             # Under the room lock, set_presence checks again that no living worker streams to them.
             await self._set_presence(room_id, player_id, False, worker_id=NO_WORKER)
 
-    def stream(self, actor: Actor, transport: str, resume: int | None) -> Stream:
+    async def open_stream(self, actor: Actor, transport: str, resume: int | None) -> Stream:
         """Return a stream for `actor`, counted against the caps (or raise TooManyStreams,
-        ServerBusy); use it as an async context manager, or call `release` if it never runs."""
+        ServerBusy); use it as an async context manager, and call `release` when it is over
+        (also if it never ran)."""
         self.slots.take(actor.player_id)
+        shared = False
         try:
-            return Stream(self, actor, transport, resume)
+            if self.shared_streams is not None:
+                counted = await self.shared_streams.take(actor.player_id)
+                if counted is False:
+                    raise TooManyStreams(self.slots.per_player, self.slots.retry_after)
+                shared = counted is True
+            stream = Stream(self, actor, transport, resume)
         except BaseException:
             self.slots.give_back(actor.player_id)
+            if shared and self.shared_streams is not None:
+                self.shared_streams.give_back(actor.player_id)
             raise
+        stream.shared = shared
+        return stream
 
 
 class Stream:
@@ -200,8 +227,9 @@ class Stream:
         self.resume = resume
         viewer = Viewer(player_id=str(actor.player_id), team=actor.team)
         self.conn = Connection(actor.room_id, viewer, transport, realtime.settings.stream_queue_size)
-        # Its slot in realtime.slots, until released.
+        # Its slot in realtime.slots (and in realtime.shared_streams when `shared`), until released.
         self._counted = True
+        self.shared = False
         # Set while a command read from this stream (a WebSocket's) is being carried out.
         self.commanding = False
 
@@ -210,6 +238,8 @@ class Stream:
         if self._counted:
             self._counted = False
             self.rt.slots.give_back(self.actor.player_id)
+            if self.shared and self.rt.shared_streams is not None:
+                self.rt.shared_streams.give_back(self.actor.player_id)
 
     async def __aenter__(self) -> Stream:
         loop = asyncio.get_running_loop()

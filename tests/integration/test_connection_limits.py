@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import serve, sse_events
+from tests.support import redis_server, serve, sse_events
 
 LOW_SOFT_LIMIT = 1024
 # More than the soft limit the server starts with: it serves them only with a raised limit.
@@ -190,3 +190,53 @@ async def test_streams_are_capped_per_player_and_per_process(database_url: str, 
                     await asyncio.sleep(0.05)
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log
+
+
+async def test_the_per_player_cap_holds_across_servers_sharing_redis(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two servers (or workers) sharing Redis count a player's streams together: two open on
+    one, a third on the other is 429 (a WebSocket 4429); one closed, the other takes one.
+    Without Redis a stream is admitted on the process's own count."""
+    env = {"MAX_STREAMS_PER_PLAYER": "2", "STREAMS_RETRY_AFTER_SECONDS": "3", "LOG_LEVEL": "warning"}
+    with redis_server(tmp_path) as redis:
+        env["REDIS_URL"] = redis.url
+        with (
+            serve(database_url, tmp_path / "a.log", env) as a,
+            serve(database_url, tmp_path / "b.log", env) as b,
+        ):
+            async with httpx.AsyncClient(timeout=10) as http:
+                (host,) = await new_room(http, a.url)
+                room_id = host["room"]["id"]
+                auth = {"Authorization": f"Bearer {host['token']}"}
+
+                def sse(base: str) -> Any:
+                    return http.stream("GET", f"{base}/v1/rooms/{room_id}/events", headers=auth)
+
+                async def status_on(base: str) -> int:
+                    async with sse(base) as response:
+                        status: int = response.status_code
+                        return status
+
+                async with sse(a.url) as first:
+                    first_events = sse_events(first)
+                    assert (await anext(first_events)).event == "snapshot"
+                    async with sse(a.url) as second:
+                        second_events = sse_events(second)
+                        assert (await anext(second_events)).event == "snapshot"
+                        async with sse(b.url) as third:
+                            assert third.status_code == 429
+                            assert json.loads(await third.aread())["code"] == "too_many_streams"
+                        ws_url = f"{b.url.replace('http://', 'ws://')}/v1/rooms/{room_id}/ws"
+                        assert await ws_close(ws_url, host["token"]) == (4429, "too_many_streams")
+                    # The second one closed on A: B takes one now.
+                    deadline = asyncio.get_running_loop().time() + 5
+                    while await status_on(b.url) != 200:
+                        assert asyncio.get_running_loop().time() < deadline, "the slot was not given back"
+                        await asyncio.sleep(0.05)
+
+                    redis.stop()
+                    # Redis gone: B admits on its own count (none of its streams is open).
+                    assert await status_on(b.url) == 200
+    for name in ("a.log", "b.log"):
+        assert "Traceback" not in (tmp_path / name).read_text()
