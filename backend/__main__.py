@@ -10,6 +10,7 @@ import uvicorn
 
 from backend.core.config import get_settings
 from backend.core.runtime import check_migrations, migrate, resolve_database_url
+from backend.core.server import HTTP_PROTOCOL, WS_PROTOCOL, raise_descriptor_limit
 
 
 def serve() -> int:
@@ -23,6 +24,8 @@ def serve() -> int:
         )
         return 2
     migrate(resolve_database_url())
+    # Workers inherit it (and each raises it again at start, see backend/app.py).
+    raise_descriptor_limit()
     uvicorn.run(
         "backend.app:create_app",
         factory=True,
@@ -32,10 +35,15 @@ def serve() -> int:
         log_level=settings.log_level,
         # Frames over the limit are refused by the protocol itself (close 1009).
         ws_max_size=settings.ws_max_message_bytes,
-        # The sans-I/O websockets protocol: keep-alive pings on loop timers, not a task and
-        # queues per socket as in the legacy one.
-        ws="websockets-sansio",
+        # httptools with a deadline on reading each request (see backend/core/server.py).
+        http=HTTP_PROTOCOL,
+        # The sans-I/O websockets protocol ("websockets-sansio"): keep-alive pings on loop
+        # timers, not a task and queues per socket as in the legacy one; on shutdown it
+        # leaves an open socket to the app, which closes it with 1001.
+        ws=WS_PROTOCOL,
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        # On SIGTERM, in-flight commands and streams' last writes get this long, then are cut.
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
     )
     return 0
 

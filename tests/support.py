@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,9 +91,15 @@ class Server:
 
 @contextmanager
 def serve(
-    database_url: str, log: Path, env: dict[str, str] | None = None, *, port: int | None = None
+    database_url: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Server]:
-    """Run the app in its own process on the test database, with extra settings in `env`."""
+    """Run the app in its own process on the test database, with extra settings in `env`
+    (and `preexec_fn` run in the child before it starts, to set its limits, say)."""
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WORKERS")}
     environ |= {"DATABASE_URL": database_url, "LOG_LEVEL": "info", "PORT": str(port), **(env or {})}
@@ -102,7 +108,9 @@ def serve(
     # compression) are the ones tested.
     command = [sys.executable, "-m", "backend", "serve"]
     with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:
         wait_until_up(server.url, process, log)

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Hostile inputs: JSON bodies and WebSocket commands nesting arrays/objects deeper are refused (422).
     max_json_depth: int = Field(default=32, ge=4, le=200)
+    # Connections and shutdown (issue 13): a connection must send a whole request (headers and
+    # body) within this long of opening or of its request's first byte, else it is closed.
+    request_read_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Open streams (SSE and WebSocket together) per player (across workers, with Redis), and
+    # per process in all; 0 = derived from the descriptor limit (503 before they run out).
+    max_streams_per_player: int = Field(default=8, ge=1)
+    max_streams: int = Field(default=0, ge=0)
+    streams_retry_after_seconds: int = Field(default=5, ge=1)
+    # On SIGTERM: how long in-flight commands and streams' last writes may take before the rest is cut.
+    shutdown_drain_seconds: int = Field(default=10, ge=1)
     log_level: str = "info"
 
     # Streams (SSE and WebSocket)

@@ -80,6 +80,28 @@ class RateLimited(AppError):
         super().__init__(f"{what}; retry in {seconds} s.", headers={"Retry-After": str(seconds)})
 
 
+class TooManyStreams(AppError):
+    status = 429
+    code = "too_many_streams"
+
+    def __init__(self, cap: int, retry_after: int) -> None:
+        super().__init__(
+            f"This player has {cap} streams open already; close one first.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class ServerBusy(AppError):
+    status = 503
+    code = "server_busy"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "This server has as many streams open as it takes; try again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 class DatabaseUnavailable(AppError):
     """The database cannot serve now (down, restarting, shutting down, out of connections):
     a 503 with `Retry-After` (a WebSocket command's `error`, a socket's 1013); nothing was

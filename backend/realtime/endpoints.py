@@ -19,7 +19,15 @@ from starlette.websockets import WebSocketState
 from backend.api_deps import BearerToken, RealtimeDep, StreamActor, stream_caller
 from backend.contract import api, events
 from backend.core.limits import json_too_deep, too_deep_detail
-from backend.core.problems import AppError, DatabaseUnavailable, RoomNotFound, Unauthorized, database_down
+from backend.core.problems import (
+    AppError,
+    DatabaseUnavailable,
+    RoomNotFound,
+    ServerBusy,
+    TooManyStreams,
+    Unauthorized,
+    database_down,
+)
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
 from backend.realtime import tickets
@@ -45,6 +53,7 @@ SEQ_MAX = 2**63 - 1
 WS_DONE, WS_GOING_AWAY, WS_ORIGIN, WS_TOO_BIG, WS_INTERNAL = 1000, 1001, 1008, 1009, 1011
 WS_SLOW = WS_TRY_LATER = 1013
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_NOT_FOUND, WS_REMOVED = 4401, 4403, 4404, 4409
+WS_TOO_MANY_STREAMS = 4429
 
 # Replayed events are written in chunks of this many frames.
 HISTORY_FRAMES_PER_WRITE = 64
@@ -100,6 +109,12 @@ class HubEventSourceResponse(EventSourceResponse):
         self.retry_ms = retry_ms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._respond(scope, receive, send)
+        finally:
+            self.stream.release()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"].upper() == "HEAD":
             await super().__call__(scope, receive, send)
             return
@@ -157,8 +172,11 @@ class HubEventSourceResponse(EventSourceResponse):
         try:
             async with stream:
                 if stream.rt.exiting:
-                    stream.conn.abort(SHUTDOWN)
-                await self._write_history(send_body)
+                    # Opened as the server shuts down: an empty stream, ended properly.
+                    stream.conn.close(SHUTDOWN)
+                    await send_body(f"retry: {self.retry_ms}\n\n".encode())
+                else:
+                    await self._write_history(send_body)
                 conn = stream.conn
                 # From now on the fan-out writes to this socket itself while this task waits.
                 conn.sink = sse_sink(receive)
@@ -209,7 +227,7 @@ async def stream_room_events(
     """Stream the room's events as Server-Sent Events."""
     resume = after if after is not None else (int(last_event_id) if last_event_id is not None else None)
     return HubEventSourceResponse(
-        realtime.stream(actor, "sse", resume),
+        await realtime.open_stream(actor, "sse", resume),
         realtime.settings.sse_retry_ms,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -282,6 +300,10 @@ def _close_for(exc: Exception) -> tuple[int, str]:
         return WS_UNAUTHORIZED, exc.code
     if isinstance(exc, RoomNotFound):
         return WS_NOT_FOUND, exc.code
+    if isinstance(exc, TooManyStreams):
+        return WS_TOO_MANY_STREAMS, exc.code
+    if isinstance(exc, ServerBusy):
+        return WS_TRY_LATER, exc.code
     if database_down(exc):
         log.warning("socket closed, database unavailable: %s", type(exc).__name__)
         return WS_TRY_LATER, DatabaseUnavailable.code
@@ -329,7 +351,11 @@ async def room_socket(
     reason = ""
     try:
         actor = await stream_caller(realtime.db, room_id, token, ticket, access_token)
-        code = await _serve_socket(websocket, realtime, realtime.stream(actor, "ws", after))
+        stream = await realtime.open_stream(actor, "ws", after)
+        try:
+            code = await _serve_socket(websocket, realtime, stream)
+        finally:
+            stream.release()
     except Exception as exc:
         code, reason = _close_for(exc)
     if websocket.application_state == WebSocketState.CONNECTED:
@@ -343,8 +369,11 @@ async def _serve_socket(websocket: WebSocket, realtime: Realtime, stream: Stream
         reader = asyncio.create_task(_read_commands(websocket, realtime, stream))
         writer = asyncio.create_task(_write_messages(websocket, stream))
         aborted = stream.conn.aborted
-        either: set[asyncio.Future[Any]] = {reader, writer, aborted}
+        either: set[asyncio.Future[Any]] = {reader, writer, aborted, realtime.exit_signal}
         done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        draining = done == {realtime.exit_signal}
+        if draining:
+            await _drain_socket(realtime, stream, reader, writer)
         # Both may have ended by now: look at each (an error nobody looked at gets logged).
         ended = [task for task in (reader, writer) if task.done() and not task.cancelled()]
         errors = [error for task in ended if (error := task.exception()) is not None]
@@ -357,7 +386,25 @@ async def _serve_socket(websocket: WebSocket, realtime: Realtime, stream: Stream
             return WS_SLOW
         if errors:
             raise errors[0]  # for _close_for
+        if draining:
+            return WS_GOING_AWAY
         return ended[0].result() if ended else WS_DONE
+
+
+async def _drain_socket(
+    realtime: Realtime, stream: Stream, reader: asyncio.Task[int], writer: asyncio.Task[int]
+) -> None:
+    """The server is shutting down: take no new command, let the one in flight commit and
+    its answer go out (within the drain), then end the writer after what is queued.
+
+    A command the client sent is thus either answered (and committed) or not read at all.
+    """
+    drain = realtime.settings.shutdown_drain_seconds
+    if not stream.commanding:
+        reader.cancel()  # waiting for the next command: none is half done
+    await asyncio.wait({reader}, timeout=drain / 2)
+    stream.conn.close(SHUTDOWN)  # the writer sends what is queued (the last answer), then ends
+    await asyncio.wait({writer}, timeout=drain / 2)
 
 
 async def _write_messages(websocket: WebSocket, stream: Stream) -> int:
@@ -408,6 +455,9 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
     max_depth = realtime.settings.max_json_depth
     conn = stream.conn
     while True:
+        stream.commanding = False
+        if realtime.exiting:
+            return WS_GOING_AWAY
         try:
             message = await websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
@@ -444,6 +494,7 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
         if isinstance(command, events.PingCommand):
             conn.send_control(events.SocketAck(type="ack", request_id=command.request_id))
             continue
+        stream.commanding = True
         try:
             if isinstance(command, events.VoteCommand):
                 seq = await _vote(realtime, stream.actor, command)

@@ -333,6 +333,11 @@ class Connection:
                 self._items.clear()
                 self.aborted.set_result(None)
             return
+        if self.held and not at_once:
+            # Replies held for a flush that will no longer offer events to this connection.
+            held, self.held = self.held, []
+            for reply in held:
+                self._put(reply)
         self.close_reason = reason
         self._final = Closed(reason)
         if at_once:

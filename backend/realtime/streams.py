@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 from sse_starlette import EventSourceResponse
@@ -14,14 +14,16 @@ from sse_starlette import EventSourceResponse
 from backend.contract import api
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.problems import log_failure
+from backend.core.problems import ServerBusy, TooManyStreams, log_failure
 from backend.core.ratelimit import RateLimits
+from backend.core.server import on_shutdown, raise_descriptor_limit, stream_cap
 from backend.domain.visibility import Viewer, may_see_event
 from backend.persistence.events import GroupCommit, read_events
 from backend.realtime import metrics
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
 from backend.realtime.hub import LIFETIME, SHUTDOWN, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
+from backend.realtime.stream_caps import ALIVE_SECONDS, SharedStreamCounts
 from backend.rooms import repository, service
 from backend.rooms.service import Actor, Committed
 
@@ -30,6 +32,41 @@ log = logging.getLogger(__name__)
 REPLAY_BATCH = 500
 LEASE_RENEW_SECONDS = repository.LEASE_TTL_SECONDS / 3
 NO_WORKER = uuid.UUID(int=0)
+
+
+class StreamSlots:
+    """Open streams (SSE and WebSocket together) per player and in all, in this process.
+
+    Taken before a stream is answered, given back when it ends: over the player's cap a new
+    stream is refused (429 `too_many_streams`), over the process's cap too (503
+    `server_busy`), before the process runs out of descriptors.
+    """
+
+    def __init__(self, per_player: int, total: int, retry_after: int) -> None:
+        self.per_player = per_player
+        self.total = total
+        self.retry_after = retry_after
+        self.held: dict[uuid.UUID, int] = {}
+        self.open = 0
+
+    def take(self, player_id: uuid.UUID) -> None:
+        """Count a new stream of the player, or refuse it."""
+        held = self.held.get(player_id, 0)
+        if held >= self.per_player:
+            raise TooManyStreams(self.per_player, self.retry_after)
+        if self.open >= self.total:
+            raise ServerBusy(self.retry_after)
+        self.held[player_id] = held + 1
+        self.open += 1
+
+    def give_back(self, player_id: uuid.UUID) -> None:
+        """Forget one stream of the player."""
+        left = self.held.get(player_id, 0) - 1
+        if left > 0:
+            self.held[player_id] = left
+        else:
+            self.held.pop(player_id, None)
+        self.open = max(0, self.open - 1)
 
 
 class Realtime:
@@ -50,29 +87,69 @@ class Realtime:
         self.limits = RateLimits(settings)
         self.speakers = service.KnownSpeakers()
         self.appends = GroupCommit(lambda: db.driver(transaction=False), metrics.count_group_commit)
-        # Set once the server is told to exit: SSE streams end at once rather than hold it up.
+        # Every worker raises its own descriptor limit; the stream cap stays below it.
+        descriptors = raise_descriptor_limit()
+        self.slots = StreamSlots(
+            settings.max_streams_per_player,
+            stream_cap(settings.max_streams, descriptors),
+            settings.streams_retry_after_seconds,
+        )
+        # With Redis, the per-player cap holds across workers too.
+        self.shared_streams = (
+            SharedStreamCounts(
+                settings.redis_url,
+                self.worker_id,
+                settings.max_streams_per_player,
+                hash_ttl=2 * int(settings.stream_max_seconds) + ALIVE_SECONDS,
+            )
+            if settings.redis_url
+            else None
+        )
+        # Set once the server is told to exit: streams end cleanly rather than hold it up.
         self.exiting = False
+        self.exit_signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._exit_watch: asyncio.Task[None] | None = None
+        self._forget_shutdown: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Start the catch-up timer and the doorbell subscription."""
         self.hub.start()
         self.presence.start()
-        self._exit_watch = asyncio.create_task(self._end_sse_streams_on_exit(), name="sse-exit")
+        # Our uvicorn protocols say when the server starts to shut down (before it waits for
+        # open connections); sse-starlette's signal is the fallback under another server.
+        self._forget_shutdown = on_shutdown(self.begin_exit)
+        self._exit_watch = asyncio.create_task(self._exit_on_signal(), name="sse-exit")
         await self.broker.start()
+        if self.shared_streams is not None:
+            await self.shared_streams.start()
 
-    async def _end_sse_streams_on_exit(self) -> None:
+    async def _exit_on_signal(self) -> None:
         # sse-starlette's shutdown signal (it hooks uvicorn's exit), heard once per process
-        # instead of by a task per stream: uvicorn waits for open responses before it stops.
+        # instead of by a task per stream.
         await EventSourceResponse._listen_for_exit_signal()
+        self.begin_exit()
+
+    def begin_exit(self) -> None:
+        """The server is shutting down: end every stream cleanly, new ones at once.
+
+        An SSE stream sends what is queued and then ends its chunked response properly
+        (the client resumes elsewhere by Last-Event-ID). A WebSocket takes no new command,
+        answers the one in flight and closes with 1001 (see endpoints._serve_socket).
+        """
+        if self.exiting:
+            return
         self.exiting = True
+        if not self.exit_signal.done():
+            self.exit_signal.set_result(None)
         for channel in list(self.hub.rooms.values()):
             for conn in list(channel.connections):
                 if conn.transport == "sse":
-                    conn.abort(SHUTDOWN)
+                    conn.close(SHUTDOWN)
 
     async def stop(self) -> None:
         """Close every stream and stop listening."""
+        if self._forget_shutdown is not None:
+            self._forget_shutdown()
         if self._exit_watch is not None:
             self._exit_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,6 +158,8 @@ class Realtime:
         await self.hub.stop()
         await self.broker.stop()
         await self.limits.close()
+        if self.shared_streams is not None:
+            await self.shared_streams.stop()
         try:
             # Its players are swept to disconnected by whichever process runs next.
             async with self.db.transaction() as session:
@@ -118,9 +197,26 @@ class Realtime:
             # Under the room lock, set_presence checks again that no living worker streams to them.
             await self._set_presence(room_id, player_id, False, worker_id=NO_WORKER)
 
-    def stream(self, actor: Actor, transport: str, resume: int | None) -> Stream:
-        """Return a stream for `actor`; use it as an async context manager."""
-        return Stream(self, actor, transport, resume)
+    async def open_stream(self, actor: Actor, transport: str, resume: int | None) -> Stream:
+        """Return a stream for `actor`, counted against the caps (or raise TooManyStreams,
+        ServerBusy); use it as an async context manager, and call `release` when it is over
+        (also if it never ran)."""
+        self.slots.take(actor.player_id)
+        shared = False
+        try:
+            if self.shared_streams is not None:
+                counted = await self.shared_streams.take(actor.player_id)
+                if counted is False:
+                    raise TooManyStreams(self.slots.per_player, self.slots.retry_after)
+                shared = counted is True
+            stream = Stream(self, actor, transport, resume)
+        except BaseException:
+            self.slots.give_back(actor.player_id)
+            if shared and self.shared_streams is not None:
+                self.shared_streams.give_back(actor.player_id)
+            raise
+        stream.shared = shared
+        return stream
 
 
 class Stream:
@@ -132,6 +228,19 @@ class Stream:
         self.resume = resume
         viewer = Viewer(player_id=str(actor.player_id), team=actor.team)
         self.conn = Connection(actor.room_id, viewer, transport, realtime.settings.stream_queue_size)
+        # Its slot in realtime.slots (and in realtime.shared_streams when `shared`), until released.
+        self._counted = True
+        self.shared = False
+        # Set while a command read from this stream (a WebSocket's) is being carried out.
+        self.commanding = False
+
+    def release(self) -> None:
+        """Give the stream's slot back (once)."""
+        if self._counted:
+            self._counted = False
+            self.rt.slots.give_back(self.actor.player_id)
+            if self.shared and self.rt.shared_streams is not None:
+                self.rt.shared_streams.give_back(self.actor.player_id)
 
     async def __aenter__(self) -> Stream:
         loop = asyncio.get_running_loop()
@@ -146,6 +255,7 @@ class Stream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._lifetime.cancel()
+        self.release()
         self.rt.hub.unregister(self.conn)
         self.rt.presence.closed(self.actor.room_id, self.actor.player_id)
 

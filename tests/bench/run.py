@@ -40,6 +40,8 @@ def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[t
         "LOG_LEVEL": "warning",
         **NO_RATE_LIMITS,
         "STREAM_QUEUE_SIZE": "4096",
+        # Thousands of streams on 20 players' tokens.
+        "MAX_STREAMS_PER_PLAYER": "1000000",
         "DB_POOL_SIZE": "20",
     }
     if redis_url:

@@ -35,9 +35,11 @@ from tests.support import (
 
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One server for these tests, with quick catch-up and generous chat limits."""
+    """One server for these tests, with quick catch-up and generous chat and stream limits
+    (some tests open many streams of one player)."""
     log = tmp_path_factory.mktemp("streams") / "server.log"
     env = {"CHAT_PER_SECOND": "10000", "CHAT_BURST": "10000", "CATCHUP_SECONDS": "0.2"}
+    env["MAX_STREAMS_PER_PLAYER"] = "1000"
     with serve(database_url, log, {**env, "PRESENCE_GRACE_SECONDS": "0.5"}) as s:
         yield s
 
@@ -440,7 +442,7 @@ async def test_tokens_never_reach_the_log(server: Any) -> None:
 
 
 async def test_idle_streams_hold_no_database_connections(database_url: str, tmp_path: Path) -> None:
-    with serve(database_url, tmp_path / "server.log") as server:
+    with serve(database_url, tmp_path / "server.log", {"MAX_STREAMS_PER_PLAYER": "1000"}) as server:
         base = server.url
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:

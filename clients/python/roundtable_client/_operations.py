@@ -192,7 +192,7 @@ OPERATION_14: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
     method='GET',
     path='/v1/rooms/{room_id}/events',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_128),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_129), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_131), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_132), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_134))),
+    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_128),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_129), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_131), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_132), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_134), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_136))),
     parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token', 'ticket')), codec=model_bindings.codec_125), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_126), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_127)),
     security=security.OPERATION_14,
 )
@@ -202,8 +202,8 @@ OPERATION_15: Final[OperationPlan[CreateStreamTicketResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/stream-tickets',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_137),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_138), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_140), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_141), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_142), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_143))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_136),),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_139),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_140), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_142), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_143), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_144), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_145))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_138),),
     security=security.OPERATION_15,
 )
 
@@ -212,8 +212,8 @@ OPERATION_16: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
     method='POST',
     path='/v1/rooms/{room_id}/messages',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_147),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_148), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_150), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_151), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_152), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_153), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_154), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_155), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_157))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_145),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_146),), default='application/json', required=True),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_149),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_150), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_152), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_153), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_154), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_155), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_156), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_157), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_159))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_147),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_148),), default='application/json', required=True),
     security=security.OPERATION_16,
 )

@@ -521,6 +521,12 @@ UnauthorizedResponseWWWAuthenticateHeader = TypeAliasType("UnauthorizedResponseW
 TooManyRequestsResponseRetryAfterHeader = TypeAliasType("TooManyRequestsResponseRetryAfterHeader", StrictInt)
 
 
+TooManyStreamsResponseRetryAfterHeader = TypeAliasType("TooManyStreamsResponseRetryAfterHeader", StrictInt)
+
+
+StreamUnavailableResponseRetryAfterHeader = TypeAliasType("StreamUnavailableResponseRetryAfterHeader", StrictInt)
+
+
 ServiceUnavailableResponseRetryAfterHeader = TypeAliasType("ServiceUnavailableResponseRetryAfterHeader", StrictInt)
 
 
@@ -583,7 +589,7 @@ class Problem(BaseModel):
     code: Annotated[
         str,
         Field(
-            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `nickname_confusable`,\n`nickname_invalid_characters`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;\n`room_closed` (409: the room closed, idle or abandoned; it takes no command).\n",
+            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `nickname_confusable`,\n`nickname_invalid_characters`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`too_many_streams`, `server_busy`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;\n`room_closed` (409: the room closed, idle or abandoned; it takes no command).\n",
             examples=['room_full'],
         ),
     ]

@@ -414,76 +414,82 @@ codec_133: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
 
 codec_134: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 429 application/problem+json)."""
+
+codec_135: Final[PydanticCodec[api.TooManyStreamsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyStreamsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 429)."""
+
+codec_136: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
 
-codec_135: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_137: Final[PydanticCodec[api.StreamUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.StreamUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
 
-codec_136: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_138: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post parameter (request path room_id)."""
 
-codec_137: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
+codec_139: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 201 application/json)."""
 
-codec_138: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_140: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 401 application/problem+json)."""
 
-codec_139: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_141: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response WWW-Authenticate 401)."""
 
-codec_140: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_142: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 403 application/problem+json)."""
 
-codec_141: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_143: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 404 application/problem+json)."""
 
-codec_142: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_144: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 422 application/problem+json)."""
 
-codec_143: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_145: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 503 application/problem+json)."""
 
-codec_144: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_146: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response Retry-After 503)."""
 
-codec_145: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_147: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
 
-codec_146: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+codec_148: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
 
-codec_147: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+codec_149: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
 
-codec_148: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_150: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
 
-codec_149: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_151: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
 
-codec_150: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_152: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
 
-codec_151: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_153: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
 
-codec_152: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_154: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
 
-codec_153: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_155: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
 
-codec_154: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_156: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
 
-codec_155: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_157: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
 
-codec_156: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_158: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
 
-codec_157: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_159: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""
 
-codec_158: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_160: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 503)."""

@@ -326,8 +326,13 @@ export interface paths {
          *     every event with a larger seq that the caller may see, in order, then goes live.
          *     Without either, it starts with a `snapshot` event (the caller's state; its `id` is the
          *     state's `last_seq`). A comment heartbeat comes at least every 15 s. The server ends
-         *     a stream after a while (and a player's streams when they leave); the client resumes
-         *     with `Last-Event-ID`, as EventSource does by itself.
+         *     a stream after a while (and a player's streams when they leave, and every stream
+         *     when it shuts down, each response properly ended); the client resumes with
+         *     `Last-Event-ID`, as EventSource does by itself.
+         *
+         *     A player has at most `MAX_STREAMS_PER_PLAYER` streams open (SSE and WebSocket
+         *     together): one more is `429 too_many_streams`. A server with as many streams open
+         *     as it takes answers `503 server_busy`. Both say when to try again (`Retry-After`).
          *
          *     EventSource cannot send headers: take a single-use `ticket` from `createStreamTicket`
          *     and open `…/events?ticket=…` (a used, expired or unknown ticket is a 401). The token
@@ -433,6 +438,7 @@ export interface components {
              *     `nickname_invalid_characters`, `room_code_required`,
              *     `max_players_below_player_count`, `body_too_large`, `method_not_allowed`,
              *     `chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,
+             *     `too_many_streams`, `server_busy`,
              *     `dependency_unavailable` (readiness); the game's: `not_enough_players`,
              *     `invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,
              *     `cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;
@@ -827,6 +833,49 @@ export interface components {
                  *       "status": 429,
                  *       "detail": "Too many messages; retry in 1 s.",
                  *       "code": "rate_limited"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The player has as many streams open (SSE and WebSocket together) as allowed. */
+        TooManyStreams: {
+            headers: {
+                /** @description Seconds to wait. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Too Many Requests",
+                 *       "status": 429,
+                 *       "detail": "This player has 8 streams open already; close one first.",
+                 *       "code": "too_many_streams"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description No stream now: this server has as many streams open as it takes (`server_busy`), or
+         *     PostgreSQL is unreachable (`database_unavailable`). Retry later.
+         */
+        StreamUnavailable: {
+            headers: {
+                /** @description Seconds to wait. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "This server has as many streams open as it takes; try again later.",
+                 *       "code": "server_busy"
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -1411,7 +1460,8 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
-            503: components["responses"]["ServiceUnavailable"];
+            429: components["responses"]["TooManyStreams"];
+            503: components["responses"]["StreamUnavailable"];
         };
     };
     createStreamTicket: {
