@@ -41,8 +41,8 @@ function describe(event: RoomEvent): string {
 
 test("the event types and the stream URL", () => {
   assert.ok(voteCastIsNamed && snapshotCarriesPlayers && node && browser === undefined);
-  assert.equal(ROOM_EVENT_TYPES.length, 13);
-  assert.ok(isRoomEventType("vote.cast") && !isRoomEventType("snapshot"));
+  assert.equal(ROOM_EVENT_TYPES.length, 14);
+  assert.ok(isRoomEventType("vote.cast") && isRoomEventType("room.closed") && !isRoomEventType("snapshot"));
   assert.equal(
     describe({
       seq: 1,
