@@ -15,7 +15,13 @@ from backend.app import create_app
 from backend.core.config import Settings
 from backend.core.embedded import embedded_database_url
 from backend.core.runtime import migrate, recreate_database
-from tests.support import NO_RATE_LIMIT_SETTINGS, NO_RATE_LIMITS, serve
+from tests.support import NO_RATE_LIMITS, serve
+
+# Rate limits out of reach for every app and server the tests start (Settings() and `serve`
+# read the environment): the tests share one client address and make many rooms, players
+# and commands. A test about limits sets its own (tests/integration/test_rate_limits.py).
+for _name, _value in NO_RATE_LIMITS.items():
+    os.environ.setdefault(_name, _value)
 
 # Two checkouts can test against one PostgreSQL server at once, each with a database of its own.
 TEST_DATABASE = os.environ.get("TEST_DATABASE_NAME", "roundtable_test")
@@ -41,8 +47,7 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 async def app(database_url: str) -> AsyncIterator[FastAPI]:
     """The application, started (lifespan) against the test database."""
-    # Rate limits out of reach: the tests share one address and make many rooms and players.
-    application = create_app(Settings(**NO_RATE_LIMIT_SETTINGS), database_url=database_url)
+    application = create_app(Settings(), database_url=database_url)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -33,16 +33,15 @@ from backend.persistence.tables import RoomRow
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Rate limits no test reaches (settings; NO_RATE_LIMITS as environment variables), for the
-# tests that are not about them: many rooms, joins and messages from one address and player.
-NO_RATE_LIMIT_SETTINGS: dict[str, Any] = dict.fromkeys(
+# Rate limits no test reaches, as environment variables, for the tests that are not about
+# them: many rooms, joins and messages from one address and player (see tests/conftest.py).
+NO_RATE_LIMITS = dict.fromkeys(
     [
-        *("chat_per_second", "chat_burst", "commands_per_second", "commands_burst"),
-        *("rooms_per_minute", "rooms_burst", "joins_per_minute", "joins_burst"),
+        *("CHAT_PER_SECOND", "CHAT_BURST", "COMMANDS_PER_SECOND", "COMMANDS_BURST"),
+        *("ROOMS_PER_MINUTE", "ROOMS_BURST", "JOINS_PER_MINUTE", "JOINS_BURST"),
     ],
-    1_000_000,
+    "1000000",
 )
-NO_RATE_LIMITS = {name.upper(): str(value) for name, value in NO_RATE_LIMIT_SETTINGS.items()}
 ROOM_EVENT: TypeAdapter[events.RoomEvent] = TypeAdapter(events.RoomEvent)
 
 
