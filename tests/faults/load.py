@@ -200,18 +200,22 @@ class Load:
             await self._pause(response)
 
     async def _socket(self, token: str) -> None:
-        """A player's WebSocket sending chat commands, one at a time, each answered by an
-        `ack` or an `error` `database_unavailable`; reconnected when the server closes it."""
+        """A player's WebSocket sending chat commands, one at a time once the socket is served
+        (its snapshot came), each answered by an `ack` or an `error` `database_unavailable`;
+        reconnected when the server closes it (1013 database_unavailable: it could not open
+        the socket's stream, the only close expected here)."""
         url = f"{self.base.replace('http://', 'ws://')}/v1/rooms/{self.room_id}/ws"
         while not self._stopping.is_set():
             try:
                 async with ws_connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+                    first = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+                    assert first["type"] == "snapshot", first
                     await self._commands(ws)
             except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else 1006
+                code, reason = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (1006, "")
                 self.socket_closes[code] += 1
-                if code != 1013:  # try again later (the database): the only close expected here
-                    self.refused.append(f"socket closed {code}")
+                if (code, reason) != (1013, "database_unavailable"):
+                    self.refused.append(f"socket closed {code} {reason}")
                 await self._pause()
             except (InvalidStatus, OSError) as exc:
                 self._no_answer("socket", exc)
