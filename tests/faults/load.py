@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class Load:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _numbers: itertools.count[int] = field(default_factory=itertools.count)
+    # The tests of a module share one database: each load's keys are its own, so a key another
+    # test wrote is never mistaken for one of this load's.
+    _tag: str = field(default_factory=lambda: secrets.token_hex(3))
 
     # What counts
 
@@ -152,7 +156,7 @@ class Load:
         headers = {"Authorization": f"Bearer {token}"}
         url = f"{self.base}/v1/rooms/{self.room_id}/messages"
         while not self._stopping.is_set():
-            text = f"chat {next(self._numbers)}"
+            text = f"chat {self._tag}-{next(self._numbers)}"
             outcome, response, took = await self._request(
                 http, "chat", (201,), "POST", url, headers=headers, json={"text": text}
             )
@@ -161,7 +165,7 @@ class Load:
 
     async def _create(self, http: httpx.AsyncClient) -> None:
         while not self._stopping.is_set():
-            name = f"room {next(self._numbers)}"
+            name = f"room {self._tag}-{next(self._numbers)}"
             body = {"name": name, "nickname": "Host", "ruleset": "mafia"}
             outcome, response, took = await self._request(
                 http, "create", (201,), "POST", f"{self.base}/v1/rooms", json=body
@@ -173,7 +177,7 @@ class Load:
         room: str | None = None
         while not self._stopping.is_set():
             if room is None:  # a room of its own to fill, made when the database answers
-                name = f"joins {next(self._numbers)}"
+                name = f"joins {self._tag}-{next(self._numbers)}"
                 body = {"name": name, "nickname": "Host", "ruleset": "mafia", "settings": {"max_players": 20}}
                 outcome, made, took = await self._request(
                     http, "create", (201,), "POST", f"{self.base}/v1/rooms", json=body
@@ -183,7 +187,7 @@ class Load:
                     room = made.json()["room"]["id"]
                 await self._pause(made)
                 continue
-            nickname = f"Joiner {next(self._numbers)}"
+            nickname = f"Joiner {self._tag}-{next(self._numbers)}"
             outcome, response, took = await self._request(
                 http,
                 "join",
@@ -224,7 +228,7 @@ class Load:
     async def _commands(self, ws: ClientConnection) -> None:
         while not self._stopping.is_set():
             number = next(self._numbers)
-            text = f"socket chat {number}"
+            text = f"socket chat {self._tag}-{number}"
             began = time.monotonic()
             await ws.send(json.dumps({"type": "chat", "request_id": f"r{number}", "text": text}))
             try:
