@@ -100,11 +100,14 @@ async def store_idempotent_answer(session: AsyncSession, row: IdempotencyRow) ->
 
 async def lock_overdue_room(session: AsyncSession) -> RoomRow | None:
     """Return one running room whose phase deadline has passed, locked; rooms others hold are skipped."""
+    # now() (the transaction's start, this being its first statement), not clock_timestamp():
+    # a volatile function cannot bound the deadline index, so every poll of every worker read
+    # every running game's entry when nothing was due.
     result = await session.exec(
         select(RoomRow)
         .where(
             col(RoomRow.status) == "in_progress",
-            col(RoomRow.phase_ends_at) <= func.clock_timestamp(),
+            col(RoomRow.phase_ends_at) <= func.now(),
         )
         .order_by(col(RoomRow.phase_ends_at))
         .limit(1)
