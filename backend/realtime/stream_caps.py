@@ -17,7 +17,7 @@ import contextlib
 import logging
 import uuid
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,13 @@ class SharedStreamCounts:
         self.cap = cap
         self.hash_ttl = hash_ttl
         self.timeout = timeout
-        self._redis = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=timeout)
+        # A storm of streams opening or closing at once (a thousand reconnecting) makes as many
+        # calls at once: they queue for one of a few connections, within the same timeout,
+        # rather than fail on the pool's limit and drop every cap to this process's count.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=16, timeout=timeout, socket_connect_timeout=1, socket_timeout=timeout
+        )
+        self._redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self._admit = self._redis.register_script(_ADMIT)
         self._release = self._redis.register_script(_RELEASE)
         self._alive: asyncio.Task[None] | None = None

@@ -10,14 +10,17 @@ import resource
 import selectors
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from backend.realtime.stream_caps import SharedStreamCounts
 from tests.support import redis_server, serve, sse_events
 
 LOW_SOFT_LIMIT = 1024
@@ -240,3 +243,35 @@ async def test_the_per_player_cap_holds_across_servers_sharing_redis(
                     assert await status_on(b.url) == 200
     for name in ("a.log", "b.log"):
         assert "Traceback" not in (tmp_path / name).read_text()
+
+
+async def test_a_storm_of_streams_is_counted_in_redis_exactly(tmp_path: Path) -> None:
+    """A crowd reconnecting at once: 300 streams of one player counted at once and given back
+    at once are all counted in Redis (none falls back to the process's own count because
+    the Redis client ran out of connections), and nothing stays counted afterwards."""
+    streams = 300
+    with redis_server(tmp_path) as redis:
+        counts = SharedStreamCounts(redis.url, uuid.uuid4(), cap=streams, hash_ttl=60)
+        await counts.start()
+        try:
+            player = uuid.uuid4()
+            taken = await asyncio.gather(*(counts.take(player) for _ in range(streams)))
+            assert taken == [True] * streams
+            key = f"roundtable:streams:{player}"
+            assert sum(int(n) for n in (await redis_hash(redis.url, key)).values()) == streams
+            assert await counts.take(player) is False  # over the cap
+            for _ in range(streams):
+                counts.give_back(player)
+            await asyncio.gather(*counts._pending)
+            assert await redis_hash(redis.url, key) == {}
+        finally:
+            await counts.stop()
+
+
+async def redis_hash(url: str, key: str) -> dict[bytes | str, bytes | str]:
+    client = Redis.from_url(url)
+    try:
+        found: dict[bytes | str, bytes | str] = await client.hgetall(key)
+        return found
+    finally:
+        await client.aclose()
