@@ -275,7 +275,12 @@ class Load:
                 await asyncio.sleep(0.1)
 
     async def _read(self, response: httpx.Response, client: SseClient) -> None:
-        with contextlib.suppress(TimeoutError):  # a resuming client's time to reconnect
+        # A resuming client leaves at the first event past its deadline, or at the deadline if
+        # none comes. The event check is what makes it reconnect: the timeout alone once failed
+        # to (its cancellation of a read in the HTTP client was lost, and the client kept one
+        # stream for the whole test).
+        leave_at = None if client.resume_every is None else time.monotonic() + client.resume_every
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(client.resume_every):
                 async for event in sse_events(response):
                     payload = check_envelope(event)
@@ -284,6 +289,8 @@ class Load:
                         client.snapshot_seq = payload["data"]["last_seq"]
                     else:
                         client.seqs.append(payload["seq"])
+                    if leave_at is not None and time.monotonic() >= leave_at:
+                        break
         # The server ended the stream (or it is time to reconnect): resume after the last seq.
 
 
