@@ -61,7 +61,9 @@ class FieldError(ContractModel):
     message: str
 
 
-Ruleset = TypeAliasType("Ruleset", Literal['mafia'])
+class Ruleset(StrEnum):
+    mafia = 'mafia'
+    missions = 'missions'
 
 
 class RoomStatus(StrEnum):
@@ -75,11 +77,16 @@ class Phase(StrEnum):
     night = 'night'
     day = 'day'
     vote = 'vote'
+    propose = 'propose'
+    approve = 'approve'
+    mission = 'mission'
 
 
 class Team(StrEnum):
     mafia = 'mafia'
     town = 'town'
+    crew = 'crew'
+    spies = 'spies'
 
 
 class Role(StrEnum):
@@ -87,6 +94,8 @@ class Role(StrEnum):
     citizen = 'citizen'
     doctor = 'doctor'
     detective = 'detective'
+    crew = 'crew'
+    spy = 'spy'
 
 
 JoinCode = TypeAliasType(
@@ -145,11 +154,25 @@ class RoleCounts(ContractModel):
     detective: Annotated[StrictInt, Field(ge=0, le=5)]
 
 
-class RoomSettings(ContractModel):
+class MissionsSettings(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
+    ruleset: Literal['missions']
+    max_players: Annotated[StrictInt, Field(ge=5, le=10)]
+    propose_seconds: PhaseSeconds
+    approve_seconds: PhaseSeconds
+    mission_seconds: PhaseSeconds
+    private: Annotated[StrictBool, Field(description="Unlisted; joined with the room's code only.")]
+
+
+class MafiaSettings(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    ruleset: Literal['mafia']
     max_players: Annotated[StrictInt, Field(ge=4, le=20)]
     roles: Annotated[
         RoleCounts | None,
@@ -164,7 +187,19 @@ class RoomSettings(ContractModel):
     private: Annotated[StrictBool, Field(description="Unlisted; joined with the room's code only.")]
 
 
-class RoomSettingsInput(ContractModel):
+class MissionsSettingsInput(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    max_players: Annotated[StrictInt, Field(ge=5, le=10)] = 10
+    propose_seconds: PhaseSeconds = 90
+    approve_seconds: PhaseSeconds = 45
+    mission_seconds: PhaseSeconds = 45
+    private: StrictBool = False
+
+
+class MafiaSettingsInput(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
@@ -178,24 +213,26 @@ class RoomSettingsInput(ContractModel):
     private: StrictBool = False
 
 
-class CreateRoomRequest(ContractModel):
+class CreateMafiaRoomRequest(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
     name: RoomName
     nickname: Nickname
-    ruleset: Ruleset
-    settings: RoomSettingsInput | MISSING = MISSING
+    ruleset: Literal['mafia']
+    settings: MafiaSettingsInput | MISSING = MISSING
 
 
-class UpdateRoomRequest(ContractModel):
+class CreateMissionsRoomRequest(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    name: RoomName | MISSING = MISSING
-    settings: RoomSettingsInput | MISSING = MISSING
+    name: RoomName
+    nickname: Nickname
+    ruleset: Literal['missions']
+    settings: MissionsSettingsInput | MISSING = MISSING
 
 
 class JoinRoomRequest(ContractModel):
@@ -205,48 +242,6 @@ class JoinRoomRequest(ContractModel):
     )
     nickname: Nickname
     code: JoinCode | MISSING = MISSING
-
-
-class Room(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    id: UUID
-    code: JoinCode
-    name: str
-    ruleset: Ruleset
-    status: RoomStatus
-    settings: RoomSettings
-    host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
-    player_count: Annotated[StrictInt, Field(ge=0)]
-    round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
-    phase: Phase | None
-    phase_ends_at: AwareDatetime | None
-    winner: Team | None
-    created_at: AwareDatetime
-
-
-class RoomSummary(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    id: UUID
-    code: Annotated[
-        JoinCode | None, Field(description='`null` for a private room: only its members see its code.')
-    ]
-    name: str
-    ruleset: Ruleset
-    status: RoomStatus
-    settings: RoomSettings
-    host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
-    player_count: Annotated[StrictInt, Field(ge=0)]
-    round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
-    phase: Phase | None
-    phase_ends_at: AwareDatetime | None
-    winner: Team | None
-    created_at: AwareDatetime
 
 
 class Player(ContractModel):
@@ -262,27 +257,6 @@ class Player(ContractModel):
     connected: StrictBool
     team: Team | None
     role: Role | None
-
-
-class RoomSession(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    room: Room
-    player: Player
-    token: Annotated[str, Field(description='Bearer token for this player in this room.', min_length=43)]
-
-
-class RoomPage(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    items: list[Room]
-    next_cursor: Annotated[
-        str | None, Field(description='Pass as `cursor` for the next page; `null` on the last page.')
-    ]
 
 
 class ChatChannel(StrEnum):
@@ -339,33 +313,7 @@ class VoteAction(StrEnum):
     protect = 'protect'
     investigate = 'investigate'
     eliminate = 'eliminate'
-
-
-class Vote(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    round: Annotated[StrictInt, Field(ge=1)]
-    phase: Phase
-    action: VoteAction
-    voter_id: UUID
-    target_player_id: Annotated[UUID | None, Field(description='`null` abstains.')]
-
-
-class RoomState(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    room: Room
-    players: Annotated[list[Player], Field(description='Present players by seat.')]
-    me: Player
-    teammates: Annotated[
-        list[UUID], Field(description='Ids of the players the caller knows to share their team.')
-    ]
-    votes: Annotated[list[Vote], Field(description='The votes the caller may see now.')]
-    last_seq: Annotated[StrictInt, Field(description='The seq of the newest event in the room.', ge=0)]
+    approve = 'approve'
 
 
 class VoteRequest(ContractModel):
@@ -381,18 +329,6 @@ class VoteRequest(ContractModel):
         ),
     ] = MISSING
     phase: Phase | MISSING = MISSING
-
-
-class VoteAccepted(ContractModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        validate_by_name=True,
-    )
-    vote: Vote
-    seq: Annotated[StrictInt, Field(description='The seq of the `vote.cast` event.', ge=1)]
-    phase_closed: Annotated[
-        StrictBool, Field(description='This vote was the last one awaited, and the phase closed with it.')
-    ]
 
 
 class AdvanceRequest(ContractModel):
@@ -423,44 +359,191 @@ class Investigation(ContractModel):
     team: Team
 
 
-class PhaseRecord(ContractModel):
+class ActionType(StrEnum):
+    vote = 'vote'
+    propose = 'propose'
+    approve = 'approve'
+    mission = 'mission'
+
+
+class ApprovalChoice(StrEnum):
+    approve = 'approve'
+    reject = 'reject'
+
+
+class MissionChoice(StrEnum):
+    success = 'success'
+    fail = 'fail'
+
+
+class CastVoteAction(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    phase: Phase
-    closed: StrictBool
-    votes: Annotated[
-        list[Vote], Field(description='Every vote the caller may see, changes included, in the order cast.')
-    ]
-    tally: Annotated[
-        list[TallyEntry] | None,
+    type: Literal['vote']
+    target_player_id: Annotated[UUID | None, Field(description='Whom the vote is for; `null` abstains.')]
+    round: Annotated[
+        StrictInt | MISSING,
         Field(
-            description='The final count (kill votes at night, eliminate votes by vote), once closed and where visible.'
+            description='The round the action is meant for; refused with `phase_closed` once it is over.',
+            ge=1,
+        ),
+    ] = MISSING
+    phase: Phase | MISSING = MISSING
+
+
+class ProposeTeamAction(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['propose']
+    player_ids: Annotated[list[UUID], Field(max_length=5, min_length=2)]
+    round: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
+    phase: Phase | MISSING = MISSING
+    attempt: Annotated[
+        StrictInt | MISSING,
+        Field(
+            description='The proposal the action is meant for; refused with `phase_closed` once it is over.',
+            ge=1,
+            le=5,
+        ),
+    ] = MISSING
+
+
+class ApproveTeamAction(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['approve']
+    choice: ApprovalChoice
+    round: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
+    phase: Phase | MISSING = MISSING
+    attempt: Annotated[StrictInt | MISSING, Field(ge=1, le=5)] = MISSING
+
+
+class MissionChoiceAction(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['mission']
+    choice: MissionChoice
+    round: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
+    phase: Phase | MISSING = MISSING
+
+
+ActionRequest = TypeAliasType(
+    "ActionRequest",
+    Annotated[
+        CastVoteAction | ProposeTeamAction | ApproveTeamAction | MissionChoiceAction,
+        Field(
+            description="One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take."
+        ),
+    ],
+)
+
+
+class ActionAccepted(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: ActionType
+    round: Annotated[StrictInt, Field(ge=1)]
+    phase: Phase
+    seq: Annotated[StrictInt, Field(description='The seq of the first event the action appended.', ge=1)]
+    phase_closed: Annotated[
+        StrictBool, Field(description='This action was the last one awaited, and the phase closed with it.')
+    ]
+
+
+class Option(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: ActionType
+    vote_action: Annotated[
+        VoteAction | None,
+        Field(
+            description='mafia `vote`: what the vote does now (`kill`, `protect`, `investigate`, `eliminate`).'
         ),
     ]
-    eliminated_player_id: Annotated[
-        UUID | None,
-        Field(description='Who died when the phase closed (killed at night, voted out in `vote`).'),
+    targets: Annotated[list[UUID], Field(description='The players that may be picked, by seat.')]
+    pick: Annotated[
+        StrictInt,
+        Field(description='How many targets to pick (0 when the action takes a `choice`).', ge=0, le=5),
     ]
-    investigations: list[Investigation]
+    abstain: Annotated[StrictBool, Field(description='`target_player_id: null` is allowed.')]
+    choices: list[str]
 
 
-class Round(ContractModel):
+class MissionResult(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    round: Annotated[StrictInt, Field(ge=1)]
-    phases: list[PhaseRecord]
+    round: Annotated[StrictInt, Field(ge=1, le=5)]
+    team: list[UUID]
+    fails: Annotated[StrictInt, Field(ge=0)]
+    succeeded: StrictBool
 
 
-class RoundList(ContractModel):
+class TeamProposal(ContractModel):
     model_config = ConfigDict(
         extra='forbid',
         validate_by_name=True,
     )
-    rounds: list[Round]
+    leader_player_id: UUID
+    player_ids: list[UUID]
+
+
+class ApprovalVote(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    voter_id: UUID
+    choice: ApprovalChoice
+
+
+class ApprovalResult(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    approved: StrictBool
+    rejections: Annotated[
+        StrictInt,
+        Field(description='Proposals rejected in this round so far, this one included.', ge=0, le=5),
+    ]
+    votes: Annotated[list[ApprovalVote], Field(description="Every player's vote, by seat.")]
+
+
+class MissionsBoard(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    ruleset: Literal['missions']
+    leader_player_id: UUID
+    attempt: Annotated[StrictInt, Field(description='The proposal of this round (1–5).', ge=1, le=5)]
+    team_size: Annotated[StrictInt, Field(description="The size of this round's team.", ge=2, le=5)]
+    team_sizes: Annotated[list[StrictInt], Field(description='The team size of every round, 1 to 5.')]
+    proposal: Annotated[
+        list[UUID] | None,
+        Field(description='The team on the table (in `approve` and `mission`), else `null`.'),
+    ]
+    rejections: Annotated[
+        StrictInt,
+        Field(
+            description='Proposals rejected in this round so far; the fifth makes the spies win.', ge=0, le=5
+        ),
+    ]
+    missions: list[MissionResult]
 
 
 class Problem(ContractModel):
@@ -484,3 +567,217 @@ class Problem(ContractModel):
         list[FieldError] | MISSING,
         Field(description='For `validation_failed`, one entry per offending field.'),
     ] = MISSING
+
+
+RoomSettings = TypeAliasType(
+    "RoomSettings",
+    Annotated[
+        MafiaSettings | MissionsSettings,
+        Field(description="The room's settings, told apart by their `ruleset` (the room's own)."),
+    ],
+)
+
+
+RoomSettingsInput = TypeAliasType(
+    "RoomSettingsInput",
+    Annotated[
+        MafiaSettingsInput | MissionsSettingsInput,
+        Field(
+            description="Settings to change, for the room's own ruleset; each one left out keeps its current\nvalue. A setting the room's ruleset does not have is refused (422).\n"
+        ),
+    ],
+)
+
+
+CreateRoomRequest = TypeAliasType(
+    "CreateRoomRequest",
+    Annotated[
+        CreateMafiaRoomRequest | CreateMissionsRoomRequest,
+        Field(
+            description="A new room of one ruleset, with that ruleset's settings.", discriminator='ruleset'
+        ),
+    ],
+)
+
+
+class UpdateRoomRequest(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    name: RoomName | MISSING = MISSING
+    settings: RoomSettingsInput | MISSING = MISSING
+
+
+class Room(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    id: UUID
+    code: JoinCode
+    name: str
+    ruleset: Ruleset
+    status: RoomStatus
+    settings: RoomSettings
+    host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
+    player_count: Annotated[StrictInt, Field(ge=0)]
+    round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
+    phase: Phase | None
+    phase_ends_at: AwareDatetime | None
+    winner: Team | None
+    created_at: AwareDatetime
+
+
+class RoomSummary(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    id: UUID
+    code: Annotated[
+        JoinCode | None, Field(description='`null` for a private room: only its members see its code.')
+    ]
+    name: str
+    ruleset: Ruleset
+    status: RoomStatus
+    settings: RoomSettings
+    host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
+    player_count: Annotated[StrictInt, Field(ge=0)]
+    round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
+    phase: Phase | None
+    phase_ends_at: AwareDatetime | None
+    winner: Team | None
+    created_at: AwareDatetime
+
+
+class RoomSession(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    room: Room
+    player: Player
+    token: Annotated[str, Field(description='Bearer token for this player in this room.', min_length=43)]
+
+
+class RoomPage(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    items: list[Room]
+    next_cursor: Annotated[
+        str | None, Field(description='Pass as `cursor` for the next page; `null` on the last page.')
+    ]
+
+
+class Vote(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phase: Phase
+    action: VoteAction
+    voter_id: UUID
+    target_player_id: Annotated[
+        UUID | None, Field(description='`null` abstains (always `null` for an `approve` vote).')
+    ]
+    choice: ApprovalChoice | MISSING = MISSING
+
+
+class RoomState(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    room: Room
+    players: Annotated[list[Player], Field(description='Present players by seat.')]
+    me: Player
+    teammates: Annotated[
+        list[UUID], Field(description='Ids of the players the caller knows to share their team.')
+    ]
+    votes: Annotated[list[Vote], Field(description='The votes the caller may see now.')]
+    options: Annotated[
+        list[Option],
+        Field(
+            description='The actions the caller may take now (`performAction`): every one listed is\naccepted, every other is refused. Empty when there is nothing to do.\n'
+        ),
+    ]
+    board: Annotated[
+        MissionsBoard | None,
+        Field(description='The public state of a missions game (`null` for mafia and in the lobby).'),
+    ]
+    last_seq: Annotated[StrictInt, Field(description='The seq of the newest event in the room.', ge=0)]
+
+
+class VoteAccepted(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    vote: Vote
+    seq: Annotated[StrictInt, Field(description='The seq of the `vote.cast` event.', ge=1)]
+    phase_closed: Annotated[
+        StrictBool, Field(description='This vote was the last one awaited, and the phase closed with it.')
+    ]
+
+
+class PhaseRecord(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    phase: Phase
+    attempt: Annotated[
+        StrictInt,
+        Field(
+            description='missions: the proposal this `propose` or `approve` phase belongs to (1–5); otherwise 1.',
+            ge=1,
+        ),
+    ]
+    closed: StrictBool
+    votes: Annotated[
+        list[Vote], Field(description='Every vote the caller may see, changes included, in the order cast.')
+    ]
+    tally: Annotated[
+        list[TallyEntry] | None,
+        Field(
+            description='The final count (kill votes at night, eliminate votes by vote), once closed and where visible.'
+        ),
+    ]
+    eliminated_player_id: Annotated[
+        UUID | None,
+        Field(description='Who died when the phase closed (killed at night, voted out in `vote`).'),
+    ]
+    investigations: list[Investigation]
+    proposal: Annotated[
+        TeamProposal | None,
+        Field(description='missions `propose`: the team the leader proposed, once proposed.'),
+    ]
+    approval: Annotated[
+        ApprovalResult | None,
+        Field(description='missions `approve`: every vote and the result, once the phase closed.'),
+    ]
+    mission: Annotated[
+        MissionResult | None,
+        Field(description='missions `mission`: how many chose `fail` (never who), once closed.'),
+    ]
+
+
+class Round(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    phases: list[PhaseRecord]
+
+
+class RoundList(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    rounds: list[Round]

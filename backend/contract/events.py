@@ -8,8 +8,13 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from backend.contract.api import (
+    ActionRequest,
+    ApprovalChoice,
+    ApprovalVote,
     ChatChannel,
     ChatText,
+    MissionChoice,
+    Option,
     Phase,
     Player,
     Role,
@@ -193,7 +198,12 @@ class GameStartedData(ContractModel):
         validate_by_name=True,
     )
     room: Room
-    roles: RoleCounts
+    roles: Annotated[
+        RoleCounts | None,
+        Field(
+            description='mafia: how many of each special role were dealt; missions: `null` (the spy count follows from the player count).'
+        ),
+    ]
 
 
 class PhaseStartedData(ContractModel):
@@ -209,6 +219,10 @@ class PhaseStartedData(ContractModel):
             description='The deadline (database clock); the phase closes then if nothing closes it sooner.'
         ),
     ]
+    attempt: Annotated[
+        StrictInt | MISSING,
+        Field(description='missions `propose` and `approve`: the proposal of this round (1–5).', ge=1, le=5),
+    ] = MISSING
     killed_player_id: Annotated[
         UUID | None | MISSING,
         Field(description='`day` only: whom the night killed, `null` when nobody died.'),
@@ -395,10 +409,175 @@ class RoomClosedEvent(ContractModel):
     data: RoomClosedData
 
 
+class LeaderChangedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    leader_id: UUID
+
+
+class LeaderChangedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['leader.changed']
+    at: At
+    data: LeaderChangedData
+
+
+class TeamProposedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    leader_id: UUID
+    player_ids: list[UUID]
+
+
+class TeamProposedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['team.proposed']
+    at: At
+    data: TeamProposedData
+
+
+class ApprovalCastData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    voter_id: UUID
+    choice: ApprovalChoice
+
+
+class ApprovalCastEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['approval.cast']
+    at: At
+    data: ApprovalCastData
+
+
+class ApprovalClosedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    approved: StrictBool
+    rejections: Annotated[
+        StrictInt,
+        Field(
+            description='Proposals rejected in this round so far, this one included; the fifth makes the spies win.',
+            ge=0,
+            le=5,
+        ),
+    ]
+    votes: Annotated[list[ApprovalVote], Field(description="Every player's vote, by seat.")]
+
+
+class ApprovalClosedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['approval.closed']
+    at: At
+    data: ApprovalClosedData
+
+
+class MissionChosenData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    player_id: UUID
+    choice: MissionChoice
+
+
+class MissionChosenEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['mission.chosen']
+    at: At
+    data: MissionChosenData
+
+
+class MissionClosedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    round: Annotated[StrictInt, Field(ge=1)]
+    team: list[UUID]
+    fails: Annotated[StrictInt, Field(ge=0)]
+    succeeded: StrictBool
+
+
+class MissionClosedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['mission.closed']
+    at: At
+    data: MissionClosedData
+
+
+class OptionsChangedData(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    player_id: UUID
+    options: list[Option]
+
+
+class OptionsChangedEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Seq
+    room_id: RoomId
+    type: Literal['options.changed']
+    at: At
+    data: OptionsChangedData
+
+
 RoomEvent = TypeAliasType(
     "RoomEvent",
     Annotated[
-        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent | RoomClosedEvent,
+        PlayerJoinedEvent | PlayerLeftEvent | RoomUpdatedEvent | ChatMessageEvent | PresenceChangedEvent | RoleAssignedEvent | GameStartedEvent | PhaseStartedEvent | VoteCastEvent | VoteClosedEvent | NightResultEvent | PlayerEliminatedEvent | GameFinishedEvent | RoomClosedEvent | LeaderChangedEvent | TeamProposedEvent | ApprovalCastEvent | ApprovalClosedEvent | MissionChosenEvent | MissionClosedEvent | OptionsChangedEvent,
         Field(
             description='The envelope of every event of the log, told apart by `type`.', discriminator='type'
         ),
@@ -478,10 +657,20 @@ class VoteCommand(ContractModel):
     phase: Phase | MISSING = MISSING
 
 
+class ActionCommand(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    type: Literal['action']
+    request_id: RequestId
+    action: ActionRequest
+
+
 SocketCommand = TypeAliasType(
     "SocketCommand",
     Annotated[
-        PingCommand | ChatCommand | VoteCommand,
+        PingCommand | ChatCommand | VoteCommand | ActionCommand,
         Field(description='What a client may send over the WebSocket.', discriminator='type'),
     ],
 )
@@ -530,6 +719,30 @@ GameFinishedPayload = TypeAliasType("GameFinishedPayload", GameFinishedEvent)
 
 
 RoomClosedPayload = TypeAliasType("RoomClosedPayload", RoomClosedEvent)
+
+
+LeaderChangedPayload = TypeAliasType("LeaderChangedPayload", LeaderChangedEvent)
+
+
+TeamProposedPayload = TypeAliasType("TeamProposedPayload", TeamProposedEvent)
+
+
+ApprovalCastPayload = TypeAliasType("ApprovalCastPayload", ApprovalCastEvent)
+
+
+ApprovalClosedPayload = TypeAliasType("ApprovalClosedPayload", ApprovalClosedEvent)
+
+
+MissionChosenPayload = TypeAliasType("MissionChosenPayload", MissionChosenEvent)
+
+
+MissionClosedPayload = TypeAliasType("MissionClosedPayload", MissionClosedEvent)
+
+
+OptionsChangedPayload = TypeAliasType("OptionsChangedPayload", OptionsChangedEvent)
+
+
+ActionPayload = TypeAliasType("ActionPayload", ActionCommand)
 
 
 AckPayload = TypeAliasType("AckPayload", SocketAck)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -56,19 +56,38 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
+# Where a transaction collects the rooms it appended events to (room id -> newest seq):
+# `Database.transaction` hands them to `on_commit` once, and only once, it has committed.
+APPENDED = "roundtable.appended"
+
+
+def appended(session: AsyncSession, room_id: Any, last_seq: int) -> None:
+    """Note that the transaction appended events to a room, up to `last_seq`."""
+    session.info.setdefault(APPENDED, {})[room_id] = last_seq
+
+
 class Database:
     """Hands out short sessions; no session outlives one command or one read."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        # Rings the doorbell of a room whose events a transaction committed (set by realtime):
+        # the one place commit-then-ring happens, so no command has to remember it.
+        self.on_commit: Callable[[Any, int], None] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """Run one transaction: commit when the block ends, roll back when it raises."""
+        """Run one transaction: commit when the block ends, roll back when it raises; then
+        ring for every room it appended events to."""
         with unavailable_when_down():
-            async with self._sessions() as session, session.begin():
-                yield session
+            async with self._sessions() as session:
+                async with session.begin():
+                    yield session
+                rooms = session.info.pop(APPENDED, None)
+        if rooms and self.on_commit is not None:
+            for room_id, last_seq in rooms.items():
+                self.on_commit(room_id, last_seq)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

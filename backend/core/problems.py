@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.contract import api
 from backend.contract.api import FieldError, Problem
 from backend.domain.errors import RuleError
 
@@ -219,6 +220,10 @@ def database_unavailable_response(request: Request, exc: BaseException) -> JSONR
     return problem_response(503, unavailable.code, unavailable.detail, headers={"Retry-After": str(seconds)})
 
 
+# The values that tell apart the members of a body's union (a room's ruleset, an action's type).
+BODY_TAGS = frozenset({*(r.value for r in api.Ruleset), *(t.value for t in api.ActionType)})
+
+
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:
     # A path parameter that a route and its dependencies (the caller's room) both take is
     # validated once by each: the client sent one bad value, so it is named once.
@@ -226,6 +231,11 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
     seen: set[tuple[tuple[str | int, ...], str]] = set()
     for err in exc.errors():
         loc: list[str | int] = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            # A body told apart by a field (`ruleset`, an action's `type`): name that field.
+            loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
+        elif loc[:1] == ["body"] and len(loc) > 1 and loc[1] in BODY_TAGS:
+            del loc[1]  # pydantic names the union's member; the client named no such field
         message = str(err.get("msg", "invalid"))
         if (tuple(loc), message) not in seen:
             seen.add((tuple(loc), message))

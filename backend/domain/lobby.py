@@ -21,16 +21,6 @@ from backend.domain.nicknames import NicknameTaken as NicknameTaken  # re-export
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "max_players": 10,
-    "roles": None,
-    "night_seconds": 60,
-    "day_seconds": 120,
-    "vote_seconds": 60,
-    "reveal_on_death": True,
-    "private": False,
-}
-
 
 class LobbyError(RuleError):
     """A lobby rule refused the command."""

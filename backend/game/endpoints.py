@@ -1,18 +1,20 @@
-"""HTTP routes of the game: start, advance, vote, rounds."""
+"""HTTP routes of the game: start, advance, actions (and mafia's `/votes` alias), rounds."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import MISSING, BaseModel, Field, TypeAdapter
 
-from backend.api_deps import CommandActor, CurrentActor, DatabaseDep, RealtimeDep
+from backend.api_deps import CommandActor, CurrentActor, DatabaseDep
 from backend.contract import api
 from backend.contract.api import FieldError
 from backend.core.problems import ValidationFailed
 from backend.game import service
+from backend.persistence.events import NewEvent
 
 router = APIRouter(prefix="/v1/rooms")
 
@@ -21,15 +23,19 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7E]+$"),
 ]
 
+# The generated union, told apart by `type` (the spec cannot say so where AsyncAPI reads it).
+ActionBody = Annotated[
+    api.CastVoteAction | api.ProposeTeamAction | api.ApproveTeamAction | api.MissionChoiceAction,
+    Field(discriminator="type"),
+]
+ACTION: TypeAdapter[BaseModel] = TypeAdapter(ActionBody)
+
 
 @router.post("/{room_id}/start", response_model=api.Room)
-async def start_game(
-    room_id: uuid.UUID, actor: CommandActor, db: DatabaseDep, realtime: RealtimeDep
-) -> api.Room:
-    """Deal the roles and open the first night."""
+async def start_game(room_id: uuid.UUID, actor: CommandActor, db: DatabaseDep) -> api.Room:
+    """Deal the roles and open the first phase."""
     async with db.transaction() as session:
-        room, committed = await service.start_game(session, room_id, actor)
-    realtime.committed(committed)
+        room, _ = await service.start_game(session, room_id, actor)
     return room
 
 
@@ -52,14 +58,46 @@ async def advance_phase(
     room_id: uuid.UUID,
     actor: CommandActor,
     db: DatabaseDep,
-    realtime: RealtimeDep,
     body: Annotated[api.AdvanceRequest | None, Depends(advance_guard)],
 ) -> api.Room:
     """Close the open phase now."""
     async with db.transaction() as session:
-        room, committed = await service.advance_phase(session, room_id, actor, body)
-    realtime.committed(committed)
+        room, _ = await service.advance_phase(session, room_id, actor, body)
     return room
+
+
+@router.post("/{room_id}/actions", status_code=201, response_model=api.ActionAccepted)
+async def perform_action(
+    room_id: uuid.UUID,
+    body: Annotated[ActionBody, Body()],
+    actor: CommandActor,
+    db: DatabaseDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Take an action of the room's ruleset."""
+    async with db.transaction() as session:
+        answer = await service.perform_action(session, room_id, actor, body, idempotency_key)
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+def vote_action(body: api.VoteRequest) -> api.CastVoteAction:
+    """Return the action a `/votes` request (or a WebSocket `vote`) stands for."""
+    action = api.CastVoteAction(type="vote", target_player_id=body.target_player_id)
+    if body.round is not MISSING:
+        action.round = body.round
+    if body.phase is not MISSING:
+        action.phase = body.phase
+    return action
+
+
+def vote_accepted(accepted: api.ActionAccepted, cast: NewEvent) -> dict[str, Any]:
+    """Answer in `/votes`' own shape: the vote as cast (its `vote.cast` event), seq, phase_closed."""
+    vote = api.Vote.model_validate(
+        {k: cast.data[k] for k in ("round", "phase", "action", "voter_id", "target_player_id")}
+    )
+    answer = api.VoteAccepted(vote=vote, seq=accepted.seq, phase_closed=accepted.phase_closed)
+    data: dict[str, Any] = answer.model_dump(mode="json")
+    return data
 
 
 @router.post("/{room_id}/votes", status_code=201, response_model=api.VoteAccepted)
@@ -68,14 +106,13 @@ async def cast_vote(
     body: api.VoteRequest,
     actor: CommandActor,
     db: DatabaseDep,
-    realtime: RealtimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Cast or change a vote."""
+    """Cast or change a vote: `performAction` with `{"type": "vote"}`, answered in its own shape."""
     async with db.transaction() as session:
-        answer = await service.cast_vote(session, room_id, actor, body, idempotency_key)
-    if answer.committed is not None:
-        realtime.committed(answer.committed)
+        answer = await service.perform_action(
+            session, room_id, actor, vote_action(body), idempotency_key, route="votes", shape=vote_accepted
+        )
     return JSONResponse(answer.body, status_code=answer.status)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.persistence.tables import IdempotencyRow, PhaseResultRow, PlayerRow, RoomRow, VoteRow
+from backend.persistence.tables import EventRow, IdempotencyRow, PhaseResultRow, PlayerRow, RoomRow, VoteRow
 
 
 async def db_clock(session: AsyncSession) -> datetime:
@@ -34,12 +34,17 @@ async def dealt_players(session: AsyncSession, room_id: uuid.UUID) -> Sequence[P
 
 
 async def current_ballots(
-    session: AsyncSession, room_id: uuid.UUID, round_: int, phase: str
+    session: AsyncSession, room_id: uuid.UUID, round_: int, phase: str, attempt: int
 ) -> Sequence[VoteRow]:
-    """Return each voter's newest vote in one phase, in the order they were cast."""
+    """Return each voter's newest vote in one opening of a phase, in the order they were cast."""
     latest = (
         select(VoteRow)
-        .where(col(VoteRow.room_id) == room_id, col(VoteRow.round) == round_, col(VoteRow.phase) == phase)
+        .where(
+            col(VoteRow.room_id) == room_id,
+            col(VoteRow.round) == round_,
+            col(VoteRow.phase) == phase,
+            col(VoteRow.attempt) == attempt,
+        )
         .order_by(col(VoteRow.voter_id), col(VoteRow.id).desc())
         .ext(distinct_on(col(VoteRow.voter_id)))
     )
@@ -59,31 +64,29 @@ async def record_phase_result(session: AsyncSession, result: dict[str, Any]) -> 
     await session.exec(pg_insert(table).values(result))
 
 
-async def vote_history(session: AsyncSession, room_id: uuid.UUID) -> Sequence[VoteRow]:
-    """Return every vote of the room's game, changes included, in the order cast."""
-    result = await session.exec(
-        select(VoteRow).where(col(VoteRow.room_id) == room_id).order_by(col(VoteRow.id))
-    )
-    return result.all()
-
-
 async def final_votes(session: AsyncSession, room_id: uuid.UUID) -> list[VoteRow]:
     """Return the final vote of every voter in every phase, in the order cast."""
     latest = (
         select(VoteRow)
         .where(col(VoteRow.room_id) == room_id)
-        .order_by(col(VoteRow.round), col(VoteRow.phase), col(VoteRow.voter_id), col(VoteRow.id).desc())
-        .ext(distinct_on(col(VoteRow.round), col(VoteRow.phase), col(VoteRow.voter_id)))
+        .order_by(
+            col(VoteRow.round),
+            col(VoteRow.phase),
+            col(VoteRow.attempt),
+            col(VoteRow.voter_id),
+            col(VoteRow.id).desc(),
+        )
+        .ext(distinct_on(col(VoteRow.round), col(VoteRow.phase), col(VoteRow.attempt), col(VoteRow.voter_id)))
     )
     return sorted((await session.exec(latest)).all(), key=lambda v: v.seq)
 
 
-async def phase_results(session: AsyncSession, room_id: uuid.UUID) -> Sequence[PhaseResultRow]:
-    """Return the results of every closed phase, oldest first."""
+async def game_events(session: AsyncSession, room_id: uuid.UUID, types: Sequence[str]) -> Sequence[EventRow]:
+    """Return the room's events of the given types, in order (every audience: filter them)."""
     result = await session.exec(
-        select(PhaseResultRow)
-        .where(col(PhaseResultRow.room_id) == room_id)
-        .order_by(col(PhaseResultRow.closed_at), col(PhaseResultRow.round))
+        select(EventRow)
+        .where(col(EventRow.room_id) == room_id, col(EventRow.type).in_(types))
+        .order_by(col(EventRow.seq))
     )
     return result.all()
 

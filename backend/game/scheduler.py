@@ -60,7 +60,6 @@ class Scheduler:
             if committed is None:
                 return closed
             closed += 1
-            self.realtime.committed(committed)
 
     async def sweep(self) -> tuple[int, int]:
         """Close the idle lobbies and abandoned games, and delete the rooms past their retention,
@@ -78,7 +77,6 @@ class Scheduler:
             if committed is not None:
                 closed += 1
                 log.info("room %s closed: %s", room_id, why)
-                self.realtime.committed(committed)
         purge = [room_id for room_id, why in due if why == lifecycle.PURGE]
         if purge:
             async with self.db.transaction() as session:

@@ -16,7 +16,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.domain.visibility import Audience
+from backend.core.db import appended
+from backend.games.protocol import Visibility
 from backend.persistence.tables import EventRow, RoomRow
 
 
@@ -26,7 +27,7 @@ class NewEvent:
 
     type: str
     data: dict[str, Any]
-    visibility: Audience = Audience.room
+    visibility: Visibility = Visibility.room
     audience: str | None = None
 
 
@@ -57,6 +58,7 @@ async def append_events(session: AsyncSession, room: RoomRow, events: list[NewEv
     await session.exec(update(table).where(table.c.id == room.id).values(last_seq=last, state_seq=last))
     set_committed_value(room, "last_seq", last)
     set_committed_value(room, "state_seq", last)
+    appended(session, room.id, last)  # rung by Database.transaction once committed
     return last
 
 

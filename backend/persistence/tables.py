@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Identity, Index, MetaData, func, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -60,6 +72,8 @@ class RoomRow(SQLModel, table=True):
     phase: str | None = None
     phase_ends_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     winner: str | None = None
+    # The game's state as its ruleset stores it (Ruleset.dump); NULL in the lobby.
+    game: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     # The seq of the newest event; the next event gets last_seq + 1 under the row lock.
     last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     # The seq of the newest event that changed the room or its players (every event but chat
@@ -163,7 +177,7 @@ class VoteRow(SQLModel, table=True):
     """One vote as cast: every change is a new row (the vote history); the newest counts."""
 
     __tablename__ = "votes"
-    __table_args__ = (Index("ix_votes_room_round_phase", "room_id", "round", "phase"),)
+    __table_args__ = (Index("ix_votes_room_round_phase", "room_id", "round", "phase", "attempt"),)
 
     id: int | None = Field(
         default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
@@ -171,14 +185,21 @@ class VoteRow(SQLModel, table=True):
     room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False))
     round: int
     phase: str
-    # kill, protect, investigate (night) or eliminate (vote).
+    # Which opening of the phase in its round (missions' proposals); 1 otherwise.
+    attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # The ruleset's action: kill, protect, investigate, eliminate (mafia); approve, mission (missions).
     action: str
     voter_id: uuid.UUID = Field(
         # Indexed for the cascade when the retention purge deletes players.
         sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     target_player_id: uuid.UUID | None = None
-    # The seq of the vote.cast event that announced it.
+    # A choice instead of a target: approve/reject, success/fail.
+    choice: str | None = None
+    # Who may see it, as its event (backend.games.projection): a mission choice is for nobody.
+    visibility: str = Field(default="room", sa_column=Column(String, nullable=False, server_default="room"))
+    audience: str | None = None
+    # The seq of the event that announced it.
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     cast_at: datetime | None = Field(default=None, sa_column=_now_column())
 
@@ -191,6 +212,7 @@ class PhaseResultRow(SQLModel, table=True):
     room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True))
     round: int = Field(primary_key=True)
     phase: str = Field(primary_key=True)
+    attempt: int = Field(default=1, sa_column=Column(Integer, primary_key=True, server_default="1"))
     # [{"target_player_id": ..., "votes": n}, ...] for the kill (night) or eliminate (vote) votes.
     tally: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
     eliminated_player_id: uuid.UUID | None = None

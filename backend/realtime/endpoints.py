@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect, status
-from pydantic import MISSING, TypeAdapter, ValidationError
+from pydantic import MISSING, BaseModel, TypeAdapter, ValidationError
 from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketState
@@ -30,6 +30,7 @@ from backend.core.problems import (
 )
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
+from backend.game.endpoints import vote_action
 from backend.realtime import tickets
 from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
 from backend.realtime.sinks import sse_sink, ws_sink
@@ -245,20 +246,23 @@ async def chat(
     return accepted
 
 
-async def _vote(realtime: Realtime, actor: Actor, command: events.VoteCommand) -> int:
+async def _act(realtime: Realtime, actor: Actor, action: BaseModel) -> int:
+    """Take an action over the WebSocket: the same command path as `POST /actions`."""
     # The same allowance as the HTTP commands (see api_deps.CommandActor).
     await realtime.limits.check(realtime.limits.commands, actor.player_id)
+    async with realtime.db.transaction() as session:
+        answer = await game_service.perform_action(session, actor.room_id, actor, action, None)
+    seq: int = answer.body["seq"]
+    return seq
+
+
+def _vote(command: events.VoteCommand) -> api.CastVoteAction:
     body = api.VoteRequest(target_player_id=command.target_player_id)
     if command.round is not MISSING:
         body.round = command.round
     if command.phase is not MISSING:
         body.phase = command.phase
-    async with realtime.db.transaction() as session:
-        answer = await game_service.cast_vote(session, actor.room_id, actor, body, None)
-    if answer.committed is not None:
-        realtime.committed(answer.committed)
-    seq: int = answer.body["seq"]
-    return seq
+    return vote_action(body)
 
 
 @router.post(
@@ -497,7 +501,9 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
         stream.commanding = True
         try:
             if isinstance(command, events.VoteCommand):
-                seq = await _vote(realtime, stream.actor, command)
+                seq = await _act(realtime, stream.actor, _vote(command))
+            elif isinstance(command, events.ActionCommand):
+                seq = await _act(realtime, stream.actor, command.action)
             else:
                 request = api.ChatMessageRequest(text=command.text)
                 seq = (await chat(realtime, stream.actor.room_id, stream.actor, request)).seq

@@ -24,7 +24,8 @@ from websockets.frames import Frame, Opcode
 from backend.contract import events
 from backend.core.db import Database
 from backend.core.problems import log_failure
-from backend.domain.visibility import Audience, Viewer, may_see_event
+from backend.games.projection import Viewer, may_see
+from backend.games.protocol import Visibility
 from backend.persistence.events import StoredEvent, last_seqs, read_events_of_rooms
 from backend.realtime import metrics
 
@@ -210,10 +211,10 @@ class Connection:
         """Queue `item` if this player may see it; close the connection when it cannot keep up."""
         if self.close_reason is not None or item.seq <= self.last_sent:
             return
-        if not may_see_event(self.viewer, item.visibility, item.audience) and not (
+        if not may_see(self.viewer, item.visibility, item.audience) and not (
             # Before the deal a viewer has no team yet; their own role.assigned, ahead in the
             # queue or in the replay, settles it. Decided again when the event is taken.
-            item.visibility == Audience.team and self.viewer.team is None
+            item.visibility == Visibility.team and self.viewer.team is None
         ):
             return
         if not self._put(item):
@@ -262,7 +263,7 @@ class Connection:
         visible: list[Outgoing] = []
         removed = False
         for item in batch.items:
-            if item.seq <= last_sent or not may_see_event(viewer, item.visibility, item.audience):
+            if item.seq <= last_sent or not may_see(viewer, item.visibility, item.audience):
                 continue
             if item.dealt_team is not None:
                 # A role.assigned decides which team events come after it, in this batch too.
@@ -371,7 +372,7 @@ class Connection:
                 if isinstance(item, Outgoing):
                     if item.seq <= self.last_sent:
                         continue  # already sent by the replay
-                    if not may_see_event(self.viewer, item.visibility, item.audience):
+                    if not may_see(self.viewer, item.visibility, item.audience):
                         continue
                     self.viewer = self.viewer.after(item.type, item.dealt_team)
                     self.last_sent = item.seq

@@ -17,7 +17,7 @@ from backend.core.db import Database
 from backend.core.problems import ServerBusy, TooManyStreams, log_failure
 from backend.core.ratelimit import RateLimits
 from backend.core.server import on_shutdown, raise_descriptor_limit, stream_cap
-from backend.domain.visibility import Viewer, may_see_event
+from backend.games.projection import Viewer, may_see
 from backend.persistence.events import GroupCommit, read_events
 from backend.realtime import metrics
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
@@ -74,6 +74,7 @@ class Realtime:
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        db.on_commit = lambda room_id, last_seq: self.committed(Committed(room_id, last_seq))
         self.settings = settings
         self.hub = Hub(db, settings.catchup_seconds, settings.heartbeat_seconds)
         self.broker: Broker = (
@@ -275,7 +276,7 @@ class Stream:
             async with self.rt.db.driver(transaction=False) as db:
                 batch = await read_events(db, self.actor.room_id, after, REPLAY_BATCH)
             for event in batch:
-                if may_see_event(self.conn.viewer, event.visibility, event.audience):
+                if may_see(self.conn.viewer, event.visibility, event.audience):
                     outgoing = prepare(self.actor.room_id, event)
                     self.conn.viewer = self.conn.viewer.after(outgoing.type, outgoing.dealt_team)
                     yield outgoing

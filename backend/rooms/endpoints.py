@@ -6,12 +6,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import Field
 
 from backend.api_deps import (
     CommandActor,
     CurrentActor,
     DatabaseDep,
-    RealtimeDep,
     limit_joins,
     limit_room_creation,
 )
@@ -28,12 +28,15 @@ router = APIRouter(prefix="/v1/rooms")
     dependencies=[Depends(limit_room_creation)],
 )
 async def create_room(
-    body: api.CreateRoomRequest, db: DatabaseDep, realtime: RealtimeDep, response: Response
+    body: Annotated[
+        api.CreateMafiaRoomRequest | api.CreateMissionsRoomRequest, Field(discriminator="ruleset")
+    ],
+    db: DatabaseDep,
+    response: Response,
 ) -> api.RoomSession:
     """Create a room and its host."""
     async with db.transaction() as session:
-        answer, committed = await service.create_room(session, body)
-    realtime.committed(committed)
+        answer, _ = await service.create_room(session, body)
     response.headers["Location"] = f"/v1/rooms/{answer.room.id}"
     return answer
 
@@ -64,12 +67,10 @@ async def update_room(
     body: api.UpdateRoomRequest,
     actor: CommandActor,
     db: DatabaseDep,
-    realtime: RealtimeDep,
 ) -> api.Room:
     """Change the room's name or settings."""
     async with db.transaction() as session:
-        room, committed = await service.update_room(session, room_id, actor, body)
-    realtime.committed(committed)
+        room, _ = await service.update_room(session, room_id, actor, body)
     return room
 
 
@@ -79,24 +80,20 @@ async def update_room(
     response_model=api.RoomSession,
     dependencies=[Depends(limit_joins)],
 )
-async def join_room(
-    room_id: uuid.UUID, body: api.JoinRoomRequest, db: DatabaseDep, realtime: RealtimeDep
-) -> api.RoomSession:
+async def join_room(room_id: uuid.UUID, body: api.JoinRoomRequest, db: DatabaseDep) -> api.RoomSession:
     """Join a room in the lobby."""
     async with db.transaction() as session:
-        answer, committed = await service.join_room(session, room_id, body)
-    realtime.committed(committed)
+        answer, _ = await service.join_room(session, room_id, body)
     return answer
 
 
 @router.delete("/{room_id}/players/{player_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_player(
-    room_id: uuid.UUID, player_id: uuid.UUID, actor: CommandActor, db: DatabaseDep, realtime: RealtimeDep
+    room_id: uuid.UUID, player_id: uuid.UUID, actor: CommandActor, db: DatabaseDep
 ) -> Response:
     """Leave the room, or kick a player as the host."""
     async with db.transaction() as session:
-        committed = await service.remove_player(session, room_id, actor, player_id)
-    realtime.committed(committed)
+        await service.remove_player(session, room_id, actor, player_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

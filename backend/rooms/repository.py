@@ -100,13 +100,14 @@ class Speaker:
     team: str | None
     alive: bool
     status: str
+    ruleset: str
     phase: str | None
     # The room's state_seq when read: the append goes through only while it is unchanged.
     state_seq: int
 
 
 _SPEAKER = (
-    "SELECT p.id, p.room_id, p.team, p.alive, r.status, r.phase, r.state_seq"
+    "SELECT p.id, p.room_id, p.team, p.alive, r.status, r.ruleset, r.phase, r.state_seq"
     " FROM players p JOIN rooms r ON r.id = p.room_id WHERE {} AND p.left_at IS NULL"
 )
 _SPEAKER_BY_TOKEN = _SPEAKER.format("p.token_hash = $1")

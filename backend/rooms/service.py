@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from pydantic import MISSING
+from pydantic import MISSING, BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.contract import api, events
@@ -26,9 +26,9 @@ from backend.core.problems import (
 from backend.core.ratelimit import RateLimits
 from backend.core.security import hash_token, new_token
 from backend.domain import lobby, nicknames
-from backend.domain.mafia import PlayerDead
-from backend.domain.visibility import Audience
 from backend.game import repository as game_repository
+from backend.games.protocol import Chatter, Visibility
+from backend.games.registry import ruleset
 from backend.persistence.events import GroupCommit, NewEvent, StoredEvent, append_event, append_events
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 from backend.rooms import repository
@@ -61,7 +61,7 @@ def _dump(model: Any) -> dict[str, Any]:
 
 
 def _joined(player: PlayerRow, room: RoomRow) -> NewEvent:
-    data = events.PlayerJoinedData(player=player_view(player, room, None))
+    data = events.PlayerJoinedData(player=player_view(player, room))
     return NewEvent("player.joined", _dump(data))
 
 
@@ -96,11 +96,11 @@ def _new_player(room_id: uuid.UUID, nickname: str, seat: int) -> tuple[PlayerRow
 
 
 async def create_room(
-    session: AsyncSession, body: api.CreateRoomRequest
+    session: AsyncSession, body: api.CreateMafiaRoomRequest | api.CreateMissionsRoomRequest
 ) -> tuple[api.RoomSession, Committed]:
     """Create a room in the lobby with its host as the first player."""
     nickname = _nickname(body.nickname)
-    settings = dict(lobby.DEFAULT_SETTINGS)
+    settings = dict(ruleset(body.ruleset).defaults)
     if body.settings is not MISSING:
         settings.update(body.settings.model_dump(mode="json", exclude_unset=True))
     room = RoomRow(
@@ -118,7 +118,7 @@ async def create_room(
     await session.flush()
     await session.refresh(room)
     last_seq = await append_events(session, room, [_joined(host, room)])
-    answer = api.RoomSession(room=room_view(room, 1), player=player_view(host, room, None), token=token)
+    answer = api.RoomSession(room=room_view(room, 1), player=player_view(host, room), token=token)
     return answer, Committed(room.id, last_seq)
 
 
@@ -166,7 +166,7 @@ async def join_room(
     session.add(player)
     last_seq = await append_events(session, room, [_joined(player, room)])
     answer = api.RoomSession(
-        room=room_view(room, len(players) + 1), player=player_view(player, room, None), token=token
+        room=room_view(room, len(players) + 1), player=player_view(player, room), token=token
     )
     return answer, Committed(room.id, last_seq)
 
@@ -228,10 +228,24 @@ async def update_room(
     if body.name is not MISSING:
         room.name = lobby.clean_text(body.name)
     if body.settings is not MISSING:
-        changes = body.settings.model_dump(mode="json", exclude_unset=True)
+        rules = ruleset(room.ruleset)
+        changes = _settings_of(
+            rules.settings_input, body.settings.model_dump(mode="json", exclude_unset=True)
+        )
         room.settings = lobby.merge_settings(room.settings, changes, len(players))
+        rules.check_settings(room.settings, len(players))
     last_seq = await append_events(session, room, [_room_updated(room, len(players))])
     return room_view(room, len(players)), Committed(room.id, last_seq)
+
+
+def _settings_of(model: type[BaseModel], changes: dict[str, Any]) -> dict[str, Any]:
+    """Return the changes as the room's own ruleset takes them, or refuse them (422)."""
+    try:
+        checked: dict[str, Any] = model.model_validate(changes).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as exc:
+        errors = [api.FieldError(loc=["body", "settings", *e["loc"]], message=e["msg"]) for e in exc.errors()]
+        raise ValidationFailed("These settings are not this room's ruleset's.", errors) from None
+    return checked
 
 
 class KnownSpeakers:
@@ -339,27 +353,24 @@ def _chat_accepted(
 
 
 def _chat_event(speaker: Speaker, text: str) -> NewEvent:
-    channel = chat_channel(speaker)
+    channel, visibility, audience = chat_channel(speaker)
     data = _dump(events.ChatMessageData(player_id=speaker.player_id, text=text, channel=channel))
-    if channel is api.ChatChannel.mafia:
-        return NewEvent("chat.message", data, Audience.team, "mafia")
-    return NewEvent("chat.message", data)
+    return NewEvent("chat.message", data, visibility, audience)
 
 
-def chat_channel(speaker: Speaker) -> api.ChatChannel:
-    """Return who hears the player now: the room (lobby, day, after the game) or the mafia (night)."""
+def chat_channel(speaker: Speaker) -> tuple[api.ChatChannel, Visibility, str | None]:
+    """Return who hears the player now: the room in the lobby and after the game; while it
+    runs, whom the room's ruleset says."""
     if speaker.status == "in_progress":
-        if not speaker.alive:
-            raise PlayerDead("Dead players watch; they do not talk while the game runs.")
-        if speaker.phase == "night":
-            if speaker.team != "mafia":
-                raise lobby.ChatClosed("It is night: only the mafia talk, among themselves.")
-            return api.ChatChannel.mafia
-    elif speaker.status == "closed":
+        channel, audience = ruleset(speaker.ruleset).chat_channel(
+            Chatter(speaker.phase, speaker.team, speaker.alive)
+        )
+        return channel, audience.visibility, audience.key
+    if speaker.status == "closed":
         raise closed_room()
-    elif speaker.status not in ("lobby", "finished"):
+    if speaker.status not in ("lobby", "finished"):
         raise lobby.ChatClosed(f"The room is {speaker.status}; chat is closed.")
-    return api.ChatChannel.room
+    return api.ChatChannel.room, Visibility.room, None
 
 
 async def set_presence(
@@ -411,8 +422,11 @@ async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> 
     players = list(await repository.present_players(session, room.id))
     me = _me(players, actor)
     ballots: list[VoteRow] = []
-    if room.status == "in_progress" and room.phase is not None:
-        ballots = list(await game_repository.current_ballots(session, room.id, room.round, room.phase))
+    if room.status == "in_progress" and room.phase is not None and room.game is not None:
+        attempt = ruleset(room.ruleset).position(ruleset(room.ruleset).load(room.game)).attempt
+        ballots = list(
+            await game_repository.current_ballots(session, room.id, room.round, room.phase, attempt)
+        )
     return state_view(room, players, me, ballots)
 
 

@@ -1,24 +1,29 @@
-"""Rows to contract models, through the viewer's eyes (backend.domain.visibility decides)."""
+"""Rows to contract models, through the viewer's eyes: what a viewer may see is decided by the
+room's ruleset (`view`) and by each event's audience (backend.games.projection), never here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from backend.contract import api
-from backend.domain.visibility import Viewer, may_see_role, may_see_vote
+from backend.games.projection import Now, Viewer, may_see
+from backend.games.protocol import View
+from backend.games.registry import ruleset
 from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
 
 
 def room_view(room: RoomRow, player_count: int) -> api.Room:
     """Return the room as its members see it, join code included (anyone, for a public room)."""
     assert room.created_at is not None
+    settings = ruleset(room.ruleset).settings_model.model_validate({**room.settings, "ruleset": room.ruleset})
     return api.Room(
         id=room.id,
         code=room.code,
         name=room.name,
-        ruleset=room.ruleset,
+        ruleset=api.Ruleset(room.ruleset),
         status=api.RoomStatus(room.status),
-        settings=api.RoomSettings.model_validate(room.settings),
+        settings=settings,
         host_player_id=room.host_player_id,
         player_count=player_count,
         round=room.round,
@@ -37,21 +42,8 @@ def public_room_view(room: RoomRow, player_count: int) -> api.RoomSummary:
     return api.RoomSummary.model_validate(summary)
 
 
-def player_view(
-    player: PlayerRow, room: RoomRow, viewer: Viewer | None, *, reveal: bool = False
-) -> api.Player:
-    """Return `player` as `viewer` may see them; `viewer` None is the public (everyone's) view.
-
-    `reveal` shows the role to everyone: the end of the game, or a death with reveal_on_death.
-    """
-    visible = reveal or may_see_role(
-        viewer or Viewer(player_id=""),
-        str(player.id),
-        player.team,
-        room.status,
-        alive=player.alive,
-        reveal_on_death=bool(room.settings.get("reveal_on_death", True)),
-    )
+def player_view(player: PlayerRow, room: RoomRow, *, visible: bool = False) -> api.Player:
+    """Return `player`, their role and team shown only when `visible` (the ruleset's `view` says)."""
     return api.Player(
         id=player.id,
         nickname=player.nickname,
@@ -64,43 +56,53 @@ def player_view(
     )
 
 
-def viewer_of(player: PlayerRow) -> Viewer:
-    """Return the viewer a player is."""
-    return Viewer(player_id=str(player.id), team=player.team)
-
-
 def vote_view(v: VoteRow) -> api.Vote:
     """Return a stored vote as the contract has it."""
-    return api.Vote(
+    vote = api.Vote(
         round=v.round,
         phase=api.Phase(v.phase),
         action=api.VoteAction(v.action),
         voter_id=v.voter_id,
         target_player_id=v.target_player_id,
     )
+    if v.choice is not None:
+        vote.choice = api.ApprovalChoice(v.choice)
+    return vote
 
 
-def visible_votes(viewer: Viewer, votes: Sequence[VoteRow], room_status: str) -> list[api.Vote]:
-    """Return the votes `viewer` may see."""
-    return [vote_view(v) for v in votes if may_see_vote(viewer, v.action, str(v.voter_id), room_status)]
+def game_view(room: RoomRow, viewer_id: str) -> tuple[View, Any]:
+    """Return what a viewer may see of the room's game, and its state (None in the lobby)."""
+    if room.game is None:
+        return View(roles=frozenset({viewer_id})), None
+    rules = ruleset(room.ruleset)
+    state = rules.load(room.game)
+    return rules.view(state, viewer_id), state
+
+
+def now_of(room: RoomRow, state: Any) -> Now:
+    """Return where the room stands, for history reads (see projection.may_see)."""
+    if state is None:
+        return Now(room.status)
+    return Now(room.status, ruleset(room.ruleset).position(state).key)
 
 
 def state_view(
     room: RoomRow, players: Sequence[PlayerRow], me: PlayerRow, ballots: Sequence[VoteRow] = ()
 ) -> api.RoomState:
-    """Return everything `me` may see of the room now."""
-    viewer = viewer_of(me)
-    seen = [player_view(p, room, viewer) for p in players]
-    teammates = [
-        p.id
-        for p in players
-        if p.id != me.id and me.team is not None and p.team == me.team and viewer.team == "mafia"
-    ]
+    """Return everything `me` may see of the room now: one projection for /state and snapshots."""
+    view, state = game_view(room, str(me.id))
+    viewer = Viewer(str(me.id), me.team)
+    now = now_of(room, state)
+    options: list[api.Option] = []
+    if state is not None and room.status == "in_progress":
+        options = ruleset(room.ruleset).options(state, str(me.id))
     return api.RoomState(
         room=room_view(room, len(players)),
-        players=seen,
-        me=player_view(me, room, viewer),
-        teammates=teammates,
-        votes=visible_votes(viewer, ballots, room.status),
+        players=[player_view(p, room, visible=str(p.id) in view.roles) for p in players],
+        me=player_view(me, room, visible=True),
+        teammates=[p.id for p in players if str(p.id) in view.teammates],
+        votes=[vote_view(v) for v in ballots if may_see(viewer, v.visibility, v.audience, now)],
+        options=options,
+        board=view.board,
         last_seq=room.last_seq,
     )

@@ -11,7 +11,7 @@ from roundtable_client.errors import ConflictError, PermissionDeniedError
 async def test_the_generated_client_creates_joins_and_reads_state(server_url: str) -> None:
     async with AsyncClient(base_url=server_url) as anonymous:
         session = await anonymous.rooms.create_room(
-            body=api.CreateRoomRequest(name="SDK night", nickname="Ada", ruleset="mafia")
+            body=api.CreateMafiaRoomRequest(name="SDK night", nickname="Ada", ruleset="mafia")
         )
         assert isinstance(session, api.RoomSession)
         room_id = session.room.id

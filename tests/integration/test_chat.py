@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from backend.core.db import Database
-from backend.domain.visibility import Audience
+from backend.games.protocol import Visibility as Audience
 from backend.persistence.events import (
     Append,
     GroupCommit,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from backend.domain.visibility import Viewer
+from backend.games.projection import Viewer
 from backend.persistence.events import NewEvent, read_events_of_rooms
 from backend.realtime import hub as hub_module
 from backend.realtime.broker import CHANNEL, RedisBroker

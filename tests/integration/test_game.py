@@ -108,8 +108,13 @@ async def test_roles_are_dealt_by_default_counts_and_each_player_sees_only_what_
     assert len(dealt) == 8
     assert all(e["visibility"] == "player" for e in dealt)
     assert {e["audience"]: e["data"]["role"] for e in dealt} == {s.id: s.role for s in seats}
-    assert log[-1]["type"] == "phase.started"
-    assert log[-1]["data"]["phase"] == "night"
+    # After the first phase opens, each player who may act now is told their options, privately.
+    told = [e for e in log if e["type"] == "options.changed"]
+    assert told
+    assert all(e["visibility"] == "player" for e in told)
+    opened = [e for e in log if e["type"] != "options.changed"][-1]
+    assert opened["type"] == "phase.started"
+    assert opened["data"]["phase"] == "night"
 
 
 async def test_votes_follow_role_phase_and_life(client: httpx.AsyncClient) -> None:

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from backend.contract import events
 from backend.core.database_url import to_async_url
-from backend.domain import mafia
+from backend.games.mafia import rules as mafia
 from tests.game_support import Seat, new_room, start, state
 from tests.support import check_envelope, serve, sse_events, sse_stream
 

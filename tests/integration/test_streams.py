@@ -18,7 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from backend.core.config import Settings
 from backend.core.db import Database, create_engine
-from backend.domain.visibility import Audience, Viewer, may_see_event
+from backend.games.projection import Viewer, may_see
+from backend.games.protocol import Visibility as Audience
 from backend.persistence.events import NewEvent, read_events
 from tests.support import (
     END,
@@ -84,7 +85,7 @@ async def visible_seqs(database_url: str, room_id: str, player_id: str, team: st
     finally:
         await db.dispose()
     viewer = Viewer(player_id=player_id, team=team)
-    return [e.seq for e in stored if may_see_event(viewer, e.visibility, e.audience)]
+    return [e.seq for e in stored if may_see(viewer, e.visibility, e.audience)]
 
 
 async def test_sse_opens_with_a_snapshot_then_live_events_in_order(server: Any) -> None:

@@ -14,7 +14,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from backend.contract.events import SocketAck
-from backend.domain.visibility import Viewer
+from backend.games.projection import Viewer
 from backend.persistence.events import StoredEvent
 from backend.realtime.hub import REMOVED, SLOW, Batch, Closed, Connection, Hub, Outgoing, RoomChannel
 from backend.realtime.metrics import DELIVERY_LATENCY

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from backend.domain import lobby
-from backend.domain.visibility import Viewer, may_see_event, may_see_role
+from backend.games.mafia.ruleset import RULESET as MAFIA
+from backend.games.projection import Now, Viewer, may_see
 
 
 def test_join_codes_use_the_unambiguous_alphabet() -> None:
@@ -52,22 +53,35 @@ def test_the_next_host_is_the_lowest_remaining_seat() -> None:
 
 
 def test_settings_cannot_shrink_below_the_players_present() -> None:
-    merged = lobby.merge_settings(dict(lobby.DEFAULT_SETTINGS), {"night_seconds": 5}, 3)
+    merged = lobby.merge_settings(dict(MAFIA.defaults), {"night_seconds": 5}, 3)
     assert merged["night_seconds"] == 5
     assert merged["day_seconds"] == 120
     with pytest.raises(lobby.MaxPlayersBelowPlayerCount):
-        lobby.merge_settings(dict(lobby.DEFAULT_SETTINGS), {"max_players": 4}, 5)
+        lobby.merge_settings(dict(MAFIA.defaults), {"max_players": 4}, 5)
 
 
-def test_visibility_of_events_and_roles() -> None:
+def test_the_projection_shows_each_audience_to_its_own_and_history_as_it_stands() -> None:
+    """Stream events as they stood when committed; history opens sealed phases and, at the end,
+    everything but what is for nobody."""
     town = Viewer(player_id="t", team="town")
     mafia = Viewer(player_id="m", team="mafia")
-    assert may_see_event(town, "room", None)
-    assert not may_see_event(town, "team", "mafia")
-    assert may_see_event(mafia, "team", "mafia")
-    assert may_see_event(town, "player", "t")
-    assert not may_see_event(town, "player", "m")
-    assert may_see_role(town, "t", "town", "in_progress")
-    assert not may_see_role(town, "m", "mafia", "in_progress")
-    assert may_see_role(mafia, "m2", "mafia", "in_progress")
-    assert may_see_role(town, "m", "mafia", "finished")
+    assert may_see(town, "room", None)
+    assert not may_see(town, "team", "mafia")
+    assert may_see(mafia, "team", "mafia")
+    assert may_see(town, "player", "t")
+    assert not may_see(town, "player", "m")
+    running, finished = Now("in_progress", "2:approve:1"), Now("finished")
+    assert not may_see(town, "team", "mafia", running)
+    assert may_see(town, "team", "mafia", finished)
+    assert may_see(town, "player", "m", finished)
+    # Sealed: never streamed; in history, hidden while its phase is open, then everyone's.
+    assert not may_see(town, "sealed", "2:approve:1")
+    assert not may_see(town, "sealed", "2:approve:1", running)
+    assert may_see(town, "sealed", "2:approve:1", Now("in_progress", "2:mission:1"))
+    assert may_see(town, "sealed", "2:approve:1", Now("in_progress", "2:approve:2"))
+    # Nobody: not even at the end, not even the player it is about.
+    assert not any(
+        may_see(v, "nobody", None, now) for v in (town, mafia) for now in (None, running, finished)
+    )
+    # An abandoned (closed) game reveals nothing more than a running one.
+    assert not may_see(town, "team", "mafia", Now("closed", "2:approve:1"))

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.domain import mafia
 from backend.domain.errors import RuleError
-from backend.domain.mafia import (
+from backend.games.mafia import rules as mafia
+from backend.games.mafia.rules import (
     Action,
     Ballot,
     Eliminated,
@@ -32,7 +32,8 @@ from backend.domain.mafia import (
     VoteCast,
     VoteClosed,
 )
-from backend.domain.visibility import Audience, Viewer, may_see_event
+from backend.games.projection import Viewer, may_see
+from backend.games.protocol import Audience, Visibility
 
 STRANGER = "stranger"  # an id that is never dealt into a game
 NEXT_PHASE = {Phase.night: Phase.day, Phase.day: Phase.vote, Phase.vote: Phase.night}
@@ -453,21 +454,21 @@ def test_impossible_deals_are_refused(n: int, counts: dict[str, int] | None) -> 
         assert refusal.value.code == expected.code
 
 
-def seers(fact: Fact, seats: Sequence[Seat]) -> tuple[tuple[Audience, str | None], set[str]]:
+def seers(fact: Fact, seats: Sequence[Seat]) -> tuple[Audience, set[str]]:
     """Return the audience a fact is for, and who among the players and a stranger may see it."""
     everyone = {s.player_id for s in seats} | {STRANGER}
     mafia_ids = {s.player_id for s in seats if s.role is Role.mafia}
     if isinstance(fact, RoleDealt):
-        return (Audience.player, fact.player_id), {fact.player_id}
+        return Audience(Visibility.player, fact.player_id), {fact.player_id}
     if isinstance(fact, VoteCast | VoteClosed) and fact.action is Action.kill:
-        return (Audience.team, "mafia"), mafia_ids
+        return Audience(Visibility.team, "mafia"), mafia_ids
     if isinstance(fact, VoteCast) and fact.action in (Action.protect, Action.investigate):
-        return (Audience.player, fact.voter_id), {fact.voter_id}
+        return Audience(Visibility.player, fact.voter_id), {fact.voter_id}
     if isinstance(fact, Investigated):
-        return (Audience.player, fact.detective_id), {fact.detective_id}
+        return Audience(Visibility.player, fact.detective_id), {fact.detective_id}
     if isinstance(fact, Protected):
-        return (Audience.player, fact.doctor_id), {fact.doctor_id}
-    return (Audience.room, None), everyone
+        return Audience(Visibility.player, fact.doctor_id), {fact.doctor_id}
+    return Audience(Visibility.room), everyone
 
 
 def check_role_sight(game: Game) -> None:
@@ -492,10 +493,12 @@ def test_hidden_facts_reach_only_their_audience(data: st.DataObject) -> None:
     seats = run.game.seats
     viewers = [Viewer(s.player_id, s.team.value) for s in seats] + [Viewer(STRANGER, None)]
     for fact in run.facts:
-        visibility, audience = mafia.audience_of(fact)
+        audience = mafia.audience_of(fact)
         expected_audience, expected_seers = seers(fact, seats)
-        assert (visibility, audience) == expected_audience, fact
-        assert {v.player_id for v in viewers if may_see_event(v, visibility, audience)} == expected_seers
+        assert audience == expected_audience, fact
+        assert {
+            v.player_id for v in viewers if may_see(v, audience.visibility, audience.key)
+        } == expected_seers
     for game in run.opened:
         check_role_sight(game)
 
@@ -524,8 +527,10 @@ def events_of(player_ids: Sequence[str], facts: Sequence[Fact]) -> list[dict[str
                 kind, data = "vote.closed", {"eliminated_player_id": fact.eliminated_player_id}
             case Investigated() | Protected():
                 kind, data = "night.result", {"target_player_id": fact.target_id}
-        visibility, audience = mafia.audience_of(fact)
-        events.append({"type": kind, "data": data, "visibility": visibility.value, "audience": audience})
+        audience = mafia.audience_of(fact)
+        events.append(
+            {"type": kind, "data": data, "visibility": audience.visibility.value, "audience": audience.key}
+        )
     return events
 
 
@@ -643,7 +648,7 @@ def test_the_detective_learns_the_true_team(target: str, team: Team) -> None:
     game = cast(table(), ("det", target))
     _, facts = mafia.advance(game)
     assert Investigated(1, "det", target, team) in facts
-    assert mafia.audience_of(Investigated(1, "det", target, team)) == (Audience.player, "det")
+    assert mafia.audience_of(Investigated(1, "det", target, team)) == Audience(Visibility.player, "det")
 
 
 def test_everyone_acted_once_each_living_player_who_may_act_has_voted() -> None:

@@ -13,7 +13,7 @@ from roundtable.contract import api, events
 
 
 async def main(url: str) -> None:
-    settings = api.RoomSettingsInput(night_seconds=3, day_seconds=3, vote_seconds=3)
+    settings = api.MafiaSettingsInput(night_seconds=3, day_seconds=3, vote_seconds=3)
     host = await RoomSession.create(url, name="Quickstart", nickname="Ada", settings=settings)
     guests = [await RoomSession.join(url, nickname=name, code=host.room.code) for name in ("Bo", "Cy", "Di")]
     bots = [asyncio.create_task(Bot(g, RandomStrategy(seed=i)).run()) for i, g in enumerate(guests)]

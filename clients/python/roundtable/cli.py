@@ -38,7 +38,7 @@ async def play(args: argparse.Namespace) -> api.Team:
     try:
         if args.room is None:
             seconds = args.phase_seconds
-            settings = api.RoomSettingsInput(
+            settings = api.MafiaSettingsInput(
                 max_players=max(4, args.count),
                 night_seconds=seconds,
                 day_seconds=seconds,

@@ -84,12 +84,23 @@ class RoomSession:
 
     @classmethod
     async def create(
-        cls, base_url: str, *, name: str, nickname: str, settings: api.RoomSettingsInput | None = None
+        cls,
+        base_url: str,
+        *,
+        name: str,
+        nickname: str,
+        settings: api.MafiaSettingsInput | api.MissionsSettingsInput | None = None,
     ) -> RoomSession:
-        """Create a room and become its host."""
-        body = api.CreateRoomRequest(name=name, nickname=nickname, ruleset="mafia")
-        if settings is not None:
-            body.settings = settings
+        """Create a room and become its host; the settings' type picks the game (mafia by default)."""
+        body: api.CreateMafiaRoomRequest | api.CreateMissionsRoomRequest
+        if isinstance(settings, api.MissionsSettingsInput):
+            body = api.CreateMissionsRoomRequest(
+                name=name, nickname=nickname, ruleset="missions", settings=settings
+            )
+        else:
+            body = api.CreateMafiaRoomRequest(name=name, nickname=nickname, ruleset="mafia")
+            if settings is not None:
+                body.settings = settings
         async with AsyncClient(base_url=base_url) as anonymous:
             answer = await _call(anonymous.rooms.create_room(body=body))
         return cls(base_url, answer.room, answer.player, answer.token)

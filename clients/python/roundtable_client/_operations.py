@@ -23,6 +23,7 @@ from .types.game import (
     AdvancePhaseResponse,
     CastVoteResponse,
     ListRoundsResponse,
+    PerformActionResponse,
     StartGameResponse,
 )
 from .types.operations import (
@@ -166,10 +167,10 @@ OPERATION_11: Final[OperationPlan[AdvancePhaseResponse]] = OperationPlan(
     security=security.OPERATION_11,
 )
 
-OPERATION_12: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
-    operation_id='castVote',
+OPERATION_12: Final[OperationPlan[PerformActionResponse]] = OperationPlan(
+    operation_id='performAction',
     method='POST',
-    path='/v1/rooms/{room_id}/votes',
+    path='/v1/rooms/{room_id}/actions',
     servers=_SERVERS_0,
     responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_104),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_105), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_107), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_108), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_109), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_110), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_111), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_112), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_114))),
     parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_101), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_102)),
@@ -177,43 +178,54 @@ OPERATION_12: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
     security=security.OPERATION_12,
 )
 
-OPERATION_13: Final[OperationPlan[ListRoundsResponse]] = OperationPlan(
+OPERATION_13: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
+    operation_id='castVote',
+    method='POST',
+    path='/v1/rooms/{room_id}/votes',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_119),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_120), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_122), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_123), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_124), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_125), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_126), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_127), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_129))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_116), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_117)),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_118),), default='application/json', required=True),
+    security=security.OPERATION_13,
+)
+
+OPERATION_14: Final[OperationPlan[ListRoundsResponse]] = OperationPlan(
     operation_id='listRounds',
     method='GET',
     path='/v1/rooms/{room_id}/rounds',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_117),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_118), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_120), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_121), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_122), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_123))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_116),),
-    security=security.OPERATION_13,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_132),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_135), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_136), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_137), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_138))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_131),),
+    security=security.OPERATION_14,
 )
 
-OPERATION_14: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
+OPERATION_15: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
     operation_id='streamRoomEvents',
     method='GET',
     path='/v1/rooms/{room_id}/events',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_128),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_129), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_131), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_132), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_134), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_136))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token', 'ticket')), codec=model_bindings.codec_125), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_126), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_127)),
-    security=security.OPERATION_14,
+    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_143),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_144), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_146), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_147), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_148), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_149), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_151))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token', 'ticket')), codec=model_bindings.codec_140), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_141), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_142)),
+    security=security.OPERATION_15,
 )
 
-OPERATION_15: Final[OperationPlan[CreateStreamTicketResponse]] = OperationPlan(
+OPERATION_16: Final[OperationPlan[CreateStreamTicketResponse]] = OperationPlan(
     operation_id='createStreamTicket',
     method='POST',
     path='/v1/rooms/{room_id}/stream-tickets',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_139),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_140), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_142), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_143), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_144), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_145))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_138),),
-    security=security.OPERATION_15,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_154),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_155), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_157), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_158), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_159), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_160))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_153),),
+    security=security.OPERATION_16,
 )
 
-OPERATION_16: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
+OPERATION_17: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
     operation_id='sendChatMessage',
     method='POST',
     path='/v1/rooms/{room_id}/messages',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_149),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_150), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_152), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_153), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_154), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_155), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_156), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_157), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_159))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_147),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_148),), default='application/json', required=True),
-    security=security.OPERATION_16,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_164),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_165), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_167), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_168), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_169), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_170), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_171), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_172), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_174))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_162),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_163),), default='application/json', required=True),
+    security=security.OPERATION_17,
 )

@@ -314,182 +314,227 @@ codec_99: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 codec_100: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response Retry-After 503)."""
 
-codec_101: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
+codec_101: Final[PydanticCodec[api.V1RoomsRoomIdActionsPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdActionsPostHeaderIdempotencyKeyParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post parameter (request header Idempotency-Key)."""
 
 codec_102: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post parameter (request path room_id)."""
 
-codec_103: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
+codec_103: Final[PydanticCodec[api.ActionRequest]] = PydanticCodec(api.ActionRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post request_body (request application/json)."""
 
-codec_104: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
+codec_104: Final[PydanticCodec[api.ActionAccepted]] = PydanticCodec(api.ActionAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 201 application/json)."""
 
 codec_105: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 401 application/problem+json)."""
 
 codec_106: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_header (response WWW-Authenticate 401)."""
 
 codec_107: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 403 application/problem+json)."""
 
 codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 404 application/problem+json)."""
 
 codec_109: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 409 application/problem+json)."""
 
 codec_110: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 413 application/problem+json)."""
 
 codec_111: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 422 application/problem+json)."""
 
 codec_112: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 429 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 429 application/problem+json)."""
 
 codec_113: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 429)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_header (response Retry-After 429)."""
 
 codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 503 application/problem+json)."""
 
 codec_115: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 503)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_header (response Retry-After 503)."""
 
-codec_116: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
+codec_116: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
 
-codec_117: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
+codec_117: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
 
-codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
+codec_118: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
 
-codec_119: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
+codec_119: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
 
 codec_120: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
 
-codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
+codec_121: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
 
 codec_122: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
 
 codec_123: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
 
-codec_124: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response Retry-After 503)."""
+codec_124: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
 
-codec_125: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
+codec_125: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
 
-codec_126: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
+codec_126: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
 
-codec_127: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+codec_127: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 429 application/problem+json)."""
 
-codec_128: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
+codec_128: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 429)."""
 
 codec_129: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
 
-codec_130: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+codec_130: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 503)."""
 
-codec_131: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
+codec_131: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
 
-codec_132: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+codec_132: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
 
 codec_133: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
 
-codec_134: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 429 application/problem+json)."""
+codec_134: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
 
-codec_135: Final[PydanticCodec[api.TooManyStreamsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyStreamsResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 429)."""
+codec_135: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
 
 codec_136: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
 
-codec_137: Final[PydanticCodec[api.StreamUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.StreamUnavailableResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
+codec_137: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
 
-codec_138: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post parameter (request path room_id)."""
+codec_138: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
 
-codec_139: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 201 application/json)."""
+codec_139: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response Retry-After 503)."""
 
-codec_140: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 401 application/problem+json)."""
+codec_140: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
 
-codec_141: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response WWW-Authenticate 401)."""
+codec_141: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
 
-codec_142: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 403 application/problem+json)."""
+codec_142: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
 
-codec_143: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 404 application/problem+json)."""
+codec_143: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
 
 codec_144: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
 
-codec_145: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 503 application/problem+json)."""
+codec_145: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
 
-codec_146: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response Retry-After 503)."""
+codec_146: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
 
-codec_147: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+codec_147: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
 
-codec_148: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+codec_148: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
 
-codec_149: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+codec_149: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 429 application/problem+json)."""
 
-codec_150: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+codec_150: Final[PydanticCodec[api.TooManyStreamsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyStreamsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 429)."""
 
-codec_151: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+codec_151: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
 
-codec_152: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+codec_152: Final[PydanticCodec[api.StreamUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.StreamUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
 
-codec_153: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+codec_153: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post parameter (request path room_id)."""
 
-codec_154: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+codec_154: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 201 application/json)."""
 
 codec_155: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 401 application/problem+json)."""
 
-codec_156: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+codec_156: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response WWW-Authenticate 401)."""
 
 codec_157: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 403 application/problem+json)."""
 
-codec_158: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+codec_158: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 404 application/problem+json)."""
 
 codec_159: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 422 application/problem+json)."""
+
+codec_160: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 503 application/problem+json)."""
+
+codec_161: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response Retry-After 503)."""
+
+codec_162: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
+
+codec_163: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
+
+codec_164: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
+
+codec_165: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
+
+codec_166: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
+
+codec_167: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
+
+codec_168: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
+
+codec_169: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
+
+codec_170: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
+
+codec_171: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
+
+codec_172: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
+
+codec_173: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
+
+codec_174: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""
 
-codec_160: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_175: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 503)."""

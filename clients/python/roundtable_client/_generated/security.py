@@ -131,17 +131,23 @@ OPERATION_13: Final = SecurityBinding(
 
 OPERATION_14: Final = SecurityBinding(
     schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_2, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_15: Final = SecurityBinding(
     schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_2, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
 )
 
 
 OPERATION_16: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_17: Final = SecurityBinding(
     schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )

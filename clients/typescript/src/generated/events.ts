@@ -2,8 +2,13 @@
 // Do not edit: change the spec, then run `make generate`.
 
 import type {
+  ActionRequest,
+  ApprovalChoice,
+  ApprovalVote,
   ChatChannel,
   ChatText,
+  MissionChoice,
+  Option,
   Phase,
   Player,
   Role,
@@ -55,11 +60,18 @@ export type RoomEvent =
   | NightResultEvent
   | PlayerEliminatedEvent
   | GameFinishedEvent
-  | RoomClosedEvent;
+  | RoomClosedEvent
+  | LeaderChangedEvent
+  | TeamProposedEvent
+  | ApprovalCastEvent
+  | ApprovalClosedEvent
+  | MissionChosenEvent
+  | MissionClosedEvent
+  | OptionsChangedEvent;
 /**
  * What a client may send over the WebSocket.
  */
-export type SocketCommand = PingCommand | ChatCommand | VoteCommand;
+export type SocketCommand = PingCommand | ChatCommand | VoteCommand | ActionCommand;
 
 /**
  * The payload of every message of asyncapi/asyncapi.yaml, by the message's name.
@@ -80,6 +92,14 @@ export interface MessagePayloads {
   "player.eliminated": PlayerEliminatedEvent;
   "game.finished": GameFinishedEvent;
   "room.closed": RoomClosedEvent;
+  "leader.changed": LeaderChangedEvent;
+  "team.proposed": TeamProposedEvent;
+  "approval.cast": ApprovalCastEvent;
+  "approval.closed": ApprovalClosedEvent;
+  "mission.chosen": MissionChosenEvent;
+  "mission.closed": MissionClosedEvent;
+  "options.changed": OptionsChangedEvent;
+  action: ActionCommand;
   ack: SocketAck;
   error: SocketError;
   ping: PingCommand;
@@ -173,7 +193,10 @@ export interface GameStartedEvent {
 }
 export interface GameStartedData {
   room: Room;
-  roles: RoleCounts;
+  /**
+   * mafia: how many of each special role were dealt; missions: `null` (the spy count follows from the player count).
+   */
+  roles: RoleCounts | null;
 }
 export interface PhaseStartedEvent {
   seq: Seq;
@@ -189,6 +212,10 @@ export interface PhaseStartedData {
    * The deadline (database clock); the phase closes then if nothing closes it sooner.
    */
   ends_at: string;
+  /**
+   * missions `propose` and `approve`: the proposal of this round (1–5).
+   */
+  attempt?: number;
   /**
    * `day` only: whom the night killed, `null` when nobody died.
    */
@@ -286,6 +313,105 @@ export interface RoomClosedData {
   reason: RoomClosedReason;
   room: Room;
 }
+export interface LeaderChangedEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "leader.changed";
+  at: At;
+  data: LeaderChangedData;
+}
+export interface LeaderChangedData {
+  round: number;
+  attempt: number;
+  leader_id: string;
+}
+export interface TeamProposedEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "team.proposed";
+  at: At;
+  data: TeamProposedData;
+}
+export interface TeamProposedData {
+  round: number;
+  attempt: number;
+  leader_id: string;
+  player_ids: string[];
+}
+export interface ApprovalCastEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "approval.cast";
+  at: At;
+  data: ApprovalCastData;
+}
+export interface ApprovalCastData {
+  round: number;
+  attempt: number;
+  voter_id: string;
+  choice: ApprovalChoice;
+}
+export interface ApprovalClosedEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "approval.closed";
+  at: At;
+  data: ApprovalClosedData;
+}
+export interface ApprovalClosedData {
+  round: number;
+  attempt: number;
+  approved: boolean;
+  /**
+   * Proposals rejected in this round so far, this one included; the fifth makes the spies win.
+   */
+  rejections: number;
+  /**
+   * Every player's vote, by seat.
+   */
+  votes: ApprovalVote[];
+}
+export interface MissionChosenEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "mission.chosen";
+  at: At;
+  data: MissionChosenData;
+}
+export interface MissionChosenData {
+  round: number;
+  player_id: string;
+  choice: MissionChoice;
+}
+export interface MissionClosedEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "mission.closed";
+  at: At;
+  data: MissionClosedData;
+}
+export interface MissionClosedData {
+  round: number;
+  team: string[];
+  fails: number;
+  succeeded: boolean;
+}
+export interface OptionsChangedEvent {
+  seq: Seq;
+  room_id: RoomId;
+  type: "options.changed";
+  at: At;
+  data: OptionsChangedData;
+}
+export interface OptionsChangedData {
+  player_id: string;
+  options: Option[];
+}
+export interface ActionCommand {
+  type: "action";
+  request_id: RequestId;
+  action: ActionRequest;
+}
 export interface SocketAck {
   type: "ack";
   request_id: RequestId;
@@ -344,4 +470,11 @@ export const ROOM_EVENT_TYPES = [
   "player.eliminated",
   "game.finished",
   "room.closed",
+  "leader.changed",
+  "team.proposed",
+  "approval.cast",
+  "approval.closed",
+  "mission.chosen",
+  "mission.closed",
+  "options.changed",
 ] as const;

@@ -209,10 +209,12 @@ export interface paths {
         put?: never;
         /**
          * Start the game
-         * @description Host only, in the lobby, with 4 to `max_players` players. Deals the roles at random
-         *     per `settings.roles` (or the default deal), tells each player their role privately
-         *     (`role.assigned`; mafia members learn each other), and opens round 1's `night`.
-         *     Events: `game.started`, one `role.assigned` per player, `phase.started`.
+         * @description Host only, in the lobby, with as many players as the ruleset takes (mafia 4–20,
+         *     missions 5–10) and no more than `max_players`. Deals the roles at random (mafia: per
+         *     `settings.roles` or the default deal), tells each player their role privately
+         *     (`role.assigned`; mafia members and spies learn each other), and opens round 1
+         *     (mafia: `night`; missions: `propose`, after `leader.changed`).
+         *     Events: `game.started`, one `role.assigned` per player, then the first phase's.
          */
         post: operations["startGame"];
         delete?: never;
@@ -248,6 +250,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/rooms/{room_id}/actions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Take an action of the room's ruleset
+         * @description The one command of every game: the body's `type` names the action (mafia: `vote`;
+         *     missions: `propose`, `approve`, `mission`). The caller's `options` (in the state and
+         *     the snapshot, and `options.changed` on their stream) list exactly the actions they may
+         *     take now: an action listed there is accepted, any other is refused (`409 cannot_act`
+         *     for the wrong phase or player, `422 invalid_target` or `invalid_choice` for a target
+         *     or choice not allowed, `422 validation_failed` for an action of another ruleset).
+         *     When the action was the last one awaited, the phase closes at once.
+         *
+         *     Send `round` and `phase` (and, in missions, `attempt`) to be sure the action lands
+         *     in the phase you saw: once that phase has closed it is refused with `409
+         *     phase_closed`. With an `Idempotency-Key`, a retry returns the first answer
+         *     unchanged; the same key with another body is `422 idempotency_key_reused`.
+         */
+        post: operations["performAction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/rooms/{room_id}/votes": {
         parameters: {
             query?: never;
@@ -261,8 +297,12 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Vote in the open phase
-         * @description What the vote does follows from the caller's role and the phase: at `night` the mafia
+         * Vote in the open phase (mafia)
+         * @description Kept as an alias of `performAction` with `{"type": "vote", …}`: the same rules, guard,
+         *     idempotency and answers, in the shape it has always had. A room of another ruleset
+         *     refuses it (`409 cannot_act`).
+         *
+         *     What the vote does follows from the caller's role and the phase: at `night` the mafia
          *     vote to `kill` (any living non-mafia player), the doctor picks whom to `protect`, the
          *     detective whom to `investigate`; in the `vote` phase every living player votes to
          *     `eliminate` a living player other than themselves. `target_player_id: null` abstains.
@@ -297,8 +337,10 @@ export interface paths {
          * @description Round by round and phase by phase: every vote as cast (changes included, in order),
          *     the final tally and who was eliminated, as far as the caller may see them. While the
          *     game runs, night votes are seen by the mafia only (a doctor or detective sees their
-         *     own), an investigation's answer by its detective only; once the game is finished
-         *     everything is public.
+         *     own), an investigation's answer by its detective only. In missions, each proposal
+         *     and its `approve` votes (shown only once that phase has closed) and each mission's
+         *     count of fails; who chose `fail` is never shown. Once the game is finished
+         *     everything is public but the missions' choices.
          */
         get: operations["listRounds"];
         put?: never;
@@ -454,20 +496,32 @@ export interface components {
             loc: (string | number)[];
             message: string;
         };
-        /** @enum {string} */
-        Ruleset: "mafia";
+        /**
+         * @description Which game the room plays (PRODUCT.md "Rulesets").
+         * @enum {string}
+         */
+        Ruleset: "mafia" | "missions";
         /**
          * @description `lobby` → `in_progress` → `finished`; `closed` when abandoned: everyone left, an idle
          *     lobby, or a game nobody was connected to (no winner).
          * @enum {string}
          */
         RoomStatus: "lobby" | "in_progress" | "finished" | "closed";
-        /** @enum {string} */
-        Phase: "night" | "day" | "vote";
-        /** @enum {string} */
-        Team: "mafia" | "town";
-        /** @enum {string} */
-        Role: "mafia" | "citizen" | "doctor" | "detective";
+        /**
+         * @description mafia: `night` → `day` → `vote`; missions: `propose` → `approve` → `mission`.
+         * @enum {string}
+         */
+        Phase: "night" | "day" | "vote" | "propose" | "approve" | "mission";
+        /**
+         * @description mafia: `mafia`, `town`; missions: `crew`, `spies`.
+         * @enum {string}
+         */
+        Team: "mafia" | "town" | "crew" | "spies";
+        /**
+         * @description mafia: `mafia`, `citizen`, `doctor`, `detective`; missions: `crew`, `spy`.
+         * @enum {string}
+         */
+        Role: "mafia" | "citizen" | "doctor" | "detective" | "crew" | "spy";
         /**
          * @description Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).
          * @example K7QXMB
@@ -498,7 +552,23 @@ export interface components {
             doctor: number;
             detective: number;
         };
-        RoomSettings: {
+        /** @description The room's settings, told apart by their `ruleset` (the room's own). */
+        RoomSettings: components["schemas"]["MafiaSettings"] | components["schemas"]["MissionsSettings"];
+        /** @description A missions room's settings (5–10 players). */
+        MissionsSettings: {
+            /** @constant */
+            ruleset: "missions";
+            max_players: number;
+            propose_seconds: components["schemas"]["PhaseSeconds"];
+            approve_seconds: components["schemas"]["PhaseSeconds"];
+            mission_seconds: components["schemas"]["PhaseSeconds"];
+            /** @description Unlisted; joined with the room's code only. */
+            private: boolean;
+        };
+        /** @description A mafia room's settings (4–20 players). */
+        MafiaSettings: {
+            /** @constant */
+            ruleset: "mafia";
             max_players: number;
             /** @description `null` deals the default: mafia = max(1, n // 4), a doctor from 5 players, a detective from 6. */
             roles: components["schemas"]["RoleCounts"] | null;
@@ -509,8 +579,26 @@ export interface components {
             /** @description Unlisted; joined with the room's code only. */
             private: boolean;
         };
-        /** @description Settings to set; each one left out keeps its current value (its default on create). */
-        RoomSettingsInput: {
+        /**
+         * @description Settings to change, for the room's own ruleset; each one left out keeps its current
+         *     value. A setting the room's ruleset does not have is refused (422).
+         */
+        RoomSettingsInput: components["schemas"]["MafiaSettingsInput"] | components["schemas"]["MissionsSettingsInput"];
+        /** @description A missions room's settings to set; each one left out keeps its current value (its default on create). */
+        MissionsSettingsInput: {
+            /** @default 10 */
+            max_players?: number;
+            /** @default 90 */
+            propose_seconds?: components["schemas"]["PhaseSeconds"];
+            /** @default 45 */
+            approve_seconds?: components["schemas"]["PhaseSeconds"];
+            /** @default 45 */
+            mission_seconds?: components["schemas"]["PhaseSeconds"];
+            /** @default false */
+            private?: boolean;
+        };
+        /** @description A mafia room's settings to set; each one left out keeps its current value (its default on create). */
+        MafiaSettingsInput: {
             /** @default 10 */
             max_players?: number;
             roles?: components["schemas"]["RoleCounts"] | null;
@@ -525,11 +613,27 @@ export interface components {
             /** @default false */
             private?: boolean;
         };
-        CreateRoomRequest: {
+        /** @description A new room of one ruleset, with that ruleset's settings. */
+        CreateRoomRequest: components["schemas"]["CreateMafiaRoomRequest"] | components["schemas"]["CreateMissionsRoomRequest"];
+        CreateMafiaRoomRequest: {
             name: components["schemas"]["RoomName"];
             nickname: components["schemas"]["Nickname"];
-            ruleset: components["schemas"]["Ruleset"];
-            settings?: components["schemas"]["RoomSettingsInput"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            ruleset: "mafia";
+            settings?: components["schemas"]["MafiaSettingsInput"];
+        };
+        CreateMissionsRoomRequest: {
+            name: components["schemas"]["RoomName"];
+            nickname: components["schemas"]["Nickname"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            ruleset: "missions";
+            settings?: components["schemas"]["MissionsSettingsInput"];
         };
         UpdateRoomRequest: {
             name?: components["schemas"]["RoomName"];
@@ -629,19 +733,21 @@ export interface components {
             channel: components["schemas"]["ChatChannel"];
         };
         /**
-         * @description What a vote does: at night `kill` (mafia), `protect` (doctor), `investigate`
-         *     (detective); in the `vote` phase `eliminate` (every living player).
+         * @description What a vote does. mafia: at night `kill` (mafia), `protect` (doctor), `investigate`
+         *     (detective); in the `vote` phase `eliminate` (every living player). missions:
+         *     `approve`, a vote on the proposed team (its `choice`).
          * @enum {string}
          */
-        VoteAction: "kill" | "protect" | "investigate" | "eliminate";
+        VoteAction: "kill" | "protect" | "investigate" | "eliminate" | "approve";
         Vote: {
             round: number;
             phase: components["schemas"]["Phase"];
             action: components["schemas"]["VoteAction"];
             /** Format: uuid */
             voter_id: string;
-            /** @description `null` abstains. */
+            /** @description `null` abstains (always `null` for an `approve` vote). */
             target_player_id: string | null;
+            choice?: components["schemas"]["ApprovalChoice"];
         };
         /** @description The caller's view of the room. */
         RoomState: {
@@ -653,6 +759,13 @@ export interface components {
             teammates: string[];
             /** @description The votes the caller may see now. */
             votes: components["schemas"]["Vote"][];
+            /**
+             * @description The actions the caller may take now (`performAction`): every one listed is
+             *     accepted, every other is refused. Empty when there is nothing to do.
+             */
+            options: components["schemas"]["Option"][];
+            /** @description The public state of a missions game (`null` for mafia and in the lobby). */
+            board: components["schemas"]["MissionsBoard"] | null;
             /** @description The seq of the newest event in the room. */
             last_seq: number;
         };
@@ -691,6 +804,8 @@ export interface components {
         /** @description One phase of a round as the caller may see it. */
         PhaseRecord: {
             phase: components["schemas"]["Phase"];
+            /** @description missions: the proposal this `propose` or `approve` phase belongs to (1–5); otherwise 1. */
+            attempt: number;
             closed: boolean;
             /** @description Every vote the caller may see, changes included, in the order cast. */
             votes: components["schemas"]["Vote"][];
@@ -699,6 +814,12 @@ export interface components {
             /** @description Who died when the phase closed (killed at night, voted out in `vote`). */
             eliminated_player_id: string | null;
             investigations: components["schemas"]["Investigation"][];
+            /** @description missions `propose`: the team the leader proposed, once proposed. */
+            proposal: components["schemas"]["TeamProposal"] | null;
+            /** @description missions `approve`: every vote and the result, once the phase closed. */
+            approval: components["schemas"]["ApprovalResult"] | null;
+            /** @description missions `mission`: how many chose `fail` (never who), once closed. */
+            mission: components["schemas"]["MissionResult"] | null;
         };
         Round: {
             round: number;
@@ -706,6 +827,126 @@ export interface components {
         };
         RoundList: {
             rounds: components["schemas"]["Round"][];
+        };
+        /**
+         * @description mafia: `vote`; missions: `propose`, `approve`, `mission`.
+         * @enum {string}
+         */
+        ActionType: "vote" | "propose" | "approve" | "mission";
+        /** @enum {string} */
+        ApprovalChoice: "approve" | "reject";
+        /**
+         * @description Crew may only choose `success`.
+         * @enum {string}
+         */
+        MissionChoice: "success" | "fail";
+        /** @description mafia: vote in the open phase (see `castVote`). */
+        CastVoteAction: {
+            /** @constant */
+            type: "vote";
+            /** @description Whom the vote is for; `null` abstains. */
+            target_player_id: string | null;
+            /** @description The round the action is meant for; refused with `phase_closed` once it is over. */
+            round?: number;
+            phase?: components["schemas"]["Phase"];
+        };
+        /** @description missions, the leader in `propose`: the team for this round's mission, of exactly the round's size. */
+        ProposeTeamAction: {
+            /** @constant */
+            type: "propose";
+            player_ids: string[];
+            round?: number;
+            phase?: components["schemas"]["Phase"];
+            /** @description The proposal the action is meant for; refused with `phase_closed` once it is over. */
+            attempt?: number;
+        };
+        /** @description missions, everyone in `approve`: approve or reject the proposed team (sealed until the phase closes). */
+        ApproveTeamAction: {
+            /** @constant */
+            type: "approve";
+            choice: components["schemas"]["ApprovalChoice"];
+            round?: number;
+            phase?: components["schemas"]["Phase"];
+            attempt?: number;
+        };
+        /** @description missions, team members in `mission`: the secret choice (only the count of fails is ever shown). */
+        MissionChoiceAction: {
+            /** @constant */
+            type: "mission";
+            choice: components["schemas"]["MissionChoice"];
+            round?: number;
+            phase?: components["schemas"]["Phase"];
+        };
+        /** @description One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take. */
+        ActionRequest: components["schemas"]["CastVoteAction"] | components["schemas"]["ProposeTeamAction"] | components["schemas"]["ApproveTeamAction"] | components["schemas"]["MissionChoiceAction"];
+        ActionAccepted: {
+            type: components["schemas"]["ActionType"];
+            round: number;
+            phase: components["schemas"]["Phase"];
+            /** @description The seq of the first event the action appended. */
+            seq: number;
+            /** @description This action was the last one awaited, and the phase closed with it. */
+            phase_closed: boolean;
+        };
+        /**
+         * @description An action the caller may take now. With `pick` > 0, choose exactly `pick` distinct
+         *     players among `targets` (`target_player_id` when `pick` is 1, `player_ids` otherwise;
+         *     `abstain` allows `null`); with `choices`, send one of them as `choice`.
+         */
+        Option: {
+            type: components["schemas"]["ActionType"];
+            /** @description mafia `vote`: what the vote does now (`kill`, `protect`, `investigate`, `eliminate`). */
+            vote_action: components["schemas"]["VoteAction"] | null;
+            /** @description The players that may be picked, by seat. */
+            targets: string[];
+            /** @description How many targets to pick (0 when the action takes a `choice`). */
+            pick: number;
+            /** @description `target_player_id: null` is allowed. */
+            abstain: boolean;
+            choices: string[];
+        };
+        /** @description A finished mission; only the count of fails is ever shown, never who chose them. */
+        MissionResult: {
+            round: number;
+            team: string[];
+            fails: number;
+            succeeded: boolean;
+        };
+        TeamProposal: {
+            /** Format: uuid */
+            leader_player_id: string;
+            player_ids: string[];
+        };
+        ApprovalVote: {
+            /** Format: uuid */
+            voter_id: string;
+            choice: components["schemas"]["ApprovalChoice"];
+        };
+        /** @description A closed `approve` phase; a vote not cast counts as `reject`. */
+        ApprovalResult: {
+            approved: boolean;
+            /** @description Proposals rejected in this round so far, this one included. */
+            rejections: number;
+            /** @description Every player's vote, by seat. */
+            votes: components["schemas"]["ApprovalVote"][];
+        };
+        /** @description What everyone may see of a missions game. */
+        MissionsBoard: {
+            /** @constant */
+            ruleset: "missions";
+            /** Format: uuid */
+            leader_player_id: string;
+            /** @description The proposal of this round (1–5). */
+            attempt: number;
+            /** @description The size of this round's team. */
+            team_size: number;
+            /** @description The team size of every round, 1 to 5. */
+            team_sizes: number[];
+            /** @description The team on the table (in `approve` and `mission`), else `null`. */
+            proposal: string[] | null;
+            /** @description Proposals rejected in this round so far; the fifth makes the spies win. */
+            rejections: number;
+            missions: components["schemas"]["MissionResult"][];
         };
     };
     responses: {
@@ -1236,6 +1477,7 @@ export interface operations {
                      *       "ruleset": "mafia",
                      *       "status": "in_progress",
                      *       "settings": {
+                     *         "ruleset": "mafia",
                      *         "max_players": 10,
                      *         "roles": null,
                      *         "night_seconds": 60,
@@ -1296,6 +1538,7 @@ export interface operations {
                      *       "ruleset": "mafia",
                      *       "status": "in_progress",
                      *       "settings": {
+                     *         "ruleset": "mafia",
                      *         "max_players": 10,
                      *         "roles": null,
                      *         "night_seconds": 60,
@@ -1314,6 +1557,53 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["Room"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    performAction: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any string of 1–128 visible characters, unique per intended action. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ActionRequest"];
+            };
+        };
+        responses: {
+            /** @description The action counts (a vote until it is changed or the phase closes). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "approve",
+                     *       "round": 2,
+                     *       "phase": "approve",
+                     *       "seq": 57,
+                     *       "phase_closed": false
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ActionAccepted"];
                 };
             };
             401: components["responses"]["Unauthorized"];
@@ -1403,11 +1693,15 @@ export interface operations {
                      *           "phases": [
                      *             {
                      *               "phase": "night",
+                     *               "attempt": 1,
                      *               "closed": true,
                      *               "votes": [],
                      *               "tally": null,
                      *               "eliminated_player_id": "0b7e4a52-1f2d-4c3a-8e9b-5d6f7a8b9c0d",
-                     *               "investigations": []
+                     *               "investigations": [],
+                     *               "proposal": null,
+                     *               "approval": null,
+                     *               "mission": null
                      *             }
                      *           ]
                      *         }
@@ -1558,8 +1852,14 @@ export type RoomName = components["schemas"]["RoomName"];
 export type PhaseSeconds = components["schemas"]["PhaseSeconds"];
 export type RoleCounts = components["schemas"]["RoleCounts"];
 export type RoomSettings = components["schemas"]["RoomSettings"];
+export type MissionsSettings = components["schemas"]["MissionsSettings"];
+export type MafiaSettings = components["schemas"]["MafiaSettings"];
 export type RoomSettingsInput = components["schemas"]["RoomSettingsInput"];
+export type MissionsSettingsInput = components["schemas"]["MissionsSettingsInput"];
+export type MafiaSettingsInput = components["schemas"]["MafiaSettingsInput"];
 export type CreateRoomRequest = components["schemas"]["CreateRoomRequest"];
+export type CreateMafiaRoomRequest = components["schemas"]["CreateMafiaRoomRequest"];
+export type CreateMissionsRoomRequest = components["schemas"]["CreateMissionsRoomRequest"];
 export type UpdateRoomRequest = components["schemas"]["UpdateRoomRequest"];
 export type JoinRoomRequest = components["schemas"]["JoinRoomRequest"];
 export type Room = components["schemas"]["Room"];
@@ -1583,3 +1883,18 @@ export type Investigation = components["schemas"]["Investigation"];
 export type PhaseRecord = components["schemas"]["PhaseRecord"];
 export type Round = components["schemas"]["Round"];
 export type RoundList = components["schemas"]["RoundList"];
+export type ActionType = components["schemas"]["ActionType"];
+export type ApprovalChoice = components["schemas"]["ApprovalChoice"];
+export type MissionChoice = components["schemas"]["MissionChoice"];
+export type CastVoteAction = components["schemas"]["CastVoteAction"];
+export type ProposeTeamAction = components["schemas"]["ProposeTeamAction"];
+export type ApproveTeamAction = components["schemas"]["ApproveTeamAction"];
+export type MissionChoiceAction = components["schemas"]["MissionChoiceAction"];
+export type ActionRequest = components["schemas"]["ActionRequest"];
+export type ActionAccepted = components["schemas"]["ActionAccepted"];
+export type Option = components["schemas"]["Option"];
+export type MissionResult = components["schemas"]["MissionResult"];
+export type TeamProposal = components["schemas"]["TeamProposal"];
+export type ApprovalVote = components["schemas"]["ApprovalVote"];
+export type ApprovalResult = components["schemas"]["ApprovalResult"];
+export type MissionsBoard = components["schemas"]["MissionsBoard"];

@@ -20,6 +20,7 @@ from ...types.game import (
     AdvancePhaseResponse,
     CastVoteResponse,
     ListRoundsResponse,
+    PerformActionResponse,
     StartGameResponse,
 )
 
@@ -84,6 +85,28 @@ class GameResource:
             response_media_type=response_media_type,
         ).data
 
+    def perform_action(
+        self,
+        *,
+        idempotency_key: str | UNSET = UNSET,
+        room_id: UUID,
+        body: api.ActionRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> PerformActionResponse:
+        """
+        Call POST /v1/rooms/{room_id}/actions.
+        """
+        return self._core.execute(
+            _operations.OPERATION_12,
+            (idempotency_key, room_id),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        ).data
+
     def cast_vote(
         self,
         *,
@@ -98,7 +121,7 @@ class GameResource:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.execute(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -117,7 +140,7 @@ class GameResource:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.execute(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -169,6 +192,28 @@ class GameWithResponse:
             response_media_type=response_media_type,
         )
 
+    def perform_action(
+        self,
+        *,
+        idempotency_key: str | UNSET = UNSET,
+        room_id: UUID,
+        body: api.ActionRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[PerformActionResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/actions.
+        """
+        return self._core.execute(
+            _operations.OPERATION_12,
+            (idempotency_key, room_id),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )
+
     def cast_vote(
         self,
         *,
@@ -183,7 +228,7 @@ class GameWithResponse:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.execute(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -202,7 +247,7 @@ class GameWithResponse:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.execute(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -254,6 +299,28 @@ class GameWithRawResponse:
             response_media_type=response_media_type,
         )
 
+    def perform_action(
+        self,
+        *,
+        idempotency_key: str | UNSET = UNSET,
+        room_id: UUID,
+        body: api.ActionRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> RawResponse:
+        """
+        Call POST /v1/rooms/{room_id}/actions.
+        """
+        return self._core.execute_raw(
+            _operations.OPERATION_12,
+            (idempotency_key, room_id),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )
+
     def cast_vote(
         self,
         *,
@@ -268,7 +335,7 @@ class GameWithRawResponse:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -287,7 +354,7 @@ class GameWithRawResponse:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -339,6 +406,28 @@ class GameWithStreamingResponse:
             response_media_type=response_media_type,
         )
 
+    def perform_action(
+        self,
+        *,
+        idempotency_key: str | UNSET = UNSET,
+        room_id: UUID,
+        body: api.ActionRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractContextManager[RawResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/actions.
+        """
+        return self._core.stream(
+            _operations.OPERATION_12,
+            (idempotency_key, room_id),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )
+
     def cast_vote(
         self,
         *,
@@ -353,7 +442,7 @@ class GameWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.stream(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -372,7 +461,7 @@ class GameWithStreamingResponse:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.stream(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (room_id,),
             options=options,
             response_media_type=response_media_type,

@@ -7,10 +7,12 @@ from ._operations import (
     AdvancePhaseResponse,
     CastVoteResponse,
     ListRoundsResponse,
+    PerformActionResponse,
     StartGameResponse,
     decode_advance_phase_header,
     decode_cast_vote_header,
     decode_list_rounds_header,
+    decode_perform_action_header,
     decode_start_game_header,
 )
 
@@ -18,9 +20,11 @@ __all__ = [
     'AdvancePhaseResponse',
     'CastVoteResponse',
     'ListRoundsResponse',
+    'PerformActionResponse',
     'StartGameResponse',
     'decode_advance_phase_header',
     'decode_cast_vote_header',
     'decode_list_rounds_header',
+    'decode_perform_action_header',
     'decode_start_game_header',
 ]

@@ -2,7 +2,7 @@
 
 A `Game` is immutable. Every command returns the new game and the facts it produced, or
 raises a `RuleError` and leaves the game as it was. `audience_of` says who may see each
-fact; the service turns facts into events of the log.
+fact; `backend.games.mafia.ruleset` puts these rules behind the platform's protocol.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from backend.domain import visibility
 from backend.domain.errors import RuleError
-from backend.domain.visibility import Audience
+from backend.games.protocol import EVERYONE, Audience, player, team
 
 MIN_PLAYERS = 4
 MAX_PLAYERS = 20
@@ -208,21 +207,21 @@ class Finished:
 Fact = RoleDealt | PhaseBegan | VoteCast | VoteClosed | Investigated | Protected | Eliminated | Finished
 
 
-def audience_of(fact: Fact) -> tuple[Audience, str | None]:
+def audience_of(fact: Fact) -> Audience:
     """Return who may see a fact while the game runs: the room, one team, or one player."""
     match fact:
         case RoleDealt(player_id=player_id):
-            return Audience.player, player_id
+            return player(player_id)
         case VoteCast(action=Action.kill) | VoteClosed(action=Action.kill):
-            return Audience.team, Team.mafia.value
+            return team(Team.mafia.value)
         case VoteCast(action=Action.protect | Action.investigate, voter_id=voter_id):
-            return Audience.player, voter_id
+            return player(voter_id)
         case Investigated(detective_id=detective_id):
-            return Audience.player, detective_id
+            return player(detective_id)
         case Protected(doctor_id=doctor_id):
-            return Audience.player, doctor_id
+            return player(doctor_id)
         case _:
-            return Audience.room, None
+            return EVERYONE
 
 
 def default_roles(player_count: int) -> dict[str, int]:
@@ -422,14 +421,46 @@ def advance(game: Game, *, expected: tuple[int, Phase] | None = None) -> tuple[G
 
 
 def may_see_role(viewer_id: str, viewer_team: str | None, seat: Seat, game: Game) -> bool:
-    """Return whether a viewer may know a player's role and team now (as `visibility` decides)."""
-    return visibility.may_see_role(
-        visibility.Viewer(viewer_id, viewer_team),
-        seat.player_id,
-        seat.team.value,
-        "finished" if game.finished else "in_progress",
-        alive=seat.alive,
-        reveal_on_death=game.reveal_on_death,
+    """Return whether a viewer may know a player's role and team now."""
+    if seat.player_id == viewer_id or game.finished or (not seat.alive and game.reveal_on_death):
+        return True
+    # Mafia members know each other; town members know nobody's role but their own.
+    return viewer_team == Team.mafia.value and seat.team is Team.mafia
+
+
+def allowed_targets(game: Game, voter: Seat, action: Action) -> list[str]:
+    """Return every player a vote of `action` may name, by seat."""
+    allowed = []
+    for target in game.alive():
+        try:
+            _check_target(game, voter, action, target.player_id)
+        except InvalidTarget:
+            continue
+        allowed.append(target.player_id)
+    return allowed
+
+
+def dump(game: Game) -> dict[str, Any]:
+    """Return the game as JSON."""
+    return {
+        "seats": [[s.player_id, s.role.value, s.alive] for s in game.seats],
+        "round": game.round,
+        "phase": game.phase.value if game.phase else None,
+        "ballots": [[b.voter_id, b.action.value, b.target_id] for b in game.ballots.values()],
+        "winner": game.winner.value if game.winner else None,
+        "reveal_on_death": game.reveal_on_death,
+    }
+
+
+def load(data: Mapping[str, Any]) -> Game:
+    """Return the game `dump` stored."""
+    return Game(
+        seats=tuple(Seat(pid, Role(role), alive) for pid, role, alive in data["seats"]),
+        round=data["round"],
+        phase=Phase(data["phase"]) if data["phase"] else None,
+        ballots={v: Ballot(v, Action(a), t) for v, a, t in data["ballots"]},
+        winner=Team(data["winner"]) if data["winner"] else None,
+        reveal_on_death=data["reveal_on_death"],
     )
 
 
