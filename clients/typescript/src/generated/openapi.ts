@@ -804,7 +804,7 @@ export interface components {
         /** @description One phase of a round as the caller may see it. */
         PhaseRecord: {
             phase: components["schemas"]["Phase"];
-            /** @description missions: the proposal this `propose` or `approve` phase belongs to (1–5); otherwise 1. */
+            /** @description missions: which opening of `propose` this `propose` or `approve` phase belongs to; otherwise 1. */
             attempt: number;
             closed: boolean;
             /** @description Every vote the caller may see, changes included, in the order cast. */
@@ -936,7 +936,7 @@ export interface components {
             ruleset: "missions";
             /** Format: uuid */
             leader_player_id: string;
-            /** @description The proposal of this round (1–5). */
+            /** @description Which opening of `propose` this is in the round (a rejection or a lapsed propose deadline opens the next); `rejections` counts toward five. */
             attempt: number;
             /** @description The size of this round's team. */
             team_size: number;
