@@ -594,36 +594,47 @@ def strings(data: Any) -> set[str]:
     return found
 
 
+ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 @dataclass(frozen=True)
 class Said:
-    """What JSON data says, read once: each object's words (with those of the objects around
-    it) and the scalars in scope there; as a secret, all its words and numbers."""
+    """What JSON data says, read once. Per object: the ids in it and in the objects around it
+    (an id may be named anything: `voter_id`, `player_id`, a list), and the scalars in scope
+    there. As a secret: all its ids, its words (`choice: fail`) and its numbers."""
 
     objects: tuple[tuple[frozenset[str], dict[str, Any]], ...]
-    words: frozenset[str]
+    ids: frozenset[str]
+    words: tuple[tuple[str, str], ...]
     numbers: tuple[tuple[str, Any], ...]
 
     @classmethod
     def of(cls, data: Any) -> Said:
         objects = tuple(
-            (frozenset(strings(obj) | {v for v in here.values() if isinstance(v, str)}), here)
+            (
+                frozenset(v for v in strings(obj) | set(here.values()) if isinstance(v, str) and ID.match(v)),
+                here,
+            )
             for obj, here in dicts(data)
         )
-        words = frozenset().union(*(w for w, _ in objects))
-        numbers = {k: v for _, here in objects for k, v in here.items() if isinstance(v, bool | int)}
-        return cls(objects, words, tuple(numbers.items()))
+        ids = frozenset().union(*(i for i, _ in objects))
+        scalars = {k: v for _, here in objects for k, v in here.items()}
+        words = tuple((k, v) for k, v in scalars.items() if isinstance(v, str) and not ID.match(v))
+        numbers = tuple((k, v) for k, v in scalars.items() if isinstance(v, bool | int))
+        return cls(objects, ids, words, numbers)
 
 
 def twin(secret: Said, data: Said) -> bool:
     """Return whether data carries what a secret says: one object of it (with what encloses it)
     holds every id and word of the secret, and no number that contradicts it (another round
     or attempt is another fact)."""
-    if not secret.words or not secret.words <= data.words:
+    if not (secret.ids or secret.words) or not secret.ids <= data.ids:
         return False
     return any(
-        secret.words <= words
+        secret.ids <= ids
+        and all(here.get(k) == word for k, word in secret.words)
         and all(k not in here or (type(here[k]) is type(v) and here[k] == v) for k, v in secret.numbers)
-        for words, here in data.objects
+        for ids, here in data.objects
     )
 
 
