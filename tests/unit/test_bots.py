@@ -71,7 +71,7 @@ def test_a_pick_the_option_does_not_offer_is_refused_before_it_is_sent(
 
 
 def test_the_random_strategy_picks_exactly_among_the_options() -> None:
-    """Every pick is `pick` distinct players of `targets`, or one of `choices`; abstaining only where allowed."""
+    """Each pick is `pick` distinct players of `targets`, or one of `choices`; abstains only if allowed."""
     strategy = RandomStrategy(seed=3, abstain=0.5)
     view = View(me=PLAYERS[0])
     team = option(api.ActionType.propose, targets=PLAYERS[1:], pick=3)
@@ -94,7 +94,8 @@ def test_the_random_strategy_picks_exactly_among_the_options() -> None:
         assert isinstance(chosen, api.MissionChoiceAction)
         seen_choices.add(chosen.choice.value)
     assert seen_choices == {"success", "fail"}
-    assert abstained and voted
+    assert abstained
+    assert voted
 
 
 def test_an_action_can_be_written_as_a_dict() -> None:
