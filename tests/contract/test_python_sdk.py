@@ -129,3 +129,20 @@ async def test_act_takes_a_listed_option_over_http_and_the_socket_and_options_fo
         await stream.aclose()
     for guest in guests:
         await guest.aclose()
+
+
+async def test_a_session_creates_a_room_of_either_ruleset(server_url: str) -> None:
+    """The ruleset by name (its defaults) or by the settings' type; settings of the other game are refused."""
+    async with await RoomSession.create(server_url, name="M", nickname="Ada", ruleset="missions") as named:
+        assert named.room.ruleset is api.Ruleset.missions
+        assert isinstance(named.room.settings, api.MissionsSettings)
+        assert named.room.settings.propose_seconds == 90
+    settings = api.MissionsSettingsInput(max_players=6, propose_seconds=5)
+    async with await RoomSession.create(server_url, name="M", nickname="Ada", settings=settings) as typed:
+        assert typed.room.ruleset is api.Ruleset.missions
+        assert isinstance(typed.room.settings, api.MissionsSettings)
+        assert (typed.room.settings.max_players, typed.room.settings.propose_seconds) == (6, 5)
+    async with await RoomSession.create(server_url, name="Mafia", nickname="Ada") as mafia:
+        assert mafia.room.ruleset is api.Ruleset.mafia
+    with pytest.raises(ValueError, match="MafiaSettingsInput"):
+        await RoomSession.create(server_url, name="M", nickname="Ada", ruleset="mafia", settings=settings)

@@ -232,17 +232,19 @@ class Bot:
             update["attempt"] = v.attempt
         return action.model_copy(update=update)
 
-    async def act(self, action: Action, attempts: int = 20) -> None:
-        """Act, retrying through a server restart with the same Idempotency-Key (never twice)."""
+    async def act(self, action: Action, attempts: int = 20) -> bool:
+        """Act, retrying through a server restart with the same Idempotency-Key (never twice);
+        return whether the server took the action."""
         key = uuid.uuid4().hex
         for attempt in range(attempts):
             try:
                 await self.session.act(action, idempotency_key=key)
-                return
+                return True
             except Conflict:
-                return  # the phase closed before the action arrived: nothing to do
+                return False  # the phase closed before the action arrived: nothing to do
             except (APIConnectionError, Unavailable):
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        return False
 
     def name(self, player_id: uuid.UUID) -> str:
         return self.view.nicknames.get(player_id, str(player_id)[:8])
