@@ -63,6 +63,8 @@ async def test_a_missions_game_played_from_options_ends_with_its_winner_and_hide
     assert_problem(
         await client.post(f"/v1/rooms/{room_id}/actions", headers=crew.auth, json=team), 409, "cannot_act"
     )
+    dance = await client.post(f"/v1/rooms/{room_id}/actions", headers=crew.auth, json={"type": "dance"})
+    assert assert_problem(dance, 422, "validation_failed")["errors"][0]["loc"] == ["body", "type"]
     assert_problem(
         await client.post(f"/v1/rooms/{room_id}/votes", headers=crew.auth, json={"target_player_id": None}),
         409,
