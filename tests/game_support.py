@@ -25,13 +25,16 @@ class Seat:
         return bearer(self.token)
 
 
-async def new_room(client: httpx.AsyncClient, players: int, **settings: Any) -> tuple[str, list[Seat]]:
-    """Create a room with `players` players (the first hosts) and these settings; return them."""
+async def new_room(
+    client: httpx.AsyncClient, players: int, *, ruleset: str = "mafia", **settings: Any
+) -> tuple[str, list[Seat]]:
+    """Create a room of a ruleset with `players` players (the first hosts) and these settings."""
+    least = 5 if ruleset == "missions" else 4
     body: dict[str, Any] = {
         "name": "Game night",
         "nickname": "P1",
-        "ruleset": "mafia",
-        "settings": {"max_players": max(players, 4), **settings},
+        "ruleset": ruleset,
+        "settings": {"max_players": max(players, least), **settings},
     }
     created = await client.post("/v1/rooms", json=body)
     assert created.status_code == 201, created.text

@@ -407,7 +407,6 @@ class ProposeTeamAction(ContractModel):
         Field(
             description='The proposal the action is meant for; refused with `phase_closed` once it is over.',
             ge=1,
-            le=5,
         ),
     ] = MISSING
 
@@ -421,7 +420,7 @@ class ApproveTeamAction(ContractModel):
     choice: ApprovalChoice
     round: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
     phase: Phase | MISSING = MISSING
-    attempt: Annotated[StrictInt | MISSING, Field(ge=1, le=5)] = MISSING
+    attempt: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
 
 
 class MissionChoiceAction(ContractModel):
@@ -530,7 +529,13 @@ class MissionsBoard(ContractModel):
     )
     ruleset: Literal['missions']
     leader_player_id: UUID
-    attempt: Annotated[StrictInt, Field(description='The proposal of this round (1–5).', ge=1, le=5)]
+    attempt: Annotated[
+        StrictInt,
+        Field(
+            description='Which opening of `propose` this is in the round (a rejection or a lapsed propose deadline opens the next); `rejections` counts toward five.',
+            ge=1,
+        ),
+    ]
     team_size: Annotated[StrictInt, Field(description="The size of this round's team.", ge=2, le=5)]
     team_sizes: Annotated[list[StrictInt], Field(description='The team size of every round, 1 to 5.')]
     proposal: Annotated[
@@ -733,7 +738,7 @@ class PhaseRecord(ContractModel):
     attempt: Annotated[
         StrictInt,
         Field(
-            description='missions: the proposal this `propose` or `approve` phase belongs to (1–5); otherwise 1.',
+            description='missions: which opening of `propose` this `propose` or `approve` phase belongs to; otherwise 1.',
             ge=1,
         ),
     ]

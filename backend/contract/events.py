@@ -221,7 +221,10 @@ class PhaseStartedData(ContractModel):
     ]
     attempt: Annotated[
         StrictInt | MISSING,
-        Field(description='missions `propose` and `approve`: the proposal of this round (1–5).', ge=1, le=5),
+        Field(
+            description='missions `propose` and `approve`: which opening of the phase in this round (a rejection or a propose deadline passing opens the next).',
+            ge=1,
+        ),
     ] = MISSING
     killed_player_id: Annotated[
         UUID | None | MISSING,
@@ -415,7 +418,7 @@ class LeaderChangedData(ContractModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     leader_id: UUID
 
 
@@ -437,7 +440,7 @@ class TeamProposedData(ContractModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     leader_id: UUID
     player_ids: list[UUID]
 
@@ -460,7 +463,7 @@ class ApprovalCastData(ContractModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     voter_id: UUID
     choice: ApprovalChoice
 
@@ -483,7 +486,7 @@ class ApprovalClosedData(ContractModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     approved: StrictBool
     rejections: Annotated[
         StrictInt,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from backend.games.mafia.ruleset import RULESET as MAFIA
+from backend.games.missions.ruleset import RULESET as MISSIONS
 from backend.games.protocol import Ruleset
 
 RULESETS: dict[str, Ruleset[Any, Any]] = {
     MAFIA.name: MAFIA,
+    MISSIONS.name: MISSIONS,
 }
 
 

@@ -41,7 +41,7 @@ TIGHT = Settings(
     commands_per_second=0.01,
     commands_burst=BURST,
 )
-NIGHT_GAME = {"roles": {"mafia": 1, "doctor": 1, "detective": 0}, "night_seconds": 3600}
+NIGHT_GAME: dict[str, Any] = {"roles": {"mafia": 1, "doctor": 1, "detective": 0}, "night_seconds": 3600}
 
 
 @pytest.fixture(scope="module")

@@ -436,7 +436,6 @@ class ProposeTeamAction(BaseModel):
         Field(
             description='The proposal the action is meant for; refused with `phase_closed` once it is over.',
             ge=1,
-            le=5,
         ),
     ] = MISSING
 
@@ -450,7 +449,7 @@ class ApproveTeamAction(BaseModel):
     choice: ApprovalChoice
     round: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
     phase: Phase | MISSING = MISSING
-    attempt: Annotated[StrictInt | MISSING, Field(ge=1, le=5)] = MISSING
+    attempt: Annotated[StrictInt | MISSING, Field(ge=1)] = MISSING
 
 
 class MissionChoiceAction(BaseModel):
@@ -580,7 +579,11 @@ class MissionsBoard(BaseModel):
     ruleset: Literal['missions']
     leader_player_id: UUID
     attempt: Annotated[
-        StrictInt, Field(description='The proposal of this round (1–5).', ge=1, le=5)
+        StrictInt,
+        Field(
+            description='Which opening of `propose` this is in the round (a rejection or a lapsed propose deadline opens the next); `rejections` counts toward five.',
+            ge=1,
+        ),
     ]
     team_size: Annotated[
         StrictInt, Field(description="The size of this round's team.", ge=2, le=5)
@@ -887,7 +890,7 @@ class PhaseRecord(BaseModel):
     attempt: Annotated[
         StrictInt,
         Field(
-            description='missions: the proposal this `propose` or `approve` phase belongs to (1–5); otherwise 1.',
+            description='missions: which opening of `propose` this `propose` or `approve` phase belongs to; otherwise 1.',
             ge=1,
         ),
     ]

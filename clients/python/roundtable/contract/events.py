@@ -247,9 +247,8 @@ class PhaseStartedData(BaseModel):
     attempt: Annotated[
         StrictInt | MISSING,
         Field(
-            description='missions `propose` and `approve`: the proposal of this round (1–5).',
+            description='missions `propose` and `approve`: which opening of the phase in this round (a rejection or a propose deadline passing opens the next).',
             ge=1,
-            le=5,
         ),
     ] = MISSING
     killed_player_id: Annotated[
@@ -455,7 +454,7 @@ class LeaderChangedData(BaseModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     leader_id: UUID
 
 
@@ -477,7 +476,7 @@ class TeamProposedData(BaseModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     leader_id: UUID
     player_ids: list[UUID]
 
@@ -500,7 +499,7 @@ class ApprovalCastData(BaseModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     voter_id: UUID
     choice: ApprovalChoice
 
@@ -523,7 +522,7 @@ class ApprovalClosedData(BaseModel):
         validate_by_name=True,
     )
     round: Annotated[StrictInt, Field(ge=1)]
-    attempt: Annotated[StrictInt, Field(ge=1, le=5)]
+    attempt: Annotated[StrictInt, Field(ge=1)]
     approved: StrictBool
     rejections: Annotated[
         StrictInt,

@@ -213,7 +213,7 @@ export interface PhaseStartedData {
    */
   ends_at: string;
   /**
-   * missions `propose` and `approve`: the proposal of this round (1–5).
+   * missions `propose` and `approve`: which opening of the phase in this round (a rejection or a propose deadline passing opens the next).
    */
   attempt?: number;
   /**

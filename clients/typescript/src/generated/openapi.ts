@@ -268,8 +268,9 @@ export interface paths {
          *     missions: `propose`, `approve`, `mission`). The caller's `options` (in the state and
          *     the snapshot, and `options.changed` on their stream) list exactly the actions they may
          *     take now: an action listed there is accepted, any other is refused (`409 cannot_act`
-         *     for the wrong phase or player, `422 invalid_target` or `invalid_choice` for a target
-         *     or choice not allowed, `422 validation_failed` for an action of another ruleset).
+         *     for the wrong phase, the wrong player or another ruleset's action, `422
+         *     invalid_target` or `invalid_choice` for a target or choice not allowed, `422
+         *     validation_failed` for a body that is no action at all).
          *     When the action was the last one awaited, the phase closes at once.
          *
          *     Send `round` and `phase` (and, in missions, `attempt`) to be sure the action lands
@@ -804,7 +805,7 @@ export interface components {
         /** @description One phase of a round as the caller may see it. */
         PhaseRecord: {
             phase: components["schemas"]["Phase"];
-            /** @description missions: the proposal this `propose` or `approve` phase belongs to (1–5); otherwise 1. */
+            /** @description missions: which opening of `propose` this `propose` or `approve` phase belongs to; otherwise 1. */
             attempt: number;
             closed: boolean;
             /** @description Every vote the caller may see, changes included, in the order cast. */
@@ -936,7 +937,7 @@ export interface components {
             ruleset: "missions";
             /** Format: uuid */
             leader_player_id: string;
-            /** @description The proposal of this round (1–5). */
+            /** @description Which opening of `propose` this is in the round (a rejection or a lapsed propose deadline opens the next); `rejections` counts toward five. */
             attempt: number;
             /** @description The size of this round's team. */
             team_size: number;
