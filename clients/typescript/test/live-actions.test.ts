@@ -131,3 +131,51 @@ test("a mafia game is played from options through performAction", { skip: !baseU
     stream.close();
   }
 });
+
+test("a missions game is played to its end from options alone", { skip: !baseUrl }, async () => {
+  const url = baseUrl as string;
+  const anonymous = createRoundtableClient({ baseUrl: url });
+  const host = unwrap(
+    await anonymous.POST("/v1/rooms", { body: { name: "TS missions", nickname: "Lead", ruleset: "missions" } }),
+  );
+  assert.equal(host.room.settings.ruleset, "missions");
+  const roomId = host.room.id;
+  const seats: Seat[] = [{ session: host, api: createRoundtableClient({ baseUrl: url, token: host.token }) }];
+  for (const nickname of ["M2", "M3", "M4", "M5"]) {
+    const joined = unwrap(
+      await anonymous.POST("/v1/rooms/{room_id}/players", { params: { path: { room_id: roomId } }, body: { nickname } }),
+    );
+    seats.push({ session: joined, api: createRoundtableClient({ baseUrl: url, token: joined.token }) });
+  }
+  unwrap(await seats[0]!.api.POST("/v1/rooms/{room_id}/start", { params: { path: { room_id: roomId } } }));
+
+  const types = new Set<string>();
+  // Every pass acts on every option offered, so each pass moves the game on; it ends within five missions.
+  for (let pass = 0; pass < 100; pass += 1) {
+    const state = unwrap(await seats[0]!.api.GET("/v1/rooms/{room_id}/state", { params: { path: { room_id: roomId } } }));
+    if (state.room.status === "finished") {
+      assert.ok(state.room.winner === "crew" || state.room.winner === "spies");
+      assert.ok(state.board, "the board stays readable at the end");
+      assert.deepEqual([...types].sort(), ["approve", "mission", "propose"]);
+      return;
+    }
+    for (const seat of seats) {
+      const mine = unwrap(await seat.api.GET("/v1/rooms/{room_id}/state", { params: { path: { room_id: roomId } } }));
+      const { round, phase } = mine.room;
+      if (phase === null) break;
+      for (const option of mine.options) {
+        const answer =
+          option.pick > 0 ? { targets: option.targets.slice(0, option.pick) } : { choice: option.choices[0]! };
+        const action = actionFor(option, answer, { round, phase, ...(mine.board ? { attempt: mine.board.attempt } : {}) });
+        try {
+          await performAction(seat.api, roomId, action);
+          types.add(option.type);
+        } catch (error) {
+          // Another seat's action closed the phase first.
+          if (!(error instanceof RoundtableError && error.status === 409)) throw error;
+        }
+      }
+    }
+  }
+  assert.fail("the game did not end");
+});

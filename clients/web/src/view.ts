@@ -112,7 +112,8 @@ export function render(m: Model, investigations: Investigation[], actions: Actio
 
 function renderPlayers(m: Model): void {
   const list = byId("player-list");
-  const board = m.board;
+  // The leader and the team on the table, while the game runs.
+  const board = m.room.status === "in_progress" ? m.board : null;
   if (!changed(list, m.players, m.meId, board?.leader_player_id, board?.proposal)) return;
   const items = m.players.map((p) => {
     // A role where the server shows it; else a team this player knows (a teammate's).
@@ -220,22 +221,27 @@ function renderBoard(m: Model): void {
     ),
   );
   const approval = m.approval;
+  const running = m.room.status === "in_progress";
   fill(
     panel,
     h("h3", {}, "Missions"),
     h("ol", { class: "track" }, ...track),
-    h(
-      "p",
-      { "data-testid": "board-leader", "data-leader-id": board.leader_player_id },
-      "Leader: ",
-      h("strong", {}, nickname(m, board.leader_player_id)),
-      ` · proposal ${board.attempt} of round ${m.room.round} · team of ${board.team_size}`,
-    ),
-    h(
-      "p",
-      { "data-testid": "board-proposal", "data-player-ids": (board.proposal ?? []).join(" ") },
-      board.proposal ? `Proposed team: ${board.proposal.map((id) => nickname(m, id)).join(", ")}` : "No team proposed yet.",
-    ),
+    running
+      ? h(
+          "p",
+          { "data-testid": "board-leader", "data-leader-id": board.leader_player_id },
+          "Leader: ",
+          h("strong", {}, nickname(m, board.leader_player_id)),
+          ` · proposal ${board.attempt} of round ${m.room.round} · team of ${board.team_size}`,
+        )
+      : null,
+    running
+      ? h(
+          "p",
+          { "data-testid": "board-proposal", "data-player-ids": (board.proposal ?? []).join(" ") },
+          board.proposal ? `Proposed team: ${board.proposal.map((id) => nickname(m, id)).join(", ")}` : "No team proposed yet.",
+        )
+      : null,
     h("p", { "data-testid": "board-rejections", "data-count": board.rejections }, `Rejected proposals this round: ${board.rejections}`),
     approval
       ? h(
