@@ -181,17 +181,21 @@ def _result_row(room: RoomRow, result: ResultRecord) -> dict[str, Any]:
 async def _options_changed(
     session: AsyncSession, table: Table, before: Any | None, after: Any
 ) -> list[NewEvent]:
-    """Tell each present player whose options changed what they may do now (to them alone)."""
+    """Tell each present player whose options changed what they may do now (to them alone).
+
+    When a phase opens, everyone who may act in it (or could in the last) is told, even with
+    options equal to the last phase's: a client clears its options when a phase closes.
+    """
     rules = table.rules
+    opened = before is None or rules.position(before).key != rules.position(after).key
     changed = []
     for row in await rooms_repository.present_players(session, table.room.id):
         pid = str(row.id)
         if pid not in table.players:
             continue  # joined too late to be dealt in: never has options
         now_options = rules.options(after, pid) if rules.position(after).winner is None else []
-        if before is not None and now_options == rules.options(before, pid):
-            continue
-        if before is None and not now_options:
+        was = rules.options(before, pid) if before is not None else []
+        if now_options == was and not (opened and now_options):
             continue
         data = events.OptionsChangedData(player_id=row.id, options=now_options)
         changed.append(NewEvent("options.changed", _dump(data), protocol.Visibility.player, pid))

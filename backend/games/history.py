@@ -67,6 +67,9 @@ def rounds(seen: Iterable[Event]) -> api.RoundList:
             phases.append(index[key])
         return index[key].record
 
+    def last_of(round_: int) -> api.PhaseRecord | None:
+        return next((p.record for p in reversed(phases) if p.round == round_), None)
+
     for event in seen:
         data = event.data
         match event.type:
@@ -91,13 +94,16 @@ def rounds(seen: Iterable[Event]) -> api.RoundList:
                 record.tally = [api.TallyEntry.model_validate(t) for t in data["tally"]]
                 record.eliminated_player_id = data["eliminated_player_id"]
             case "night.result":
-                found = {k: data[k] for k in ("detective_id", "target_player_id", "team")}
-                at(data["round"], "night").investigations.append(api.Investigation.model_validate(found))
+                # Told as the phase it belongs to closes, before the next one opens.
+                closing = last_of(data["round"])
+                if closing is not None:
+                    found = {k: data[k] for k in ("detective_id", "target_player_id", "team")}
+                    closing.investigations.append(api.Investigation.model_validate(found))
             case "player.eliminated":
                 # Whoever may not see the closing tally still sees who died, in the phase that closed.
-                closing = next((p for p in reversed(phases) if p.round == data["round"]), None)
+                closing = last_of(data["round"])
                 if closing is not None:
-                    closing.record.eliminated_player_id = data["player_id"]
+                    closing.eliminated_player_id = data["player_id"]
             case "team.proposed":
                 record = at(data["round"], "propose", data["attempt"])
                 record.proposal = api.TeamProposal(

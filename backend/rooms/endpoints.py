@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from pydantic import Field
 
 from backend.api_deps import (
     CommandActor,
@@ -28,9 +27,7 @@ router = APIRouter(prefix="/v1/rooms")
     dependencies=[Depends(limit_room_creation)],
 )
 async def create_room(
-    body: Annotated[
-        api.CreateMafiaRoomRequest | api.CreateMissionsRoomRequest, Field(discriminator="ruleset")
-    ],
+    body: api.CreateRoomRequest,
     db: DatabaseDep,
     response: Response,
 ) -> api.RoomSession:

@@ -96,7 +96,7 @@ def _new_player(room_id: uuid.UUID, nickname: str, seat: int) -> tuple[PlayerRow
 
 
 async def create_room(
-    session: AsyncSession, body: api.CreateMafiaRoomRequest | api.CreateMissionsRoomRequest
+    session: AsyncSession, body: api.CreateRoomRequest
 ) -> tuple[api.RoomSession, Committed]:
     """Create a room in the lobby with its host as the first player."""
     nickname = _nickname(body.nickname)

@@ -74,3 +74,75 @@ def test_reconnect_delays_are_spread_so_clients_do_not_return_in_lockstep() -> N
     delays = [jittered(2.0) for _ in range(200)]
     assert all(1.0 <= d <= 2.0 for d in delays)
     assert max(delays) - min(delays) > 0.5
+
+
+async def test_act_takes_a_listed_option_over_http_and_the_socket_and_options_follow_the_stream(
+    server_url: str,
+) -> None:
+    """`act` posts /actions (also as a dict, also over the socket); the session's `options` are the
+    state's and then each `options.changed` of its own; an action of another game is refused."""
+    host = await RoomSession.create(server_url, name="SDK acts", nickname="Ada", ruleset="mafia")
+    guests = [
+        await RoomSession.join(server_url, nickname=n, room_id=host.room_id) for n in ("Bo", "Cy", "Di")
+    ]
+    async with host:
+        stream = host.events()
+        snapshot = await anext(stream)
+        assert isinstance(snapshot, events.Snapshot)
+        assert snapshot.data.options == [] == host.options
+        await host.start()
+        await host.advance()  # night closes: nobody died
+        await host.advance()  # day closes: the vote opens
+        while True:
+            event = await asyncio.wait_for(anext(stream), 10)
+            if isinstance(event, events.OptionsChangedEvent) and any(
+                o.vote_action is api.VoteAction.eliminate for o in event.data.options
+            ):
+                break
+        assert event.data.player_id == host.player_id
+        assert host.options == event.data.options
+        [offer] = host.options
+        assert (offer.type, offer.vote_action, offer.pick, offer.abstain) == (
+            api.ActionType.vote,
+            api.VoteAction.eliminate,
+            1,
+            True,
+        )
+        state = await guests[0].state()
+        assert guests[0].options == state.options
+        assert [o.type for o in state.options] == [api.ActionType.vote]
+
+        accepted = await host.act(
+            api.CastVoteAction(type="vote", target_player_id=offer.targets[0], round=1, phase=api.Phase.vote)
+        )
+        assert (accepted.type, accepted.round, accepted.phase) == (api.ActionType.vote, 1, api.Phase.vote)
+        again = await guests[1].act({"type": "vote", "target_player_id": None})
+        assert again.seq > accepted.seq
+        with pytest.raises(Conflict) as refused:
+            await guests[2].act({"type": "approve", "choice": "approve"})
+        assert refused.value.code == "cannot_act"
+        async with guests[0].socket() as socket:
+            assert isinstance(await anext(socket), events.Snapshot)
+            ack = await socket.act({"type": "vote", "target_player_id": str(host.player_id)})
+            assert isinstance(ack.seq, int)
+            assert ack.seq > again.seq
+        await stream.aclose()
+    for guest in guests:
+        await guest.aclose()
+
+
+async def test_a_session_creates_a_room_of_either_ruleset(server_url: str) -> None:
+    """The ruleset by name (its defaults) or by the settings' type; settings of the other game are refused."""
+    async with await RoomSession.create(server_url, name="M", nickname="Ada", ruleset="missions") as named:
+        assert named.room.ruleset is api.Ruleset.missions
+        assert isinstance(named.room.settings, api.MissionsSettings)
+        assert named.room.settings.propose_seconds == 90
+    settings = api.MissionsSettingsInput(max_players=6, propose_seconds=5)
+    async with await RoomSession.create(server_url, name="M", nickname="Ada", settings=settings) as typed:
+        assert typed.room.ruleset is api.Ruleset.missions
+        assert isinstance(typed.room.settings, api.MissionsSettings)
+        assert (typed.room.settings.max_players, typed.room.settings.propose_seconds) == (6, 5)
+    async with await RoomSession.create(server_url, name="Mafia", nickname="Ada") as mafia:
+        assert mafia.room.ruleset is api.Ruleset.mafia
+    with pytest.raises(ValueError, match="MafiaSettingsInput"):
+        await RoomSession.create(server_url, name="M", nickname="Ada", ruleset="mafia", settings=settings)

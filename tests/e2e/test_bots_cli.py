@@ -119,6 +119,22 @@ def test_eight_bots_create_a_room_and_play_it_to_the_end(database_url: str, tmp_
     assert asyncio.run(connected_before_start(database_url, room)) == (8, 8)
 
 
+def test_roundtable_bots_plays_missions_to_the_end(database_url: str, tmp_path: Path) -> None:
+    """`roundtable-bots --ruleset missions --count 6` plays missions: exit 0 with the logged winner."""
+    with serve(database_url, tmp_path / "server.log") as server:
+        process = bots(
+            server.url, "--ruleset", "missions", "--count", "6", "--phase-seconds", "5", "--seed", "3"
+        )
+        out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out
+    assert "round 1 propose (proposal 1): 6 alive" in out
+    assert re.search(r"^  \S+ proposes \S+, ", out, re.MULTILINE), out
+    assert re.search(r"^  (approved|rejected \(1 this round\)): \d of 6 approve$", out, re.MULTILINE), out
+    winner = re.search(r"^winner: (crew|spies)$", out, re.MULTILINE)
+    assert winner, out
+    assert asyncio.run(finished_games(database_url, room_of(out))) == [winner.group(1)]
+
+
 def test_the_bots_finish_the_game_across_a_server_kill_and_restart(database_url: str, tmp_path: Path) -> None:
     """kill -9 the server mid-game, restart it on the same port: the bots resume and finish, once."""
     port = free_port()

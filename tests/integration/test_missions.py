@@ -63,6 +63,8 @@ async def test_a_missions_game_played_from_options_ends_with_its_winner_and_hide
     assert_problem(
         await client.post(f"/v1/rooms/{room_id}/actions", headers=crew.auth, json=team), 409, "cannot_act"
     )
+    dance = await client.post(f"/v1/rooms/{room_id}/actions", headers=crew.auth, json={"type": "dance"})
+    assert assert_problem(dance, 422, "validation_failed")["errors"][0]["loc"] == ["body", "type"]
     assert_problem(
         await client.post(f"/v1/rooms/{room_id}/votes", headers=crew.auth, json={"target_player_id": None}),
         409,
@@ -107,5 +109,15 @@ async def test_a_missions_game_played_from_options_ends_with_its_winner_and_hide
         assert all(p["votes"] == [] for p in missions)
         assert [p["mission"]["fails"] for p in missions] == [c["fails"] for c in closed]
         assert "mission.chosen" not in str(rounds)
+    # Each approve phase that opened told every player, privately, that they may now vote.
+    for i, event in enumerate(log):
+        if event["type"] == "phase.started" and event["data"]["phase"] == "approve":
+            told = {}
+            for later in log[i + 1 :]:
+                if later["type"] == "phase.started":
+                    break
+                if later["type"] == "options.changed":
+                    told[later["audience"]] = [o["type"] for o in later["data"]["options"]]
+            assert told == {s.id: ["approve"] for s in seats}
     finished = next(e["data"] for e in log if e["type"] == "game.finished")
     assert all(v["action"] == "approve" for v in finished["votes"])

@@ -1,4 +1,10 @@
-"""Bots: players driven by a strategy, reacting to the room's events until the game ends."""
+"""Bots: a player that follows its room's events and acts on its options until the game ends.
+
+A bot knows no game's rules. The server lists, in the state, the snapshot and each
+`options.changed` event, what this player may do now (`api.Option`: the action's type, the
+players that may be picked and how many, whether abstaining is allowed, the choices); a
+strategy only picks among them. So the same bot plays mafia, missions and whatever comes next.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,21 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from pydantic import MISSING
 from roundtable_client.errors import APIConnectionError
 
 from roundtable.contract import api, events
 from roundtable.errors import Conflict, RoundtableError, Unavailable
-from roundtable.session import RoomSession
+from roundtable.session import Action, RoomSession, as_action
 
 
 @dataclass
 class View:
-    """What a bot knows: itself, its role and teammates, who is alive, the open phase."""
+    """What a bot knows: itself, its role and teammates, the players, the open phase, its options."""
 
     me: uuid.UUID
     host: bool = False
@@ -30,60 +37,68 @@ class View:
     status: api.RoomStatus = api.RoomStatus.lobby
     round: int = 0
     phase: api.Phase | None = None
+    attempt: int | None = None
+    """The proposal of the round, where the ruleset counts them (missions); else None."""
+    leader: uuid.UUID | None = None
+    options: list[api.Option] = field(default_factory=list)
+    """What this player may do now, as the server last said: the only source of a bot's moves."""
     winner: api.Team | None = None
 
-    def action(self) -> api.VoteAction | None:
-        """Return what this player may vote on in the open phase, if anything."""
-        if self.me not in self.alive or self.status is not api.RoomStatus.in_progress:
-            return None
-        if self.phase is api.Phase.vote:
-            return api.VoteAction.eliminate
-        if self.phase is api.Phase.night:
-            return (
-                {
-                    api.Role.mafia: api.VoteAction.kill,
-                    api.Role.doctor: api.VoteAction.protect,
-                    api.Role.detective: api.VoteAction.investigate,
-                }.get(self.role)
-                if self.role
-                else None
-            )
-        return None
 
-    def targets(self, action: api.VoteAction) -> list[uuid.UUID]:
-        """Return the legal targets of an action, in a stable order."""
-        if action is api.VoteAction.kill:
-            options = self.alive - self.teammates - {self.me}
-        elif action is api.VoteAction.protect:
-            options = set(self.alive)
+def action_for(option: api.Option, *, targets: Sequence[uuid.UUID] = (), choice: str | None = None) -> Action:
+    """Return the request that takes `option` with these targets (none abstains) or this choice.
+
+    The shape follows the option alone: a `choice` when it lists choices, else
+    `target_player_id` when it picks one, else `player_ids`. Raises ValueError for a pick the
+    option does not offer, so a strategy's mistake shows here and not as a refused request.
+    """
+    body: dict[str, Any] = {"type": option.type.value}
+    if option.choices:
+        if choice not in option.choices:
+            raise ValueError(f"{choice!r} is not one of {option.choices}")
+        body["choice"] = choice
+    else:
+        picked = list(targets)
+        if not set(picked) <= set(option.targets) or len(set(picked)) != len(picked):
+            raise ValueError("targets must be distinct players of the option's targets")
+        if not picked:
+            if not option.abstain:
+                raise ValueError(f"this {option.type.value} must pick {option.pick}")
+        elif len(picked) != option.pick:
+            raise ValueError(f"this {option.type.value} picks {option.pick}, not {len(picked)}")
+        if option.pick == 1:
+            body["target_player_id"] = picked[0] if picked else None
         else:
-            options = self.alive - {self.me}
-        return sorted(options)
+            body["player_ids"] = picked
+    return as_action(body)
 
 
 class Strategy(Protocol):
-    """How a bot plays: whom to vote for, and what (if anything) to say."""
+    """How a bot plays: what to do with an option, and what (if anything) to say."""
 
-    def choose(self, view: View, action: api.VoteAction, targets: list[uuid.UUID]) -> uuid.UUID | None:
-        """Return the target (None abstains)."""
+    def choose(self, view: View, option: api.Option) -> Action:
+        """Return the action that takes `option` (build it with `action_for`)."""
         ...
 
     def say(self, view: View) -> str | None:
-        """Return a chat line for the open phase, or None."""
+        """Return a chat line for the phase that just opened, or None."""
         ...
 
 
 class RandomStrategy:
-    """Votes for a random legal target; abstains now and then; says a word by day."""
+    """Picks at random among an option's targets (as many as it picks) or choices; abstains
+    now and then where abstaining is allowed; says a word by day."""
 
     def __init__(self, seed: int | None = None, abstain: float = 0.1) -> None:
         self.rng = random.Random(seed)  # noqa: S311 - a game move, not a secret
         self.abstain = abstain
 
-    def choose(self, view: View, action: api.VoteAction, targets: list[uuid.UUID]) -> uuid.UUID | None:
-        if not targets or self.rng.random() < self.abstain:
-            return None
-        return self.rng.choice(targets)
+    def choose(self, view: View, option: api.Option) -> Action:
+        if option.choices:
+            return action_for(option, choice=self.rng.choice(option.choices))
+        if option.abstain and (len(option.targets) < option.pick or self.rng.random() < self.abstain):
+            return action_for(option)
+        return action_for(option, targets=self.rng.sample(option.targets, option.pick))
 
     def say(self, view: View) -> str | None:
         if view.phase is api.Phase.day and self.rng.random() < 0.3:
@@ -95,10 +110,10 @@ STRATEGIES: dict[str, Callable[[int | None], Strategy]] = {"random": lambda seed
 
 
 class Bot:
-    """A player that plays to the end: follows its stream, votes and chats through its strategy.
+    """A player that plays to the end: follows its stream, acts on its options and chats through its strategy.
 
-    Subclass and override `on_phase` (or give another Strategy) to play differently.
-    `on_progress` receives a line per phase and per elimination (for a CLI's output).
+    Subclass and override `on_options` or `on_phase` (or give another Strategy) to play
+    differently. `on_progress` receives a line per phase and per result (for a CLI's output).
     """
 
     def __init__(
@@ -114,6 +129,9 @@ class Bot:
         self.on_progress = on_progress or (lambda line: None)
         self.ready = asyncio.Event()
         """Set once the bot's stream delivered its first item: from then on it sees every event."""
+        # The options already taken, by phase opening: the server keeps listing an option after
+        # it was taken where the action may still be changed, and one move is enough.
+        self._taken: set[tuple[int, api.Phase | None, int | None, api.ActionType]] = set()
 
     async def run(self) -> api.Team:
         """Play until the game is finished; return the winner."""
@@ -125,7 +143,7 @@ class Bot:
         raise RuntimeError("the event stream ended")  # pragma: no cover - events() never ends by itself
 
     async def handle(self, item: events.Snapshot | events.RoomEvent) -> None:
-        """Update the view from one event, and act when a phase opens."""
+        """Update the view from one event; act when the options change, chat when a phase opens."""
         v = self.view
         if isinstance(item, events.Snapshot):
             state = item.data
@@ -135,11 +153,17 @@ class Bot:
             v.host = state.room.host_player_id == v.me
             v.role = state.me.role
             v.teammates = set(state.teammates)
+            if isinstance(state.board, api.MissionsBoard):
+                v.attempt, v.leader = state.board.attempt, state.board.leader_player_id
             if v.status is api.RoomStatus.finished and state.room.winner is not None:
                 v.winner = state.room.winner
-            elif v.phase is not None:
-                self.on_progress(f"round {v.round} {v.phase.value}: {len(v.alive)} alive")
-                await self.on_phase(v.round, v.phase)
+                return
+            if v.phase is not None:
+                self.progress_phase()
+            await self.on_options(list(state.options))
+        elif isinstance(item, events.OptionsChangedEvent):
+            if item.data.player_id == v.me:
+                await self.on_options(list(item.data.options))
         elif isinstance(item, events.PlayerJoinedEvent):
             v.alive.add(item.data.player.id)
             v.nicknames[item.data.player.id] = item.data.player.nickname
@@ -151,39 +175,83 @@ class Bot:
             v.status = api.RoomStatus.in_progress
         elif isinstance(item, events.RoleAssignedEvent):
             v.role, v.teammates = item.data.role, set(item.data.teammates)
-        elif isinstance(item, events.PlayerEliminatedEvent):
-            v.alive.discard(item.data.player_id)
-            role = f" ({item.data.role.value})" if item.data.role else ""
-            self.on_progress(f"  {self.name(item.data.player_id)}{role} {item.data.cause.value}")
+        elif isinstance(item, events.LeaderChangedEvent):
+            v.attempt, v.leader = item.data.attempt, item.data.leader_id
         elif isinstance(item, events.PhaseStartedEvent):
             v.round, v.phase = item.data.round, item.data.phase
-            self.on_progress(f"round {v.round} {v.phase.value}: {len(v.alive)} alive")
+            v.attempt = item.data.attempt if item.data.attempt is not MISSING else None
+            self.progress_phase()
             await self.on_phase(v.round, v.phase)
-        elif isinstance(item, events.GameFinishedEvent):
-            v.status, v.winner = api.RoomStatus.finished, item.data.winner
+        else:
+            self.progress_result(item)
+            if isinstance(item, events.PlayerEliminatedEvent):
+                v.alive.discard(item.data.player_id)
+            elif isinstance(item, events.GameFinishedEvent):
+                v.status, v.winner = api.RoomStatus.finished, item.data.winner
 
-    async def vote(self, target: uuid.UUID | None, round_: int, phase: api.Phase, attempts: int = 20) -> None:
-        """Vote, retrying through a server restart with the same Idempotency-Key (never twice)."""
+    def progress_phase(self) -> None:
+        v = self.view
+        assert v.phase is not None
+        attempt = f" (proposal {v.attempt})" if v.attempt is not None else ""
+        self.on_progress(f"round {v.round} {v.phase.value}{attempt}: {len(v.alive)} alive")
+
+    def progress_result(self, item: events.RoomEvent) -> None:
+        """Tell `on_progress` about a result worth a line."""
+        if isinstance(item, events.PlayerEliminatedEvent):
+            role = f" ({item.data.role.value})" if item.data.role else ""
+            self.on_progress(f"  {self.name(item.data.player_id)}{role} {item.data.cause.value}")
+        elif isinstance(item, events.TeamProposedEvent):
+            team = ", ".join(self.name(p) for p in item.data.player_ids)
+            self.on_progress(f"  {self.name(item.data.leader_id)} proposes {team}")
+        elif isinstance(item, events.ApprovalClosedEvent):
+            approves = sum(v.choice is api.ApprovalChoice.approve for v in item.data.votes)
+            verdict = "approved" if item.data.approved else f"rejected ({item.data.rejections} this round)"
+            self.on_progress(f"  {verdict}: {approves} of {len(item.data.votes)} approve")
+        elif isinstance(item, events.MissionClosedEvent):
+            outcome = "succeeded" if item.data.succeeded else "failed"
+            self.on_progress(f"  mission {item.data.round} {outcome} with {item.data.fails} fail(s)")
+
+    async def on_options(self, options: list[api.Option]) -> None:
+        """Take each option not taken yet in this phase, as the strategy chooses."""
+        v = self.view
+        v.options = options
+        for option in options:
+            taken = (v.round, v.phase, v.attempt, option.type)
+            if taken in self._taken:
+                continue
+            self._taken.add(taken)
+            await self.act(self.guarded(self.strategy.choose(v, option)))
+
+    def guarded(self, action: Action) -> Action:
+        """Return the action limited to the phase the bot saw it offered in, so a late retry is refused."""
+        v = self.view
+        if v.round < 1 or v.phase is None:
+            return action
+        update: dict[str, Any] = {"round": v.round, "phase": v.phase}
+        if v.attempt is not None and "attempt" in type(action).model_fields:
+            update["attempt"] = v.attempt
+        return action.model_copy(update=update)
+
+    async def act(self, action: Action, attempts: int = 20) -> bool:
+        """Act, retrying through a server restart with the same Idempotency-Key (never twice);
+        return whether the server took the action."""
         key = uuid.uuid4().hex
         for attempt in range(attempts):
             try:
-                await self.session.vote(target, round_=round_, phase=phase, idempotency_key=key)
-                return
+                await self.session.act(action, idempotency_key=key)
+                return True
             except Conflict:
-                return  # the phase closed before the vote arrived: nothing to do
+                return False  # the phase closed before the action arrived: nothing to do
             except (APIConnectionError, Unavailable):
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        return False
 
     def name(self, player_id: uuid.UUID) -> str:
         return self.view.nicknames.get(player_id, str(player_id)[:8])
 
     async def on_phase(self, round_: int, phase: api.Phase) -> None:
-        """React to an open phase: vote when the phase lets this player, chat by day."""
-        action = self.view.action()
-        if action is not None:
-            target = self.strategy.choose(self.view, action, self.view.targets(action))
-            await self.vote(target, round_, phase)
-        line = self.strategy.say(self.view) if self.session.player_id in self.view.alive else None
+        """React to a phase that just opened: chat, if the strategy has something to say."""
+        line = self.strategy.say(self.view)
         if line:
             # Chat is a nicety: a closed channel, a rate limit or a restart is fine.
             with contextlib.suppress(RoundtableError, APIConnectionError):

@@ -20,12 +20,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
     parser.add_argument("--room", help="join the room with this code; without it the bots create one")
     parser.add_argument("--count", type=int, required=True, help="how many bots")
+    parser.add_argument(
+        "--ruleset",
+        choices=[r.value for r in api.Ruleset],
+        default=api.Ruleset.mafia.value,
+        help="the game of a room the bots create (default %(default)s); a joined room has its own",
+    )
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="random")
     parser.add_argument("--phase-seconds", type=int, default=5, help="phase length of a room the bots create")
     parser.add_argument("--seed", type=int, default=None, help="make the strategies repeatable")
     args = parser.parse_args(argv)
-    if args.count < 1 or (args.room is None and args.count < 4):
-        parser.error("a game needs 4 players: --count of at least 4 without --room, 1 with it")
+    # What a room of each ruleset holds; the server refuses the rest, this only says it sooner.
+    least, most = {"mafia": (4, 20), "missions": (5, 10)}[args.ruleset]
+    if args.count < 1 or (args.room is None and not least <= args.count <= most):
+        parser.error(
+            f"a {args.ruleset} room holds {least}-{most} players: --count of {least}-{most} without --room,"
+            " at least 1 with it"
+        )
     if not 1 <= args.phase_seconds <= 3600:
         parser.error("--phase-seconds must be 1-3600")
     return args
@@ -38,17 +49,26 @@ async def play(args: argparse.Namespace) -> api.Team:
     try:
         if args.room is None:
             seconds = args.phase_seconds
-            settings = api.MafiaSettingsInput(
-                max_players=max(4, args.count),
-                night_seconds=seconds,
-                day_seconds=seconds,
-                vote_seconds=seconds,
-            )
+            settings: api.MafiaSettingsInput | api.MissionsSettingsInput
+            if args.ruleset == api.Ruleset.missions.value:
+                settings = api.MissionsSettingsInput(
+                    max_players=args.count,
+                    propose_seconds=seconds,
+                    approve_seconds=seconds,
+                    mission_seconds=seconds,
+                )
+            else:
+                settings = api.MafiaSettingsInput(
+                    max_players=args.count,
+                    night_seconds=seconds,
+                    day_seconds=seconds,
+                    vote_seconds=seconds,
+                )
             host = await RoomSession.create(
                 args.url, name=f"Bots {tag}", nickname=f"bot-{tag}-1", settings=settings
             )
             sessions.append(host)
-            print(f"created room {host.room.code} ({host.room_id})", flush=True)
+            print(f"created room {host.room.code} ({host.room_id}) for {args.ruleset}", flush=True)
             for i in range(2, args.count + 1):
                 sessions.append(
                     await RoomSession.join(args.url, nickname=f"bot-{tag}-{i}", room_id=host.room_id)

@@ -9,10 +9,10 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 import httpx2
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from roundtable_client import AsyncClient
 from roundtable_client.errors import APIConnectionError, APIStatusError
 from websockets.asyncio.client import ClientConnection
@@ -30,6 +30,15 @@ _INCOMING: TypeAdapter[Incoming] = TypeAdapter(Incoming)
 _SOCKET_REPLY: TypeAdapter[events.SocketAck | events.SocketError] = TypeAdapter(
     events.SocketAck | events.SocketError
 )
+
+# An action of any ruleset, told apart by `type` (the generated alias is a plain union).
+Action = api.CastVoteAction | api.ProposeTeamAction | api.ApproveTeamAction | api.MissionChoiceAction
+_ACTION: TypeAdapter[Action] = TypeAdapter(Annotated[Action, Field(discriminator="type")])
+
+
+def as_action(body: Action | dict[str, Any]) -> Action:
+    """Return the action model of a dict such as `{"type": "approve", "choice": "reject"}`."""
+    return _ACTION.validate_python(body) if isinstance(body, dict) else body
 
 
 class StreamGone(RoundtableError):
@@ -73,6 +82,8 @@ class RoomSession:
         self.client = AsyncClient(base_url=self.base_url, bearer_auth=token)
         # The newest seq this session has seen on any stream: where the next stream resumes.
         self.last_seq: int | None = None
+        # What this player may do now, as the server last said (state, snapshot, options.changed).
+        self.options: list[api.Option] = []
 
     @property
     def room_id(self) -> uuid.UUID:
@@ -89,15 +100,24 @@ class RoomSession:
         *,
         name: str,
         nickname: str,
+        ruleset: api.Ruleset | str | None = None,
         settings: api.MafiaSettingsInput | api.MissionsSettingsInput | None = None,
     ) -> RoomSession:
-        """Create a room and become its host; the settings' type picks the game (mafia by default)."""
+        """Create a room of a ruleset (named, or told by the settings' type; mafia by default) and host it."""
+        if ruleset is None:
+            missions = isinstance(settings, api.MissionsSettingsInput)
+            ruleset = api.Ruleset.missions if missions else api.Ruleset.mafia
+        ruleset = api.Ruleset(ruleset)
         body: api.CreateMafiaRoomRequest | api.CreateMissionsRoomRequest
-        if isinstance(settings, api.MissionsSettingsInput):
-            body = api.CreateMissionsRoomRequest(
-                name=name, nickname=nickname, ruleset="missions", settings=settings
-            )
+        if ruleset is api.Ruleset.missions:
+            if isinstance(settings, api.MafiaSettingsInput):
+                raise ValueError("a missions room takes MissionsSettingsInput")
+            body = api.CreateMissionsRoomRequest(name=name, nickname=nickname, ruleset="missions")
+            if settings is not None:
+                body.settings = settings
         else:
+            if isinstance(settings, api.MissionsSettingsInput):
+                raise ValueError("a mafia room takes MafiaSettingsInput")
             body = api.CreateMafiaRoomRequest(name=name, nickname=nickname, ruleset="mafia")
             if settings is not None:
                 body.settings = settings
@@ -142,6 +162,7 @@ class RoomSession:
         """Return this player's view of the room now."""
         state = await _call(self.client.rooms.get_room_state(room_id=self.room_id))
         self.room = state.room
+        self.options = list(state.options)
         return state
 
     async def start(self) -> api.Room:
@@ -157,6 +178,21 @@ class RoomSession:
         else:
             self.room = await _call(self.client.game.advance_phase(room_id=self.room_id))
         return self.room
+
+    async def act(
+        self, action: Action | dict[str, Any], *, idempotency_key: str | None = None
+    ) -> api.ActionAccepted:
+        """Take an action of the room's ruleset (`POST /actions`), one of `options` made concrete.
+
+        `action` is a generated action model (`api.ProposeTeamAction(...)`, ...) or the same as
+        a dict. Every action carries an Idempotency-Key (a fresh one unless given), so the
+        client's own retries after a lost answer never count it twice.
+        """
+        body = as_action(action)
+        key = idempotency_key or uuid.uuid4().hex
+        return await _call(
+            self.client.game.perform_action(room_id=self.room_id, body=body, idempotency_key=key)
+        )
 
     async def vote(
         self,
@@ -218,9 +254,7 @@ class RoomSession:
                             raise _stream_refused(response.status_code, body)
                         delay = self.reconnect_delay
                         async for item in _parse_sse(response.aiter_lines()):
-                            self.last_seq = (
-                                item.data.last_seq if isinstance(item, events.Snapshot) else item.seq
-                            )
+                            self.saw(item)
                             yield item
                 except (httpx2.TransportError, APIConnectionError):
                     pass  # the server went away or restarts: resume where we stopped
@@ -231,8 +265,19 @@ class RoomSession:
                 delay = min(self.max_reconnect_delay, delay * 2)
 
     def socket(self, after: int | None = None) -> AbstractAsyncContextManager[SocketSession]:
-        """Open a WebSocket to the room: iterate events, send `vote` / `chat` / `ping` commands."""
+        """Open a WebSocket to the room: iterate events, send `action` / `vote` / `chat` / `ping` commands."""
         return SocketSession(self, after)
+
+    def saw(self, item: Incoming) -> None:
+        """Note what a streamed item tells the session: where to resume, and this player's options."""
+        if isinstance(item, events.Snapshot):
+            self.last_seq = item.data.last_seq
+            self.options = list(item.data.options)
+            self.room = item.data.room
+        else:
+            self.last_seq = item.seq
+            if isinstance(item, events.OptionsChangedEvent) and item.data.player_id == self.player_id:
+                self.options = list(item.data.options)
 
 
 def jittered(delay: float) -> float:
@@ -311,7 +356,7 @@ class SocketSession:
                             waiter.set_exception(RoundtableError(0, reply.code, reply.detail))
                     continue
                 item = _INCOMING.validate_python(message)
-                self.session.last_seq = item.data.last_seq if isinstance(item, events.Snapshot) else item.seq
+                self.session.saw(item)
                 await self._events.put(item)
         except ConnectionClosed as closed:
             await self._events.put(closed)
@@ -343,6 +388,11 @@ class SocketSession:
         await self._ws.send(json.dumps(message))
         async with asyncio.timeout(10):
             return await waiter
+
+    async def act(self, action: Action | dict[str, Any]) -> events.SocketAck:
+        """Take an action over the socket (the `action` command); the ack carries the seq it appended."""
+        body = as_action(action)
+        return await self.command({"type": "action", "action": body.model_dump(mode="json")})
 
     async def vote(
         self, target: uuid.UUID | None, *, round_: int | None = None, phase: api.Phase | None = None

@@ -25,6 +25,14 @@ export {
   type RoomStreamOptions,
 } from "./stream.js";
 export {
+  actionFor,
+  answerProblem,
+  ATTEMPT_GUARDED,
+  performAction,
+  type ActionGuard,
+  type OptionAnswer,
+} from "./actions.js";
+export {
   dispatchRoomEvent,
   isRoomEventType,
   type MessageName,

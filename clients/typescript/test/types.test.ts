@@ -6,7 +6,11 @@ import { EventSource as NodeEventSource } from "eventsource";
 
 import {
   type EventSourceConstructor,
+  type MissionsBoard,
+  type Option,
+  type OptionsChangedEvent,
   type Player,
+  type RoomEventHandlers,
   type RoomEvent,
   type RoomEventOf,
   type Snapshot,
@@ -21,6 +25,18 @@ import {
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const voteCastIsNamed: Equal<RoomEventOf<"vote.cast">, VoteCastEvent> = true;
 const snapshotCarriesPlayers: Equal<Snapshot["data"]["players"], Player[]> = true;
+// The snapshot carries what the caller may do now, and a missions game's board.
+const snapshotCarriesOptions: Equal<Snapshot["data"]["options"], Option[]> = true;
+const snapshotCarriesBoard: Equal<Snapshot["data"]["board"], MissionsBoard | null> = true;
+const optionsChangedIsNamed: Equal<RoomEventOf<"options.changed">, OptionsChangedEvent> = true;
+// Handlers for the ruleset events are typed by their own data.
+const handlers: RoomEventHandlers = {
+  "options.changed": (event) => void event.data.options.map((option) => option.pick),
+  "approval.closed": (event) => void event.data.votes.map((vote) => `${vote.voter_id}:${vote.choice}`),
+  "mission.closed": (event) => void (event.data.fails + (event.data.succeeded ? 1 : 0)),
+  "team.proposed": (event) => void event.data.player_ids.length,
+  "leader.changed": (event) => void event.data.leader_id,
+};
 // Both the browser's EventSource and the `eventsource` package fit the parameter.
 const browser: EventSourceConstructor | undefined = (globalThis as { EventSource?: typeof EventSource })
   .EventSource;
@@ -34,6 +50,10 @@ function describe(event: RoomEvent): string {
       return event.data.player.nickname;
     case "vote.cast":
       return event.data.target_player_id ?? "abstain";
+    case "approval.closed":
+      return event.data.votes.map((vote) => vote.choice).join(",");
+    case "mission.closed":
+      return `${event.data.fails} fail(s)`;
     default:
       return event.type;
   }
@@ -41,8 +61,23 @@ function describe(event: RoomEvent): string {
 
 test("the event types and the stream URL", () => {
   assert.ok(voteCastIsNamed && snapshotCarriesPlayers && node && browser === undefined);
-  assert.equal(ROOM_EVENT_TYPES.length, 14);
+  assert.ok(snapshotCarriesOptions && snapshotCarriesBoard && optionsChangedIsNamed && handlers);
+  // The mafia's fourteen, then the missions ruleset's six and options.changed.
+  assert.equal(ROOM_EVENT_TYPES.length, 21);
   assert.ok(isRoomEventType("vote.cast") && isRoomEventType("room.closed") && !isRoomEventType("snapshot"));
+  for (const type of ["leader.changed", "team.proposed", "approval.cast", "approval.closed", "mission.chosen", "mission.closed", "options.changed"]) {
+    assert.ok(isRoomEventType(type), type);
+  }
+  assert.equal(
+    describe({
+      seq: 2,
+      room_id: "r",
+      type: "mission.closed",
+      at: "2026-01-01T00:00:00Z",
+      data: { round: 1, team: ["a", "b"], fails: 1, succeeded: false },
+    }),
+    "1 fail(s)",
+  );
   assert.equal(
     describe({
       seq: 1,

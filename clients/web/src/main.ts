@@ -1,4 +1,7 @@
-// The page: create or join a room, then play it live over the room's SSE stream.
+// The page: create or join a room (mafia or missions), then play it live over the room's SSE stream.
+//
+// It acts only from the server's options (the state's, then each options.changed): every button
+// is one of them, sent to POST /actions. No game rule is restated here or in model.ts.
 //
 // The seat ({roomId, token, lastSeq}) is kept in localStorage, with the room's history lines.
 // A first visit opens the stream without a resume point: a snapshot, then events. A reload
@@ -7,11 +10,16 @@
 // model, so nothing is lost or applied twice.
 
 import {
+  actionFor,
   createRoundtableClient,
   openRoomStream,
+  performAction,
   RoundtableError,
   streamTicketSource,
   unwrap,
+  type ActionRequest,
+  type CreateRoomRequest,
+  type Option,
   type RoomEvent,
   type RoomState,
   type RoomStream,
@@ -19,14 +27,26 @@ import {
 } from "@roundtable/client";
 
 import { byId } from "./dom.js";
-import { apply, describe, fromState, type Investigation, type LogLine, type Model } from "./model.js";
-import { appendLog, clearLog, invalidate, render, tick } from "./view.js";
+import {
+  apply,
+  describe,
+  fromState,
+  needsBoard,
+  phaseKey,
+  type Investigation,
+  type LogLine,
+  type Model,
+  type Sent,
+} from "./model.js";
+import { appendLog, clearLog, invalidate, render, tick, type Answer } from "./view.js";
 
 interface Seat {
   roomId: string;
   token: string;
   /** The seq the stream resumes after. */
   lastSeq: number;
+  /** What this player sent in the open phase (a sealed vote is never streamed back). */
+  sent?: Sent | null;
 }
 
 interface History {
@@ -46,6 +66,8 @@ let model: Model | null = null;
 let investigations: Investigation[] = [];
 let history: History | null = null;
 let stream: RoomStream | null = null;
+// Whether this game's board was already read again (see resync), so a missing one is asked for once.
+let boardAsked = false;
 
 const api = createRoundtableClient({ baseUrl: BASE_URL, token: () => seat?.token });
 
@@ -65,6 +87,7 @@ function save(): void {
   if (model) {
     // Resume after what both the model and the history have seen.
     seat.lastSeq = Math.min(model.lastSeq, history?.through ?? model.lastSeq);
+    seat.sent = model.sent;
   }
   localStorage.setItem(SEAT_KEY, JSON.stringify(seat));
   if (history) {
@@ -133,7 +156,7 @@ function addLines(lines: LogLine[]): void {
 
 function onSnapshot(snapshot: Snapshot): void {
   if (!seat) return;
-  model = fromState(snapshot.data);
+  model = fromState(snapshot.data, seat.sent ?? null);
   if (!history || history.roomId !== seat.roomId) history = { roomId: seat.roomId, through: 0, lines: [] };
   history.through = Math.max(history.through, snapshot.data.last_seq);
   save();
@@ -149,6 +172,7 @@ function onEvent(event: RoomEvent): void {
     history.through = event.seq;
   }
   if (event.seq > model.lastSeq) {
+    if (event.type === "game.started") boardAsked = false;
     apply(model, event);
     if (event.type === "night.result" && event.data.detective_id === model.meId) {
       const { round, target_player_id, team } = event.data;
@@ -160,7 +184,22 @@ function onEvent(event: RoomEvent): void {
   if (model.removed) {
     forget();
     showHome("You are no longer in that room.");
+    return;
   }
+  if (needsBoard(model)) resync();
+}
+
+/**
+ * Read the state again and resume the stream after it: a missions game that started after the
+ * snapshot has a board (team sizes, the first leader) that no event carries whole.
+ */
+function resync(): void {
+  if (!seat || boardAsked) return;
+  boardAsked = true;
+  stream?.close();
+  stream = null;
+  save();
+  void resume(seat);
 }
 
 function openStream(after?: number): void {
@@ -217,6 +256,7 @@ async function loadInvestigations(): Promise<void> {
 /** Enter a room just created or joined: the stream's snapshot draws it. */
 function enter(roomId: string, token: string): void {
   forget();
+  boardAsked = false;
   seat = { roomId, token, lastSeq: 0 };
   history = { roomId, through: 0, lines: [] };
   save();
@@ -243,7 +283,7 @@ async function resume(saved: Seat): Promise<void> {
     return;
   }
   if (seat !== saved) return;
-  model = fromState(state);
+  model = fromState(state, saved.sent ?? null);
   const kept = read<History>(HISTORY_KEY);
   history = kept && kept.roomId === saved.roomId ? kept : { roomId: saved.roomId, through: saved.lastSeq, lines: [] };
   clearLog();
@@ -281,14 +321,28 @@ const actions = {
       unwrap(await api.POST("/v1/rooms/{room_id}/advance", { params: { path: { room_id: roomId } }, body })),
     );
   },
-  vote(target: string | null): void {
+  act(option: Option, answer: Answer): void {
     if (!seat || !model?.room.phase) return;
     const roomId = seat.roomId;
-    const body = { target_player_id: target, round: model.room.round, phase: model.room.phase };
-    void run(async () =>
-      unwrap(await api.POST("/v1/rooms/{room_id}/votes", { params: { path: { room_id: roomId } }, body })),
-    );
+    const key = phaseKey(model);
+    // The guard: the server refuses the action with phase_closed if this phase is over by then.
+    const guard = { round: model.room.round, phase: model.room.phase, ...(model.board ? { attempt: model.board.attempt } : {}) };
+    let action: ActionRequest;
+    try {
+      action = actionFor(option, answer, guard);
+    } catch (error) {
+      showError(error);
+      return;
+    }
+    void run(async () => {
+      await performAction(api, roomId, action);
+      if (model && phaseKey(model) === key) {
+        model.sent = { key, action };
+        save();
+      }
+    });
   },
+  redraw,
 };
 
 async function chat(form: HTMLFormElement): Promise<void> {
@@ -315,21 +369,30 @@ async function leave(): Promise<void> {
 }
 
 function field(form: HTMLFormElement, name: string): string {
-  return (form.elements.namedItem(name) as HTMLInputElement).value.trim();
+  return (form.elements.namedItem(name) as HTMLInputElement | HTMLSelectElement).value.trim();
 }
 
-async function createRoom(form: HTMLFormElement): Promise<void> {
+/** The create form's "seconds per phase", as each ruleset's settings name its phases. */
+function createBody(form: HTMLFormElement): CreateRoomRequest {
   const seconds = Number.parseInt(field(form, "seconds"), 10);
-  const settings = Number.isFinite(seconds)
-    ? { night_seconds: seconds, day_seconds: seconds, vote_seconds: seconds }
-    : undefined;
-  const body = {
-    name: field(form, "name"),
-    nickname: field(form, "nickname"),
-    ruleset: "mafia" as const,
-    ...(settings ? { settings } : {}),
-  };
-  const session = unwrap(await api.POST("/v1/rooms", { body }));
+  const given = Number.isFinite(seconds);
+  const name = field(form, "name");
+  const nickname = field(form, "nickname");
+  if (field(form, "ruleset") === "missions") {
+    const settings = { propose_seconds: seconds, approve_seconds: seconds, mission_seconds: seconds };
+    return { name, nickname, ruleset: "missions", ...(given ? { settings } : {}) };
+  }
+  const settings = { night_seconds: seconds, day_seconds: seconds, vote_seconds: seconds };
+  return { name, nickname, ruleset: "mafia", ...(given ? { settings } : {}) };
+}
+
+const SECONDS_HINTS: Record<string, string> = {
+  mafia: "(empty: night 60, day 120, vote 60)",
+  missions: "(empty: propose 90, approve 45, mission 45)",
+};
+
+async function createRoom(form: HTMLFormElement): Promise<void> {
+  const session = unwrap(await api.POST("/v1/rooms", { body: createBody(form) }));
   enter(session.room.id, session.token);
 }
 
@@ -364,11 +427,17 @@ function onSubmit(id: string, handler: (form: HTMLFormElement) => Promise<void>)
 // ---- start -------------------------------------------------------------------------------
 
 onSubmit("create-form", createRoom);
+byId<HTMLFormElement>("create-form").addEventListener("change", (event) => {
+  const target = event.target as HTMLSelectElement;
+  if (target.name === "ruleset") byId("seconds-hint").textContent = SECONDS_HINTS[target.value] ?? "";
+});
 onSubmit("join-form", joinRoom);
 onSubmit("chat-form", chat);
 byId("leave-button").addEventListener("click", () => void leave());
 setInterval(() => tick(model), 250);
 
 const saved = read<Seat>(SEAT_KEY);
-if (saved?.roomId && saved.token) void resume({ roomId: saved.roomId, token: saved.token, lastSeq: saved.lastSeq || 0 });
+if (saved?.roomId && saved.token) {
+  void resume({ roomId: saved.roomId, token: saved.token, lastSeq: saved.lastSeq || 0, sent: saved.sent ?? null });
+}
 else showHome();
