@@ -99,8 +99,9 @@ class Told:
 
     def read(self, log: Log) -> None:
         new = [e["seq"] for e in log if e["seq"] not in self.said]
-        for event in log[len(log) - len(new) :]:
-            self.said[event["seq"]] = Said.of(event["data"])
+        for event in log:
+            if event["seq"] not in self.said:
+                self.said[event["seq"]] = Said.of(event["data"])
         for event in log:
             if not self.secret(event):
                 continue
