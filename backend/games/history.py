@@ -92,7 +92,8 @@ def rounds(seen: Iterable[Event]) -> api.RoundList:
             case "vote.closed":
                 record = at(data["round"], data["phase"])
                 record.tally = [api.TallyEntry.model_validate(t) for t in data["tally"]]
-                record.eliminated_player_id = data["eliminated_player_id"]
+                out = data["eliminated_player_id"]
+                record.eliminated_player_id = uuid.UUID(out) if out is not None else None
             case "night.result":
                 # Told as the phase it belongs to closes, before the next one opens.
                 closing = last_of(data["round"])
@@ -103,7 +104,7 @@ def rounds(seen: Iterable[Event]) -> api.RoundList:
                 # Whoever may not see the closing tally still sees who died, in the phase that closed.
                 closing = last_of(data["round"])
                 if closing is not None:
-                    closing.eliminated_player_id = data["player_id"]
+                    closing.eliminated_player_id = uuid.UUID(data["player_id"])
             case "team.proposed":
                 record = at(data["round"], "propose", data["attempt"])
                 record.proposal = api.TeamProposal(
