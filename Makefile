@@ -23,8 +23,10 @@ $(CURDIR)/.tools/bin/uv:
 install: $(UV) ## Install the pinned dependencies into .venv
 	$(UV) sync --frozen
 
-run: install ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unless DATABASE_URL)
-	$(RUN) python -m backend serve
+# Serving needs only the project's dependencies: `uv run --no-dev` installs those and leaves
+# any development tools already in .venv alone (an inexact sync); `make test` adds the rest.
+run: $(UV) ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unless DATABASE_URL, stopped with the server)
+	$(RUN) --no-dev python -m backend serve
 
 test: install $(if $(shell command -v npm 2>/dev/null),ts-install) ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
 	$(RUN) pytest
@@ -62,6 +64,7 @@ lint: ## ruff lint and format check
 types: ## mypy, strict on hand-written code
 	$(RUN) mypy
 
+# In a scratch database of its own (TEST_DATABASE_NAME + "_migrations", else a fresh name), dropped after.
 migrations-check: ## Fail unless migrations and models agree
 	DATABASE_URL="$${TEST_DATABASE_URL:-$$DATABASE_URL}" $(RUN) python -m backend check-migrations
 

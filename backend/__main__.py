@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
 from backend.core.config import get_settings
+from backend.core.database_url import with_database
 from backend.core.runtime import check_migrations, migrate, resolve_database_url
 from backend.core.server import HTTP_PROTOCOL, WS_PROTOCOL, raise_descriptor_limit
+from backend.core.startup import StartupError, ensure_database
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # uvicorn re-raises the SIGTERM it drained on; exiting through Python (not the default
+    # handler) runs the exit hooks, which stop the embedded PostgreSQL this process started.
+    raise SystemExit(128 + signum)
+
+
+def ready_database() -> str:
+    """Return the database URL, the database reachable and created if it was missing."""
+    url = resolve_database_url()
+    ensure_database(url)
+    return url
 
 
 def serve() -> int:
@@ -23,7 +40,8 @@ def serve() -> int:
             file=sys.stderr,
         )
         return 2
-    migrate(resolve_database_url())
+    migrate(ready_database())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Workers inherit it (and each raises it again at start, see backend/app.py).
     raise_descriptor_limit()
     uvicorn.run(
@@ -58,14 +76,21 @@ def main() -> int:
     logging.basicConfig(
         level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if args.command == "migrate":
-        migrate(resolve_database_url())
-        return 0
-    if args.command == "check-migrations":
-        check_migrations(resolve_database_url())
-        print("migrations match the models")
-        return 0
-    return serve()
+    try:
+        if args.command == "migrate":
+            migrate(ready_database())
+            return 0
+        if args.command == "check-migrations":
+            url = resolve_database_url()
+            ensure_database(with_database(url, "postgres"), create=False)
+            check_migrations(url)
+            print("migrations match the models")
+            return 0
+        return serve()
+    except StartupError as exc:
+        # What to do, not a traceback: the cause is known and the operator can fix it.
+        print(f"roundtable: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# pgserver logs every command it runs and its whole output (initdb's 30 lines) at INFO.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def embedded_database_url(data_dir: Path) -> str:
-    """Start (or reuse) the embedded server under `data_dir` and return its URL."""
-    import pgserver  # imported late: only needed when no DATABASE_URL is set
+    """Start (or reuse) the embedded server under `data_dir` and return its URL.
+
+    The server stops when the last process that asked for it exits (data stays in `data_dir`).
+    """
+    with warnings.catch_warnings():
+        # pgserver locks in platformdirs' runtime directory, which warns on every start when
+        # XDG_RUNTIME_DIR is unset (a container, a service) and then uses a private fallback
+        # that works as well: nothing for the operator to do.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+        import pgserver  # imported late: only needed when no DATABASE_URL is set
 
     pgdata = data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None keeps the server and its data after this process exits,
-    # so a restart (or another worker) finds everything where it was.
-    server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
+    # "stop": pgserver counts the processes using the server and stops it when the last one
+    # exits, so it does not outlive `make run`; the data stays for the next start.
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     log.info("embedded PostgreSQL at %s", pgdata)
     return uri

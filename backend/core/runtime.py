@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any
 
 import asyncpg
@@ -39,11 +40,23 @@ def migrate(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
 
 
-def check_migrations(database_url: str) -> None:
+def migrations_check_database() -> str:
+    """Return the scratch database name of `check-migrations`: this checkout's own."""
+    # Derived from TEST_DATABASE_NAME, which already tells checkouts sharing a server apart;
+    # without it a fresh name, so two checks never drop each other's database.
+    base = os.environ.get("TEST_DATABASE_NAME")
+    return f"{base}_migrations" if base else f"roundtable_migrations_check_{uuid.uuid4().hex[:8]}"
+
+
+def check_migrations(database_url: str, scratch_name: str | None = None) -> None:
     """Fail unless the migrations, applied to an empty database, match the models."""
-    scratch = recreate_database(database_url, "roundtable_migrations_check")
-    migrate(scratch)
-    command.check(alembic_config(scratch))
+    name = scratch_name or migrations_check_database()
+    scratch = recreate_database(database_url, name)
+    try:
+        migrate(scratch)
+        command.check(alembic_config(scratch))
+    finally:
+        drop_database(database_url, name)
 
 
 def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
@@ -59,16 +72,26 @@ def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
     }
 
 
-def recreate_database(server_url: str, name: str) -> str:
-    """Drop and create database `name` on the server of `server_url`; return its URL."""
+def _on_server(server_url: str, *statements: str) -> None:
+    """Run `statements` on the `postgres` database of the server of `server_url`."""
 
     async def run() -> None:
         conn = await asyncpg.connect(**asyncpg_connect_args(with_database(server_url, "postgres")))
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
     asyncio.run(run())
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database `name` on the server of `server_url`, if it is there."""
+    _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def recreate_database(server_url: str, name: str) -> str:
+    """Drop and create database `name` on the server of `server_url`; return its URL."""
+    _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
     return with_database(server_url, name)
