@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import MISSING
-from roundtable_client.errors import APIConnectionError
 
 from roundtable.contract import api, events
-from roundtable.errors import Conflict, RoundtableError, Unavailable
+from roundtable.errors import Conflict, RoundtableError, ServerUnreachable, Unavailable
 from roundtable.session import Action, RoomSession, as_action
 
 
@@ -242,7 +241,7 @@ class Bot:
                 return True
             except Conflict:
                 return False  # the phase closed before the action arrived: nothing to do
-            except (APIConnectionError, Unavailable):
+            except (ServerUnreachable, Unavailable):
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
         return False
 
@@ -254,5 +253,5 @@ class Bot:
         line = self.strategy.say(self.view)
         if line:
             # Chat is a nicety: a closed channel, a rate limit or a restart is fine.
-            with contextlib.suppress(RoundtableError, APIConnectionError):
+            with contextlib.suppress(RoundtableError):
                 await self.session.chat(line)

@@ -20,7 +20,15 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from roundtable.contract import api, events
-from roundtable.errors import RoundtableError, from_problem_body
+from roundtable.errors import (
+    Invalid,
+    RoomNotFound,
+    RoundtableError,
+    ServerUnreachable,
+    from_problem_body,
+    from_socket_error,
+    unreachable_reason,
+)
 
 T = TypeVar("T")
 
@@ -45,12 +53,15 @@ class StreamGone(RoundtableError):
     """The server will not stream to this player any more (removed from the room, or the room is gone)."""
 
 
-async def _call(awaitable: Awaitable[T]) -> T:
-    """Run a generated client call; turn a problem response into a typed RoundtableError."""
+async def _call(awaitable: Awaitable[T], url: str) -> T:
+    """Run a generated client call to the server at `url`; turn a problem response, or no
+    response at all, into a typed RoundtableError."""
     try:
         return await awaitable
     except APIStatusError as exc:
         raise from_problem_body(exc.status_code, exc.body) from exc
+    except APIConnectionError as exc:
+        raise ServerUnreachable(url, unreachable_reason(exc)) from exc
 
 
 class RoomSession:
@@ -122,7 +133,7 @@ class RoomSession:
             if settings is not None:
                 body.settings = settings
         async with AsyncClient(base_url=base_url) as anonymous:
-            answer = await _call(anonymous.rooms.create_room(body=body))
+            answer = await _call(anonymous.rooms.create_room(body=body), base_url)
         return cls(base_url, answer.room, answer.player, answer.token)
 
     @classmethod
@@ -134,14 +145,14 @@ class RoomSession:
             if room_id is None:
                 if code is None:
                     raise ValueError("join needs room_id or code")
-                page = await _call(anonymous.rooms.list_rooms(code=code.upper()))
+                page = await _call(anonymous.rooms.list_rooms(code=code.upper()), base_url)
                 if not page.items:
-                    raise RoundtableError(404, "room_not_found", f"No open room has the code {code}.")
+                    raise RoomNotFound(404, "room_not_found", f"No open room has the code {code}.")
                 room_id = page.items[0].id
             body = api.JoinRoomRequest(nickname=nickname)
             if code is not None:
                 body.code = code.upper()
-            answer = await _call(anonymous.players.join_room(room_id=room_id, body=body))
+            answer = await _call(anonymous.players.join_room(room_id=room_id, body=body), base_url)
         return cls(base_url, answer.room, answer.player, answer.token)
 
     async def __aenter__(self) -> Self:
@@ -160,23 +171,25 @@ class RoomSession:
 
     async def state(self) -> api.RoomState:
         """Return this player's view of the room now."""
-        state = await _call(self.client.rooms.get_room_state(room_id=self.room_id))
+        state = await _call(self.client.rooms.get_room_state(room_id=self.room_id), self.base_url)
         self.room = state.room
         self.options = list(state.options)
         return state
 
     async def start(self) -> api.Room:
         """Start the game (host only)."""
-        self.room = await _call(self.client.game.start_game(room_id=self.room_id))
+        self.room = await _call(self.client.game.start_game(room_id=self.room_id), self.base_url)
         return self.room
 
     async def advance(self, round_: int | None = None, phase: api.Phase | None = None) -> api.Room:
         """Close the open phase now (host only); with round and phase, only if that phase is still open."""
         if round_ is not None and phase is not None:
             body = api.AdvanceRequest(round=round_, phase=phase)
-            self.room = await _call(self.client.game.advance_phase(room_id=self.room_id, body=body))
+            self.room = await _call(
+                self.client.game.advance_phase(room_id=self.room_id, body=body), self.base_url
+            )
         else:
-            self.room = await _call(self.client.game.advance_phase(room_id=self.room_id))
+            self.room = await _call(self.client.game.advance_phase(room_id=self.room_id), self.base_url)
         return self.room
 
     async def act(
@@ -191,7 +204,8 @@ class RoomSession:
         body = as_action(action)
         key = idempotency_key or uuid.uuid4().hex
         return await _call(
-            self.client.game.perform_action(room_id=self.room_id, body=body, idempotency_key=key)
+            self.client.game.perform_action(room_id=self.room_id, body=body, idempotency_key=key),
+            self.base_url,
         )
 
     async def vote(
@@ -213,20 +227,26 @@ class RoomSession:
         if phase is not None:
             body.phase = phase
         key = idempotency_key or uuid.uuid4().hex
-        return await _call(self.client.game.cast_vote(room_id=self.room_id, body=body, idempotency_key=key))
+        return await _call(
+            self.client.game.cast_vote(room_id=self.room_id, body=body, idempotency_key=key), self.base_url
+        )
 
     async def chat(self, text: str) -> api.ChatMessageAccepted:
         """Say something; the phase decides who hears it."""
         body = api.ChatMessageRequest(text=text)
-        return await _call(self.client.realtime.send_chat_message(room_id=self.room_id, body=body))
+        return await _call(
+            self.client.realtime.send_chat_message(room_id=self.room_id, body=body), self.base_url
+        )
 
     async def rounds(self) -> api.RoundList:
         """Return every round's votes and results this player may see."""
-        return await _call(self.client.game.list_rounds(room_id=self.room_id))
+        return await _call(self.client.game.list_rounds(room_id=self.room_id), self.base_url)
 
     async def leave(self) -> None:
         """Leave the room; the token stops working."""
-        await _call(self.client.players.remove_player(room_id=self.room_id, player_id=self.player_id))
+        await _call(
+            self.client.players.remove_player(room_id=self.room_id, player_id=self.player_id), self.base_url
+        )
 
     # Streams --------------------------------------------------------------------------
 
@@ -340,6 +360,8 @@ class SocketSession:
             self._ws = await ws_connect(url, additional_headers={"Authorization": f"Bearer {s.token}"})
         except InvalidStatus as exc:
             raise _stream_refused(exc.response.status_code, {}) from exc
+        except (OSError, TimeoutError) as exc:
+            raise ServerUnreachable(s.base_url, unreachable_reason(exc)) from exc
         self._reader = asyncio.create_task(self._read(self._ws))
 
     async def _read(self, ws: ClientConnection) -> None:
@@ -353,7 +375,8 @@ class SocketSession:
                         if isinstance(reply, events.SocketAck):
                             waiter.set_result(reply)
                         else:
-                            waiter.set_exception(RoundtableError(0, reply.code, reply.detail))
+                            # The class, code and status a problem response would have raised.
+                            waiter.set_exception(from_socket_error(reply.code, reply.detail))
                     continue
                 item = _INCOMING.validate_python(message)
                 self.session.saw(item)
@@ -375,19 +398,28 @@ class SocketSession:
                 status = 404 if code == 4404 else 403
                 raise StreamGone(status, f"closed_{code}", "The server ended this stream for good.")
             if code in (1003, 4422):  # refused as not valid: the same again would be refused again
-                raise RoundtableError(422, "validation_failed", item.rcvd.reason if item.rcvd else "")
+                raise Invalid(422, "validation_failed", item.rcvd.reason if item.rcvd else "")
             await asyncio.sleep(jittered(self.session.reconnect_delay))
             await self._connect()
 
     async def command(self, message: dict[str, Any]) -> events.SocketAck:
-        """Send a command and wait (at most 10 s) for its ack; an error reply raises RoundtableError."""
+        """Send a command and wait (at most 10 s) for its ack; an error reply raises the
+        RoundtableError its HTTP request would have (a late vote: PhaseClosed, 409)."""
         assert self._ws is not None
         request_id = str(message.setdefault("request_id", uuid.uuid4().hex))
         waiter: asyncio.Future[events.SocketAck] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = waiter
-        await self._ws.send(json.dumps(message))
-        async with asyncio.timeout(10):
-            return await waiter
+        url = self.session.base_url
+        try:
+            await self._ws.send(json.dumps(message))
+            async with asyncio.timeout(10):
+                return await waiter
+        except ConnectionClosed as exc:
+            raise ServerUnreachable(url, "the socket closed") from exc
+        except TimeoutError as exc:
+            raise ServerUnreachable(url, "no answer to the command in 10 s") from exc
+        finally:
+            self._replies.pop(request_id, None)
 
     async def act(self, action: Action | dict[str, Any]) -> events.SocketAck:
         """Take an action over the socket (the `action` command); the ack carries the seq it appended."""
