@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -25,9 +27,34 @@ def embedded_database_url(data_dir: Path) -> str:
 
     pgdata = data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    forget_dead_users(pgdata)
     # "stop": pgserver counts the processes using the server and stops it when the last one
     # exits, so it does not outlive `make run`; the data stays for the next start.
     server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     log.info("embedded PostgreSQL at %s", pgdata)
     return uri
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def forget_dead_users(pgdata: Path) -> None:
+    """Drop processes that died without exiting (kill -9) from pgserver's list of the server's
+    users, or the server would wait for them and never stop."""
+    handles = pgdata / ".handle_pids.json"  # pgserver's own file: a JSON list of pids
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(pids, list):
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
