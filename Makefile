@@ -82,7 +82,7 @@ release-notes: $(UV) ## Draft CHANGELOG.md entries from the contract changes sin
 
 # The TypeScript client (clients/typescript): npm dependencies pinned exactly, locked in package-lock.json.
 TS := clients/typescript
-.PHONY: ts-install ts-generate ts-check
+.PHONY: ts-install ts-generate ts-check ts-pack
 
 $(TS)/node_modules: $(TS)/package.json $(TS)/package-lock.json
 	cd $(TS) && npm ci --no-audit --no-fund
@@ -93,8 +93,11 @@ ts-install: $(TS)/node_modules ## Install the TypeScript client's pinned npm dep
 ts-generate: ts-install ## Regenerate clients/typescript/src/generated from both specs
 	cd $(TS) && npm run --silent generate
 
-ts-check: ts-install ## Fail when the TypeScript client's generated types drift from the specs or it does not compile
+ts-check: ts-install ## Fail when the TypeScript client's generated types or version drift from the specs, or it does not compile
 	cd $(TS) && npm run --silent check:generated && npm run --silent typecheck
+
+ts-pack: ts-install ## Build the TypeScript client (dist/) and pack it: clients/typescript/roundtable-client-<version>.tgz
+	cd $(TS) && npm pack --loglevel=warn
 
 # The web page (clients/web): built with esbuild into backend/static, which is committed, so
 # serving and testing the page needs no Node. `npm ci` copies clients/typescript in as a package.
