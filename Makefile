@@ -11,7 +11,7 @@ export HOST PORT
 
 GENERATED := backend/contract clients/python/roundtable/contract clients/python/roundtable_client
 
-.PHONY: help install run test check generate lint types specs migrations-check generated-check bench
+.PHONY: help install run test test-fast check generate lint types specs migrations-check generated-check bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ run: install ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unl
 
 test: install $(if $(shell command -v npm 2>/dev/null),ts-install) ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
 	$(RUN) pytest
+
+test-fast: install ## Run the quick tests (no server processes, browsers, npm or fault injection)
+	$(RUN) pytest -m "not slow"
 
 generate: install ts-generate ## Regenerate backend/contract and clients/python (and clients/typescript) from the specs
 	$(RUN) datamodel-codegen --all-jobs
