@@ -12,14 +12,14 @@ follows the contract as it grows. Headless Chromium is Debian's (/usr/bin/chromi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from playwright.async_api import BrowserContext, Page, Route, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.test_web_game import CHROMIUM, require_chromium
@@ -138,40 +138,6 @@ def expected(path: str) -> Any:
     return list(asyncapi_items()) if path == "/docs/events" else openapi_operations()
 
 
-@pytest.mark.parametrize("path", list(PAGES))
-async def test_the_docs_pages_render_every_operation_with_the_network_blocked(
-    docs_server: str, path: str
-) -> None:
-    require_chromium()
-    wanted = expected(path)
-    assert all(wanted), "nothing to look for"
-    seen = Offline(docs_server)
-    async with async_playwright() as pw:
-        # No name resolves but the server's: even a request the route missed could not leave.
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
-        )
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            await offline_context(context, seen)
-            page = await context.new_page()
-            page.on("pageerror", lambda error: seen.errors.append(str(error)))
-            response = await page.goto(docs_server + path)
-            assert response is not None
-            assert response.status == 200, path
-            missing = await wait_for_nothing_missing(page, PAGES[path], wanted)
-            screenshot = ROOT / "test-artifacts" / f"docs{path.replace('/', '-')}.png"
-            screenshot.parent.mkdir(exist_ok=True)
-            await page.screenshot(path=str(screenshot))
-        finally:
-            await browser.close()
-    assert missing == [], f"{path} does not show {missing}"
-    assert seen.blocked == [], f"{path} asked another host for {seen.blocked}"
-    allowed = {f"img-src {REDOC_LOGO}"} if path in ("/docs/api", "/redoc") else set()
-    assert set(seen.refused) <= allowed, f"{path}: the CSP refused {seen.refused}"
-    assert seen.errors == [], f"{path}: {seen.errors}"
-
-
 @pytest.fixture(scope="module")
 def docs_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served in its own process, as `make run` serves it."""
@@ -179,3 +145,46 @@ def docs_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     with serve(database_url, log) as server:
         yield server.url
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium that resolves no host name: a request the routes missed could not leave."""
+    require_chromium()
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+async def test_the_docs_pages_render_every_operation_with_the_network_blocked(
+    docs_server: str, browser: Browser, path: str
+) -> None:
+    """The page shows everything its spec defines, asking no other host for anything."""
+    wanted = expected(path)
+    assert all(wanted), "nothing to look for"
+    seen = Offline(docs_server)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        await offline_context(context, seen)
+        page = await context.new_page()
+        page.on("pageerror", lambda error: seen.errors.append(str(error)))
+        response = await page.goto(docs_server + path)
+        assert response is not None
+        assert response.status == 200, path
+        missing = await wait_for_nothing_missing(page, PAGES[path], wanted)
+        screenshot = ROOT / "test-artifacts" / f"docs{path.replace('/', '-')}.png"
+        screenshot.parent.mkdir(exist_ok=True)
+        await page.screenshot(path=str(screenshot))
+    finally:
+        await context.close()
+    assert missing == [], f"{path} does not show {missing}"
+    assert seen.blocked == [], f"{path} asked another host for {seen.blocked}"
+    allowed = {f"img-src {REDOC_LOGO}"} if path in ("/docs/api", "/redoc") else set()
+    assert set(seen.refused) <= allowed, f"{path}: the CSP refused {seen.refused}"
+    assert seen.errors == [], f"{path}: {seen.errors}"
