@@ -40,6 +40,7 @@ SLOW_MODULES = {
     "test_spec_change",
     "test_spec_lint",
     "test_typescript_client",
+    "test_typescript_package",
 }
 SLOW_FIXTURES = {"server_url", "server", "own_postgres", "own_redis", "two_workers"}
 
