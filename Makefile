@@ -11,7 +11,7 @@ export HOST PORT
 
 GENERATED := backend/contract clients/python/roundtable/contract clients/python/roundtable_client
 
-.PHONY: help install run test check generate lint types specs migrations-check generated-check bench
+.PHONY: help install run test test-fast check generate lint types specs migrations-check generated-check bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -31,10 +31,13 @@ run: $(UV) ## Migrate and serve on http://$HOST:$PORT (embedded PostgreSQL unles
 test: install $(if $(shell command -v npm 2>/dev/null),ts-install) ## Run every test (PostgreSQL from TEST_DATABASE_URL/DATABASE_URL, else embedded)
 	$(RUN) pytest
 
+test-fast: install ## Run the quick tests (no server processes, browsers, npm or fault injection)
+	$(RUN) pytest -m "not slow"
+
 generate: install ts-generate ## Regenerate backend/contract and clients/python (and clients/typescript) from the specs
 	$(RUN) datamodel-codegen --all-jobs
 
-check: install specs spec-lint generated-check ts-check web-check lint types migrations-check ## Everything CI checks besides tests
+check: install specs spec-lint generated-check ts-check web-check docs-check lint types migrations-check ## Everything CI checks besides tests
 
 specs: ## Validate openapi/openapi.yaml and asyncapi/asyncapi.yaml
 	$(RUN) python -m tests.tools.validate_specs
@@ -85,7 +88,7 @@ release-notes: $(UV) ## Draft CHANGELOG.md entries from the contract changes sin
 
 # The TypeScript client (clients/typescript): npm dependencies pinned exactly, locked in package-lock.json.
 TS := clients/typescript
-.PHONY: ts-install ts-generate ts-check
+.PHONY: ts-install ts-generate ts-check ts-pack
 
 $(TS)/node_modules: $(TS)/package.json $(TS)/package-lock.json
 	cd $(TS) && npm ci --no-audit --no-fund
@@ -96,8 +99,11 @@ ts-install: $(TS)/node_modules ## Install the TypeScript client's pinned npm dep
 ts-generate: ts-install ## Regenerate clients/typescript/src/generated from both specs
 	cd $(TS) && npm run --silent generate
 
-ts-check: ts-install ## Fail when the TypeScript client's generated types drift from the specs or it does not compile
+ts-check: ts-install ## Fail when the TypeScript client's generated types or version drift from the specs, or it does not compile
 	cd $(TS) && npm run --silent check:generated && npm run --silent typecheck
+
+ts-pack: ts-install ## Build the TypeScript client (dist/) and pack it: clients/typescript/roundtable-client-<version>.tgz
+	cd $(TS) && npm pack --loglevel=warn
 
 # The web page (clients/web): built with esbuild into backend/static, which is committed, so
 # serving and testing the page needs no Node. `npm ci` copies clients/typescript in as a package.
@@ -120,19 +126,25 @@ web-check: web-install ## Fail when the page does not compile or backend/static 
 	fi; echo "backend/static is up to date"
 
 # Documentation renderers (Swagger UI, ReDoc, AsyncAPI's React component), pinned in
-# clients/docs and copied next to the app, so /docs, /redoc and /docs/events work offline.
+# clients/docs and copied verbatim into backend/docs/vendor, which is committed: /docs,
+# /docs/api, /redoc and /docs/events are served from it, with no Node and no network.
 DOCS := clients/docs
 VENDOR := backend/docs/vendor
-.PHONY: docs
+.PHONY: docs docs-install docs-check
 
 $(DOCS)/node_modules: $(DOCS)/package.json $(DOCS)/package-lock.json
 	cd $(DOCS) && npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
-docs: install $(DOCS)/node_modules ## Build the static docs pages (ReDoc, AsyncAPI) and copy their renderers next to the app
-	mkdir -p $(VENDOR) backend/docs/site
-	cp $(DOCS)/node_modules/swagger-ui-dist/swagger-ui-bundle.js $(DOCS)/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/
-	cp $(DOCS)/node_modules/redoc/bundles/redoc.standalone.js $(VENDOR)/
-	cp $(DOCS)/node_modules/@asyncapi/react-component/browser/standalone/index.js $(VENDOR)/asyncapi.js
-	cp $(DOCS)/node_modules/@asyncapi/react-component/styles/default.min.css $(VENDOR)/asyncapi.css
-	$(RUN) python -m backend.docs.build
+docs-install: $(DOCS)/node_modules ## Install the pinned documentation renderers (npm ci), when needed
+
+docs: docs-install ## Copy the pinned renderers into backend/docs/vendor (commit the result)
+	rm -rf $(VENDOR) && $(DOCS)/vendor.sh $(VENDOR)
+
+docs-check: docs-install ## Fail when backend/docs/vendor differs from a fresh copy of the pinned renderers
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	$(DOCS)/vendor.sh "$$out" || exit 1; \
+	if ! diff -r "$$out" $(VENDOR) >/dev/null; then \
+	  diff -rq "$$out" $(VENDOR); \
+	  echo "$(VENDOR) differs from the renderers pinned in $(DOCS): run 'make docs' and commit $(VENDOR)"; exit 1; \
+	fi; echo "$(VENDOR) is up to date"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,41 @@ from tests.support import NO_RATE_LIMITS, serve
 # and commands. A test about limits sets its own (tests/integration/test_rate_limits.py).
 for _name, _value in NO_RATE_LIMITS.items():
     os.environ.setdefault(_name, _value)
+
+# `make test-fast` (pytest -m "not slow"): what a developer runs between edits. Slow is what
+# starts server processes, browsers, npm or fault injection; the rest runs in-process.
+SLOW_DIRS = {"e2e", "faults", "bench"}
+SLOW_MODULES = {
+    "test_browsers",
+    "test_connection_limits",
+    "test_fanout",
+    "test_front_door",
+    "test_game_live",
+    "test_lifecycle",
+    "test_over_http",
+    "test_schemathesis",
+    "test_shutdown",
+    "test_spec_change",
+    "test_spec_lint",
+    "test_typescript_client",
+    "test_typescript_package",
+}
+SLOW_FIXTURES = {"server_url", "server", "own_postgres", "own_redis", "two_workers"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tests (see SLOW_DIRS) so `make test-fast` can leave them out."""
+    for item in items:
+        path = Path(str(item.path))
+        function = getattr(item, "function", None)
+        if (
+            SLOW_DIRS & set(path.parts)
+            or path.stem in SLOW_MODULES
+            or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or (function is not None and "serve(" in inspect.getsource(function))
+        ):
+            item.add_marker(pytest.mark.slow)
+
 
 # Two checkouts can test against one PostgreSQL server at once, each with a database of its own.
 TEST_DATABASE = os.environ.get("TEST_DATABASE_NAME", "roundtable_test")

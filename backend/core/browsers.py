@@ -6,10 +6,10 @@
 - Every response: `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (stream
   URLs may carry a ticket or a token) and frame protection.
 - Pages (`/`, `/static/*`, `/docs*`, `/redoc`): a Content-Security-Policy. The game page
-  loads only its own files; the documentation pages run their renderers' inline start-up
-  script and styles, web workers from blobs, and the renderers from their CDN when
-  `make docs` has not copied them next to the app (/docs/events also compiles schemas with
-  `new Function`: 'unsafe-eval' there only). Checked in Chromium with the renderers vendored.
+  loads only its own files; the documentation pages load their renderers from this server
+  too (backend/docs/vendor) and may run their inline start-up script and styles and web
+  workers from blobs (/docs/events also compiles schemas with `new Function`: 'unsafe-eval'
+  there only). No other host, checked in Chromium (tests/e2e/test_docs_offline.py).
 - Every `/v1/` answer: `Cache-Control: no-store` (unless the route set its own): answers hold
   a player's token, role, votes or private chat, and must stay out of shared caches and the
   browser's disk cache.
@@ -39,12 +39,9 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     f"connect-src 'self'; {_COMMON}"
 )
-_CDNS = "https://cdn.jsdelivr.net https://unpkg.com"
 DOCS_CSP = (
-    f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDNS}; "
-    f"style-src 'self' 'unsafe-inline' {_CDNS} https://fonts.googleapis.com; "
-    "font-src 'self' data: https://fonts.gstatic.com; img-src 'self' data: https:; "
-    f"worker-src 'self' blob:; connect-src 'self'; {_COMMON}"
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    f"font-src 'self' data:; img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; {_COMMON}"
 )
 # AsyncAPI's component validates the document with Ajv, which compiles schemas to functions.
 EVENTS_DOCS_CSP = DOCS_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'", 1)

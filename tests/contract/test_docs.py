@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from backend.docs import build
 from backend.docs.bundle import bundle, bundled_asyncapi, load_openapi
+from backend.docs.endpoints import ASSETS, VENDOR
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
@@ -84,12 +86,29 @@ def inlined(page: str) -> Any:
     return json.loads(page[start : page.index("</script>", start)])
 
 
-def test_make_docs_pages_carry_their_documents_and_need_no_other_host() -> None:
-    """The static pages inline the whole spec and load their renderer from this server only."""
-    api, events = build.api_page(), build.events_page()
-    assert inlined(api) == load_openapi()
-    assert inlined(events) == bundled_asyncapi()
-    for page in (api, events):
-        sources = [part.split('"')[1] for part in page.split("src=")[1:]]
-        assert sources
-        assert all(src.startswith("/docs/assets/") for src in sources)
+def test_the_inline_pages_carry_their_documents() -> None:
+    """/docs/api and /docs/events inline the whole spec."""
+    assert inlined(build.api_page()) == load_openapi()
+    assert inlined(build.events_page()) == bundled_asyncapi()
+
+
+async def test_every_docs_page_loads_its_files_from_this_server(client: httpx.AsyncClient) -> None:
+    """No page names another host, and every file it names is served (from backend/docs/vendor)."""
+    for path in ("/docs", "/docs/api", "/redoc", "/docs/events"):
+        page = (await client.get(path)).text
+        markup = page.split('<script id="document"')[0]  # the inline spec may name hosts
+        assert "http://" not in markup, path
+        assert "https://" not in markup, path
+        assets = [f for f in re.findall(r'(?:src|href)="([^"]+)"', page) if f.startswith("/docs/assets/")]
+        assert assets, path
+        for url in assets:
+            answer = await client.get(url)
+            assert answer.status_code == 200, url
+            assert answer.content == (VENDOR / url.removeprefix("/docs/assets/")).read_bytes()
+    assert (await client.get("/docs/assets/README.md")).status_code == 404  # only the renderers
+
+
+def test_every_served_asset_is_committed() -> None:
+    """Serving needs no `make docs`: each renderer file is in the repository."""
+    for name in ASSETS:
+        assert (VENDOR / name).stat().st_size > 0, name

@@ -112,6 +112,7 @@ async def test_an_unreachable_server_raises_server_unreachable_naming_the_url(se
                     pass
 
 
+@pytest.mark.slow  # starts the CLI process
 def test_the_bots_cli_says_in_one_line_that_the_server_is_unreachable() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     result = subprocess.run(

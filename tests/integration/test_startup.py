@@ -76,6 +76,7 @@ def assert_short(result: subprocess.CompletedProcess[str], *said: str) -> None:
         assert text in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # starts the server process
 def test_a_wrong_database_url_says_in_a_few_lines_what_to_do() -> None:
     """Refused, unknown host, not PostgreSQL: each a short message naming what to fix."""
     port = free_port()  # nothing listens there
@@ -96,6 +97,7 @@ def test_a_wrong_database_url_says_in_a_few_lines_what_to_do() -> None:
     assert_short(results["not postgresql"], "postgresql://")
 
 
+@pytest.mark.slow  # starts the server process
 def test_a_missing_database_is_created_when_the_user_may() -> None:
     server = postgres_server_url()
     name = f"{TEST_DATABASE}_created"
@@ -109,6 +111,7 @@ def test_a_missing_database_is_created_when_the_user_may() -> None:
         drop_database(server, name)
 
 
+@pytest.mark.slow  # starts the server process
 def test_a_missing_database_the_user_may_not_create_says_create_it() -> None:
     server = postgres_server_url()
     role = f"{TEST_DATABASE}_nocreate"
@@ -123,6 +126,7 @@ def test_a_missing_database_the_user_may_not_create_says_create_it() -> None:
         fetch(server, f'DROP ROLE IF EXISTS "{role}"')
 
 
+@pytest.mark.slow  # starts the server process
 def test_the_embedded_postgresql_stops_with_the_server_and_no_warning_is_printed(tmp_path: Path) -> None:
     """Without DATABASE_URL the server starts its own PostgreSQL; SIGTERM stops both."""
     data = tmp_path / "data"

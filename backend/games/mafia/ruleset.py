@@ -22,7 +22,7 @@ def _id(value: str | None) -> uuid.UUID | None:
 
 
 class Mafia:
-    """The mafia ruleset (PRODUCT.md "The mafia ruleset")."""
+    """The mafia ruleset (docs/games.md "Mafia")."""
 
     name = "mafia"
     phases: tuple[str, ...] = tuple(p.value for p in rules.Phase)

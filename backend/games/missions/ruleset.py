@@ -39,7 +39,7 @@ def _ids(values: Sequence[str]) -> list[uuid.UUID]:
 
 
 class Missions:
-    """The missions ruleset (PRODUCT.md "The missions ruleset")."""
+    """The missions ruleset (docs/games.md "Missions")."""
 
     name = "missions"
     phases: tuple[str, ...] = tuple(p.value for p in rules.Phase)

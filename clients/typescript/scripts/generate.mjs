@@ -6,6 +6,10 @@
 //   node scripts/generate.mjs               write src/generated/
 //   node scripts/generate.mjs --out DIR     write DIR instead
 //   node scripts/generate.mjs --check       generate into a temporary directory; exit 1 on any difference
+//
+// The package's version is the contract's: `info.version` of openapi/openapi.yaml, written into
+// package.json and package-lock.json (and the web page's lock, which records this package) by a
+// generation, and compared with them by --check.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,6 +26,8 @@ const ROOT = resolve(PACKAGE, "../..");
 const OPENAPI = join(ROOT, "openapi/openapi.yaml");
 const ASYNCAPI = join(ROOT, "asyncapi/asyncapi.yaml");
 const GENERATED = join(PACKAGE, "src/generated");
+const WEB_LOCK = join(ROOT, "clients/web/package-lock.json");
+const PACKAGE_NAME = "@roundtable/client";
 
 const PRETTIER = { printWidth: 110, singleQuote: false, trailingComma: "all" };
 const OPENAPI_SCHEMA_REF = "../openapi/openapi.yaml#/components/schemas/";
@@ -143,6 +149,38 @@ async function eventTypes() {
   return format(text, { parser: "typescript", ...PRETTIER });
 }
 
+/** The contract's version: the OpenAPI file's `info.version`. */
+function specVersion() {
+  const version = parse(readFileSync(OPENAPI, "utf8")).info?.version;
+  if (typeof version !== "string") throw new Error("openapi/openapi.yaml has no info.version");
+  return version;
+}
+
+/** Every place that records this package's version, as [file, read(json), write(json, version)]. */
+const VERSION_FIELDS = [
+  [join(PACKAGE, "package.json"), (json) => json.version, (json, v) => void (json.version = v)],
+  [join(PACKAGE, "package-lock.json"), (json) => json.version, (json, v) => void (json.version = v)],
+  [join(PACKAGE, "package-lock.json"), (json) => json.packages?.[""]?.version, (json, v) => void (json.packages[""].version = v)],
+  [WEB_LOCK, (json) => json.packages?.[`node_modules/${PACKAGE_NAME}`]?.version, (json, v) => void (json.packages[`node_modules/${PACKAGE_NAME}`].version = v)],
+];
+
+/** The places whose version differs from the spec's, as "file: found". */
+function versionDrift(version) {
+  return VERSION_FIELDS.flatMap(([file, read]) => {
+    const found = read(JSON.parse(readFileSync(file, "utf8")));
+    return found === version ? [] : [`${file.slice(ROOT.length + 1)}: ${found}`];
+  });
+}
+
+/** Write the spec's version wherever this package's version is recorded (npm's own JSON layout). */
+function writeVersion(version) {
+  for (const [file, , write] of VERSION_FIELDS) {
+    const json = JSON.parse(readFileSync(file, "utf8"));
+    write(json, version);
+    writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  }
+}
+
 async function generate(outDir) {
   const [openapi, events] = await Promise.all([openapiTypes(), eventTypes()]);
   mkdirSync(outDir, { recursive: true });
@@ -169,11 +207,17 @@ async function check() {
       );
       process.stderr.write(diff.stdout || `differs: ${name}\n`);
     }
+    const version = specVersion();
+    const stale = versionDrift(version);
+    if (stale.length > 0) {
+      drift = true;
+      process.stderr.write(`the package's version is not the spec's ${version}: ${stale.join(", ")}\n`);
+    }
     if (drift) {
-      process.stderr.write("clients/typescript/src/generated is out of date with the specs; run `make generate` and commit.\n");
+      process.stderr.write("clients/typescript (src/generated or its version) is out of date with the specs; run `make generate` and commit.\n");
       return 1;
     }
-    console.log("TypeScript generated code matches the specs");
+    console.log(`TypeScript generated code and version (${version}) match the specs`);
     return 0;
   } finally {
     rmSync(fresh, { recursive: true, force: true });
@@ -187,6 +231,7 @@ if (args[0] === "--check") {
   await generate(resolve(args[1]));
 } else if (args.length === 0) {
   await generate(GENERATED);
+  writeVersion(specVersion());
 } else {
   console.error("usage: generate.mjs [--check | --out DIR]");
   process.exitCode = 2;
