@@ -27,7 +27,7 @@ from tests.support import free_port, wait_until_up
 def run_backend(command: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `python -m backend <command>` (what `make run` runs) with `env` over the test's environment."""
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "WORKERS")}
-    environ |= {"PORT": str(free_port()), **env}
+    environ |= {"PORT": str(free_port()), "LOG_LEVEL": "info", **env}
     return subprocess.run(
         [sys.executable, "-m", "backend", command],
         cwd=ROOT,
