@@ -4,12 +4,51 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from backend.core.contract_base import ContractModel
 from pydantic import MISSING, AwareDatetime, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypeAliasType
+
+
+class RoomStreamEvent(ContractModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    id: Annotated[
+        str,
+        Field(
+            description="The event's `seq`; EventSource sends it back as `Last-Event-ID`.",
+            pattern='^[0-9]{1,18}$',
+        ),
+    ]
+    event: Annotated[
+        str,
+        Field(
+            description="The event's `type` (`snapshot`, `player.joined`, …).",
+            pattern='^[a-z_]+(\\.[a-z_]+)*$',
+        ),
+    ]
+    data: Annotated[
+        str,
+        Field(
+            description="The event's envelope as JSON.",
+            json_schema_extra={
+                'contentMediaType': 'application/json',
+                'contentSchema': {'$ref': '#/components/schemas/RoomStreamEnvelope'},
+            },
+        ),
+    ]
+
+
+class RoomStreamEnvelope(ContractModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    type: str
+    room_id: UUID
+    data: dict[str, Any]
 
 
 class Health(ContractModel):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -17,6 +17,45 @@ from pydantic import (
     StrictInt,
 )
 from typing_extensions import TypeAliasType
+
+
+class RoomStreamEvent(BaseModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    id: Annotated[
+        str,
+        Field(
+            description="The event's `seq`; EventSource sends it back as `Last-Event-ID`.",
+            pattern='^[0-9]{1,18}$',
+        ),
+    ]
+    event: Annotated[
+        str,
+        Field(
+            description="The event's `type` (`snapshot`, `player.joined`, …).",
+            pattern='^[a-z_]+(\\.[a-z_]+)*$',
+        ),
+    ]
+    data: Annotated[
+        str,
+        Field(
+            description="The event's envelope as JSON.",
+            json_schema_extra={
+                'contentMediaType': 'application/json',
+                'contentSchema': {'$ref': '#/components/schemas/RoomStreamEnvelope'},
+            },
+        ),
+    ]
+
+
+class RoomStreamEnvelope(BaseModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    type: str
+    room_id: UUID
+    data: dict[str, Any]
 
 
 class Health(BaseModel):
@@ -670,7 +709,7 @@ V1RoomsRoomIdEventsGetHeaderLastEventIDParameter = TypeAliasType(
 )
 
 
-V1RoomsRoomIdEventsGetResponse = TypeAliasType("V1RoomsRoomIdEventsGetResponse", str)
+ItemSchema = TypeAliasType("ItemSchema", RoomStreamEvent)
 
 
 class Problem(BaseModel):
@@ -949,3 +988,6 @@ class RoundList(BaseModel):
         validate_by_name=True,
     )
     rounds: list[Round]
+
+
+V1RoomsRoomIdEventsGetResponse = TypeAliasType("V1RoomsRoomIdEventsGetResponse", list[ItemSchema])

@@ -449,6 +449,30 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description One Server-Sent Event of a room's stream, as an EventSource reads it: `id` is the
+         *     event's `seq` (for the `snapshot`, the state's `last_seq`), `event` its `type`, and
+         *     `data` its JSON envelope (`RoomEvent` or `Snapshot` of `asyncapi/asyncapi.yaml`).
+         *     Comments (heartbeats) and `retry:` hints are not events.
+         */
+        RoomStreamEvent: {
+            /** @description The event's `seq`; EventSource sends it back as `Last-Event-ID`. */
+            id: string;
+            /** @description The event's `type` (`snapshot`, `player.joined`, …). */
+            event: string;
+            /** @description The event's envelope as JSON. */
+            data: string;
+        };
+        /**
+         * @description What every envelope of the stream has: its `type`, its room and its `data`. The
+         *     envelopes themselves (`RoomEvent`, `Snapshot`) are those of `asyncapi/asyncapi.yaml`.
+         */
+        RoomStreamEnvelope: {
+            type: string;
+            /** Format: uuid */
+            room_id: string;
+            data: Record<string, never>;
+        };
         Health: {
             /** @constant */
             status: "ok";
@@ -1748,7 +1772,7 @@ export interface operations {
                      *     event: player.joined
                      *     data: {"seq": 3, "room_id": "6f1c2a9e-8a53-4d0f-9b8e-3c2b7d1e5a40", "type": "player.joined", "at": "2026-11-26T12:00:00Z", "data": {"player": {"id": "0b7e4a52-1f2d-4c3a-8e9b-5d6f7a8b9c0d", "nickname": "Carol", "seat": 3, "is_host": false, "alive": true, "connected": false, "team": null, "role": null}}}
                      */
-                    "text/event-stream": string;
+                    "text/event-stream": unknown;
                 };
             };
             401: components["responses"]["Unauthorized"];
@@ -1837,6 +1861,8 @@ export interface operations {
 }
 
 // One name per schema.
+export type RoomStreamEvent = components["schemas"]["RoomStreamEvent"];
+export type RoomStreamEnvelope = components["schemas"]["RoomStreamEnvelope"];
 export type Health = components["schemas"]["Health"];
 export type CheckStatus = components["schemas"]["CheckStatus"];
 export type Readiness = components["schemas"]["Readiness"];
