@@ -42,20 +42,27 @@ check: install specs spec-lint generated-check ts-check web-check docs-check lin
 specs: ## Validate openapi/openapi.yaml and asyncapi/asyncapi.yaml
 	$(RUN) python -m tests.tools.validate_specs
 
-# Spec lint: Redocly CLI pinned exactly in tests/tools/lint, with the committed ruleset beside it.
+# Spec lint: Redocly CLI and Spectral pinned exactly in tests/tools/lint, with the committed
+# rulesets beside them (redocly.yaml, .spectral.yaml). No install script is needed, and one
+# of Spectral's only reports usage.
 LINT := tests/tools/lint
-.PHONY: lint-install spec-lint
+.PHONY: lint-install spec-lint spectral-lint
 
 $(LINT)/node_modules: $(LINT)/package.json $(LINT)/package-lock.json
-	cd $(LINT) && npm ci --no-audit --no-fund
+	cd $(LINT) && npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
 lint-install: $(LINT)/node_modules ## Install the pinned spec linter (npm ci), when needed
 
 # Redocly boxes a Node.js 20 end-of-life notice into every run; it says nothing about the specs.
-spec-lint: lint-install ## Lint both specs with the ruleset in tests/tools/lint/redocly.yaml; any problem fails
+spec-lint: lint-install ## Lint both specs with Redocly (tests/tools/lint/redocly.yaml), then Spectral; any problem fails
 	@set -o pipefail; REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_NOTIFICATIONS=true \
 	  $(LINT)/node_modules/.bin/redocly lint --config $(LINT)/redocly.yaml 2>&1 | sed '/╔═/,/╚═/d' | cat -s
+	@$(MAKE) --no-print-directory spectral-lint
+
+spectral-lint: lint-install ## Spectral's OpenAPI, AsyncAPI and OWASP rulesets (tests/tools/lint/.spectral.yaml); any finding, even a hint, fails
+	$(LINT)/node_modules/.bin/spectral lint --ruleset $(LINT)/.spectral.yaml --fail-severity hint \
+	  --display-only-failures openapi/openapi.yaml asyncapi/asyncapi.yaml
 
 generated-check: ## Fail when generated code differs from what the specs produce now
 	$(RUN) python -m tests.tools.check_generated

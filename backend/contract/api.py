@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from backend.core.contract_base import ContractModel
@@ -106,6 +106,7 @@ JoinCode = TypeAliasType(
             description='Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).',
             examples=['K7QXMB'],
             pattern='^[A-HJ-NP-Z2-9]{6}$',
+            title='JoinCode',
         ),
     ],
 )
@@ -121,6 +122,7 @@ Nickname = TypeAliasType(
             max_length=24,
             min_length=1,
             pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
+            title='Nickname',
         ),
     ],
 )
@@ -136,12 +138,13 @@ RoomName = TypeAliasType(
             max_length=64,
             min_length=1,
             pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
+            title='RoomName',
         ),
     ],
 )
 
 
-PhaseSeconds = TypeAliasType("PhaseSeconds", Annotated[StrictInt, Field(ge=1, le=3600)])
+PhaseSeconds = TypeAliasType("PhaseSeconds", Annotated[StrictInt, Field(ge=1, le=3600, title='PhaseSeconds')])
 
 
 class RoleCounts(ContractModel):
@@ -273,6 +276,7 @@ ChatText = TypeAliasType(
             max_length=500,
             min_length=1,
             pattern='^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u0009\\u000B-\\u001F\\u007F]*$',
+            title='ChatText',
         ),
     ],
 )
@@ -439,7 +443,8 @@ ActionRequest = TypeAliasType(
     Annotated[
         CastVoteAction | ProposeTeamAction | ApproveTeamAction | MissionChoiceAction,
         Field(
-            description="One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take."
+            description="One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take.",
+            title='ActionRequest',
         ),
     ],
 )
@@ -551,6 +556,48 @@ class MissionsBoard(ContractModel):
     missions: list[MissionResult]
 
 
+class RoomStreamEvent(ContractModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    id: Annotated[
+        str,
+        Field(
+            description="The event's `seq`; EventSource sends it back as `Last-Event-ID`.",
+            pattern='^[0-9]{1,18}$',
+        ),
+    ]
+    event: Annotated[
+        str,
+        Field(
+            description="The event's `type` (`snapshot`, `player.joined`, …).",
+            pattern='^[a-z_]+(\\.[a-z_]+)*$',
+        ),
+    ]
+    data: Annotated[
+        str,
+        Field(
+            description="The event's envelope as JSON.",
+            json_schema_extra={
+                'contentMediaType': 'application/json',
+                'contentSchema': {'$ref': '#/components/schemas/RoomStreamEnvelope'},
+            },
+        ),
+    ]
+
+
+class RoomStreamEnvelope(ContractModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    type: str
+    room_id: UUID
+    data: Annotated[
+        dict[str, Any],
+        Field(description="The event's own fields, as its schema in `asyncapi/asyncapi.yaml` says."),
+    ]
+
+
 class Problem(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,
@@ -578,7 +625,10 @@ RoomSettings = TypeAliasType(
     "RoomSettings",
     Annotated[
         MafiaSettings | MissionsSettings,
-        Field(description="The room's settings, told apart by their `ruleset` (the room's own)."),
+        Field(
+            description="The room's settings, told apart by their `ruleset` (the room's own).",
+            title='RoomSettings',
+        ),
     ],
 )
 
@@ -588,7 +638,8 @@ RoomSettingsInput = TypeAliasType(
     Annotated[
         MafiaSettingsInput | MissionsSettingsInput,
         Field(
-            description="Settings to change, for the room's own ruleset; each one left out keeps its current\nvalue. A setting the room's ruleset does not have is refused (422).\n"
+            description="Settings to change, for the room's own ruleset; each one left out keeps its current\nvalue. A setting the room's ruleset does not have is refused (422).\n",
+            title='RoomSettingsInput',
         ),
     ],
 )
@@ -599,7 +650,9 @@ CreateRoomRequest = TypeAliasType(
     Annotated[
         CreateMafiaRoomRequest | CreateMissionsRoomRequest,
         Field(
-            description="A new room of one ruleset, with that ruleset's settings.", discriminator='ruleset'
+            description="A new room of one ruleset, with that ruleset's settings.",
+            discriminator='ruleset',
+            title='CreateRoomRequest',
         ),
     ],
 )

@@ -1,4 +1,4 @@
-"""Validate both hand-written contracts: OpenAPI 3.1 and AsyncAPI 3.0."""
+"""Validate both hand-written contracts: OpenAPI 3.2 and AsyncAPI 3.0."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def main() -> int:
     for failure in failures:
         print(failure, file=sys.stderr)
     if not failures:
-        print("openapi/openapi.yaml (OpenAPI 3.1) and asyncapi/asyncapi.yaml (AsyncAPI 3.0) are valid")
+        print("openapi/openapi.yaml (OpenAPI 3.2) and asyncapi/asyncapi.yaml (AsyncAPI 3.0) are valid")
     return 1 if failures else 0
 
 

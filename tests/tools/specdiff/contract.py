@@ -125,7 +125,16 @@ def _contents(old: dict[str, Any], new: dict[str, Any], use: Use) -> Iterator[Ch
     for media in (m for m in new if m not in old):
         yield Change(use.spec, "media-type-added", use.direction, f"`{media}`", use.where)
     for media in (m for m in new if m in old):
-        yield from compare(old[media].get("schema"), new[media].get("schema"), use)
+        was, now = old[media], new[media]
+        if "itemSchema" in was or "itemSchema" in now:
+            # A stream's events (OpenAPI 3.2 `itemSchema`); without it, any event. Its `schema`
+            # then says something else (the raw text before, the events as an array after),
+            # so it is compared only when both sides describe the events.
+            yield from compare(was.get("itemSchema", {}), now.get("itemSchema", {}), use)
+            if "itemSchema" in was and "itemSchema" in now:
+                yield from compare(was.get("schema"), now.get("schema"), use)
+        else:
+            yield from compare(was.get("schema"), now.get("schema"), use)
 
 
 # AsyncAPI: the document speaks for the client, so `receive` is what the server sends.

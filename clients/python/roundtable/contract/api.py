@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -115,6 +115,7 @@ JoinCode = TypeAliasType(
             description='Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).',
             examples=['K7QXMB'],
             pattern='^[A-HJ-NP-Z2-9]{6}$',
+            title='JoinCode',
         ),
     ],
 )
@@ -130,6 +131,7 @@ Nickname = TypeAliasType(
             max_length=24,
             min_length=1,
             pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
+            title='Nickname',
         ),
     ],
 )
@@ -145,12 +147,15 @@ RoomName = TypeAliasType(
             max_length=64,
             min_length=1,
             pattern='^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$',
+            title='RoomName',
         ),
     ],
 )
 
 
-PhaseSeconds = TypeAliasType("PhaseSeconds", Annotated[StrictInt, Field(ge=1, le=3600)])
+PhaseSeconds = TypeAliasType(
+    "PhaseSeconds", Annotated[StrictInt, Field(ge=1, le=3600, title='PhaseSeconds')]
+)
 
 
 class RoleCounts(BaseModel):
@@ -286,6 +291,7 @@ ChatText = TypeAliasType(
             max_length=500,
             min_length=1,
             pattern='^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u0009\\u000B-\\u001F\\u007F]*$',
+            title='ChatText',
         ),
     ],
 )
@@ -468,7 +474,8 @@ ActionRequest = TypeAliasType(
     Annotated[
         CastVoteAction | ProposeTeamAction | ApproveTeamAction | MissionChoiceAction,
         Field(
-            description="One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take."
+            description="One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take.",
+            title='ActionRequest',
         ),
     ],
 )
@@ -608,6 +615,50 @@ class MissionsBoard(BaseModel):
     missions: list[MissionResult]
 
 
+class RoomStreamEvent(BaseModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    id: Annotated[
+        str,
+        Field(
+            description="The event's `seq`; EventSource sends it back as `Last-Event-ID`.",
+            pattern='^[0-9]{1,18}$',
+        ),
+    ]
+    event: Annotated[
+        str,
+        Field(
+            description="The event's `type` (`snapshot`, `player.joined`, …).",
+            pattern='^[a-z_]+(\\.[a-z_]+)*$',
+        ),
+    ]
+    data: Annotated[
+        str,
+        Field(
+            description="The event's envelope as JSON.",
+            json_schema_extra={
+                'contentMediaType': 'application/json',
+                'contentSchema': {'$ref': '#/components/schemas/RoomStreamEnvelope'},
+            },
+        ),
+    ]
+
+
+class RoomStreamEnvelope(BaseModel):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    type: str
+    room_id: UUID
+    data: Annotated[
+        dict[str, Any],
+        Field(
+            description="The event's own fields, as its schema in `asyncapi/asyncapi.yaml` says."
+        ),
+    ]
+
+
 RoomIdParameter = TypeAliasType("RoomIdParameter", UUID)
 
 
@@ -670,7 +721,7 @@ V1RoomsRoomIdEventsGetHeaderLastEventIDParameter = TypeAliasType(
 )
 
 
-V1RoomsRoomIdEventsGetResponse = TypeAliasType("V1RoomsRoomIdEventsGetResponse", str)
+ItemSchema = TypeAliasType("ItemSchema", RoomStreamEvent)
 
 
 class Problem(BaseModel):
@@ -706,7 +757,8 @@ RoomSettings = TypeAliasType(
     Annotated[
         MafiaSettings | MissionsSettings,
         Field(
-            description="The room's settings, told apart by their `ruleset` (the room's own)."
+            description="The room's settings, told apart by their `ruleset` (the room's own).",
+            title='RoomSettings',
         ),
     ],
 )
@@ -717,7 +769,8 @@ RoomSettingsInput = TypeAliasType(
     Annotated[
         MafiaSettingsInput | MissionsSettingsInput,
         Field(
-            description="Settings to change, for the room's own ruleset; each one left out keeps its current\nvalue. A setting the room's ruleset does not have is refused (422).\n"
+            description="Settings to change, for the room's own ruleset; each one left out keeps its current\nvalue. A setting the room's ruleset does not have is refused (422).\n",
+            title='RoomSettingsInput',
         ),
     ],
 )
@@ -730,6 +783,7 @@ CreateRoomRequest = TypeAliasType(
         Field(
             description="A new room of one ruleset, with that ruleset's settings.",
             discriminator='ruleset',
+            title='CreateRoomRequest',
         ),
     ],
 )
@@ -949,3 +1003,6 @@ class RoundList(BaseModel):
         validate_by_name=True,
     )
     rounds: list[Round]
+
+
+V1RoomsRoomIdEventsGetResponse = TypeAliasType("V1RoomsRoomIdEventsGetResponse", list[ItemSchema])

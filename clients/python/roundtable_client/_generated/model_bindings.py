@@ -440,7 +440,7 @@ codec_141: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParame
 codec_142: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
 
-codec_143: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetResponse]] = PydanticCodec(api.V1RoomsRoomIdEventsGetResponse)
+codec_143: Final[PydanticCodec[api.ItemSchema]] = PydanticCodec(api.ItemSchema)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
 
 codec_144: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)

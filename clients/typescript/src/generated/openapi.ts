@@ -449,12 +449,17 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** Health */
         Health: {
             /** @constant */
             status: "ok";
         };
-        /** @enum {string} */
+        /**
+         * CheckStatus
+         * @enum {string}
+         */
         CheckStatus: "ok" | "disabled" | "unavailable";
+        /** Readiness */
         Readiness: {
             /** @constant */
             status: "ok";
@@ -465,7 +470,10 @@ export interface components {
             /** @description Dependencies that do not answer while the service still works without them: `redis` (doorbells between workers are lost; every stream still gets every event, from PostgreSQL, within the catch-up interval). Empty when nothing is degraded. */
             degraded: string[];
         };
-        /** @description An RFC 9457 problem detail with a stable `code`. */
+        /**
+         * Problem
+         * @description An RFC 9457 problem detail with a stable `code`.
+         */
         Problem: {
             /** @description A URI naming the problem type; `about:blank` when `code` says it all. */
             type: string;
@@ -492,43 +500,51 @@ export interface components {
             /** @description For `validation_failed`, one entry per offending field. */
             errors?: components["schemas"]["FieldError"][];
         };
+        /** FieldError */
         FieldError: {
             /** @description Where the field is, such as `["body", "settings", "max_players"]`. */
             loc: (string | number)[];
             message: string;
         };
         /**
+         * Ruleset
          * @description Which game the room plays (PRODUCT.md "Rulesets").
          * @enum {string}
          */
         Ruleset: "mafia" | "missions";
         /**
+         * RoomStatus
          * @description `lobby` → `in_progress` → `finished`; `closed` when abandoned: everyone left, an idle
          *     lobby, or a game nobody was connected to (no winner).
          * @enum {string}
          */
         RoomStatus: "lobby" | "in_progress" | "finished" | "closed";
         /**
+         * Phase
          * @description mafia: `night` → `day` → `vote`; missions: `propose` → `approve` → `mission`.
          * @enum {string}
          */
         Phase: "night" | "day" | "vote" | "propose" | "approve" | "mission";
         /**
+         * Team
          * @description mafia: `mafia`, `town`; missions: `crew`, `spies`.
          * @enum {string}
          */
         Team: "mafia" | "town" | "crew" | "spies";
         /**
+         * Role
          * @description mafia: `mafia`, `citizen`, `doctor`, `detective`; missions: `crew`, `spy`.
          * @enum {string}
          */
         Role: "mafia" | "citizen" | "doctor" | "detective" | "crew" | "spy";
         /**
+         * JoinCode
          * @description Six characters from A–Z and 2–9, without look-alikes (no I, O, 0, 1).
          * @example K7QXMB
          */
         JoinCode: string;
         /**
+         * Nickname
          * @description Stored and shown in Unicode NFKC form (fullwidth `Ａ` is `A`) with surrounding
          *     whitespace trimmed; what remains is 1–24 characters. Refused with
          *     `nickname_invalid_characters` (422): control, format, private-use, surrogate and
@@ -542,20 +558,31 @@ export interface components {
          */
         Nickname: string;
         /**
+         * RoomName
          * @description Surrounding whitespace is trimmed. No control characters.
          * @example Friday night
          */
         RoomName: string;
+        /** PhaseSeconds */
         PhaseSeconds: number;
-        /** @description How many of each special role to deal; the rest are citizens. */
+        /**
+         * RoleCounts
+         * @description How many of each special role to deal; the rest are citizens.
+         */
         RoleCounts: {
             mafia: number;
             doctor: number;
             detective: number;
         };
-        /** @description The room's settings, told apart by their `ruleset` (the room's own). */
+        /**
+         * RoomSettings
+         * @description The room's settings, told apart by their `ruleset` (the room's own).
+         */
         RoomSettings: components["schemas"]["MafiaSettings"] | components["schemas"]["MissionsSettings"];
-        /** @description A missions room's settings (5–10 players). */
+        /**
+         * MissionsSettings
+         * @description A missions room's settings (5–10 players).
+         */
         MissionsSettings: {
             /** @constant */
             ruleset: "missions";
@@ -566,7 +593,10 @@ export interface components {
             /** @description Unlisted; joined with the room's code only. */
             private: boolean;
         };
-        /** @description A mafia room's settings (4–20 players). */
+        /**
+         * MafiaSettings
+         * @description A mafia room's settings (4–20 players).
+         */
         MafiaSettings: {
             /** @constant */
             ruleset: "mafia";
@@ -581,11 +611,15 @@ export interface components {
             private: boolean;
         };
         /**
+         * RoomSettingsInput
          * @description Settings to change, for the room's own ruleset; each one left out keeps its current
          *     value. A setting the room's ruleset does not have is refused (422).
          */
         RoomSettingsInput: components["schemas"]["MafiaSettingsInput"] | components["schemas"]["MissionsSettingsInput"];
-        /** @description A missions room's settings to set; each one left out keeps its current value (its default on create). */
+        /**
+         * MissionsSettingsInput
+         * @description A missions room's settings to set; each one left out keeps its current value (its default on create).
+         */
         MissionsSettingsInput: {
             /** @default 10 */
             max_players?: number;
@@ -598,7 +632,10 @@ export interface components {
             /** @default false */
             private?: boolean;
         };
-        /** @description A mafia room's settings to set; each one left out keeps its current value (its default on create). */
+        /**
+         * MafiaSettingsInput
+         * @description A mafia room's settings to set; each one left out keeps its current value (its default on create).
+         */
         MafiaSettingsInput: {
             /** @default 10 */
             max_players?: number;
@@ -614,8 +651,12 @@ export interface components {
             /** @default false */
             private?: boolean;
         };
-        /** @description A new room of one ruleset, with that ruleset's settings. */
+        /**
+         * CreateRoomRequest
+         * @description A new room of one ruleset, with that ruleset's settings.
+         */
         CreateRoomRequest: components["schemas"]["CreateMafiaRoomRequest"] | components["schemas"]["CreateMissionsRoomRequest"];
+        /** CreateMafiaRoomRequest */
         CreateMafiaRoomRequest: {
             name: components["schemas"]["RoomName"];
             nickname: components["schemas"]["Nickname"];
@@ -626,6 +667,7 @@ export interface components {
             ruleset: "mafia";
             settings?: components["schemas"]["MafiaSettingsInput"];
         };
+        /** CreateMissionsRoomRequest */
         CreateMissionsRoomRequest: {
             name: components["schemas"]["RoomName"];
             nickname: components["schemas"]["Nickname"];
@@ -636,15 +678,20 @@ export interface components {
             ruleset: "missions";
             settings?: components["schemas"]["MissionsSettingsInput"];
         };
+        /** UpdateRoomRequest */
         UpdateRoomRequest: {
             name?: components["schemas"]["RoomName"];
             settings?: components["schemas"]["RoomSettingsInput"];
         };
+        /** JoinRoomRequest */
         JoinRoomRequest: {
             nickname: components["schemas"]["Nickname"];
             code?: components["schemas"]["JoinCode"];
         };
-        /** @description A room as its members (and, for a public room, anyone) see it, join code included. */
+        /**
+         * Room
+         * @description A room as its members (and, for a public room, anyone) see it, join code included.
+         */
         Room: {
             /** Format: uuid */
             id: string;
@@ -664,7 +711,10 @@ export interface components {
             /** Format: date-time */
             created_at: string;
         };
-        /** @description A room's public summary (`getRoom`); a private room's join code is hidden. */
+        /**
+         * RoomSummary
+         * @description A room's public summary (`getRoom`); a private room's join code is hidden.
+         */
         RoomSummary: {
             /** Format: uuid */
             id: string;
@@ -685,7 +735,10 @@ export interface components {
             /** Format: date-time */
             created_at: string;
         };
-        /** @description A player as the caller may see them; `team` and `role` are `null` where hidden. */
+        /**
+         * Player
+         * @description A player as the caller may see them; `team` and `role` are `null` where hidden.
+         */
         Player: {
             /** Format: uuid */
             id: string;
@@ -697,28 +750,38 @@ export interface components {
             team: components["schemas"]["Team"] | null;
             role: components["schemas"]["Role"] | null;
         };
-        /** @description The answer to create and join; `token` is shown only this once. */
+        /**
+         * RoomSession
+         * @description The answer to create and join; `token` is shown only this once.
+         */
         RoomSession: {
             room: components["schemas"]["Room"];
             player: components["schemas"]["Player"];
             /** @description Bearer token for this player in this room. */
             token: string;
         };
+        /** RoomPage */
         RoomPage: {
             items: components["schemas"]["Room"][];
             /** @description Pass as `cursor` for the next page; `null` on the last page. */
             next_cursor: string | null;
         };
         /**
+         * ChatChannel
          * @description Who hears a message; `room` is everyone in it.
          * @enum {string}
          */
         ChatChannel: "room" | "mafia";
-        /** @description Surrounding whitespace is trimmed. No control characters but newlines. */
+        /**
+         * ChatText
+         * @description Surrounding whitespace is trimmed. No control characters but newlines.
+         */
         ChatText: string;
+        /** ChatMessageRequest */
         ChatMessageRequest: {
             text: components["schemas"]["ChatText"];
         };
+        /** StreamTicket */
         StreamTicket: {
             /** @description Opaque; pass it as `?ticket=` to open one stream. */
             ticket: string;
@@ -728,18 +791,21 @@ export interface components {
              */
             expires_at: string;
         };
+        /** ChatMessageAccepted */
         ChatMessageAccepted: {
             /** @description The seq of the `chat.message` event. */
             seq: number;
             channel: components["schemas"]["ChatChannel"];
         };
         /**
+         * VoteAction
          * @description What a vote does. mafia: at night `kill` (mafia), `protect` (doctor), `investigate`
          *     (detective); in the `vote` phase `eliminate` (every living player). missions:
          *     `approve`, a vote on the proposed team (its `choice`).
          * @enum {string}
          */
         VoteAction: "kill" | "protect" | "investigate" | "eliminate" | "approve";
+        /** Vote */
         Vote: {
             round: number;
             phase: components["schemas"]["Phase"];
@@ -750,7 +816,10 @@ export interface components {
             target_player_id: string | null;
             choice?: components["schemas"]["ApprovalChoice"];
         };
-        /** @description The caller's view of the room. */
+        /**
+         * RoomState
+         * @description The caller's view of the room.
+         */
         RoomState: {
             room: components["schemas"]["Room"];
             /** @description Present players by seat. */
@@ -770,6 +839,7 @@ export interface components {
             /** @description The seq of the newest event in the room. */
             last_seq: number;
         };
+        /** VoteRequest */
         VoteRequest: {
             /** @description Whom the vote is for; `null` abstains. */
             target_player_id: string | null;
@@ -777,6 +847,7 @@ export interface components {
             round?: number;
             phase?: components["schemas"]["Phase"];
         };
+        /** VoteAccepted */
         VoteAccepted: {
             vote: components["schemas"]["Vote"];
             /** @description The seq of the `vote.cast` event. */
@@ -784,17 +855,24 @@ export interface components {
             /** @description This vote was the last one awaited, and the phase closed with it. */
             phase_closed: boolean;
         };
-        /** @description The phase to close; refused with `phase_closed` when it is no longer the open one. */
+        /**
+         * AdvanceRequest
+         * @description The phase to close; refused with `phase_closed` when it is no longer the open one.
+         */
         AdvanceRequest: {
             round: number;
             phase: components["schemas"]["Phase"];
         };
+        /** TallyEntry */
         TallyEntry: {
             /** @description `null` counts the abstentions. */
             target_player_id: string | null;
             votes: number;
         };
-        /** @description What a detective learned at night. */
+        /**
+         * Investigation
+         * @description What a detective learned at night.
+         */
         Investigation: {
             /** Format: uuid */
             detective_id: string;
@@ -802,7 +880,10 @@ export interface components {
             target_player_id: string;
             team: components["schemas"]["Team"];
         };
-        /** @description One phase of a round as the caller may see it. */
+        /**
+         * PhaseRecord
+         * @description One phase of a round as the caller may see it.
+         */
         PhaseRecord: {
             phase: components["schemas"]["Phase"];
             /** @description missions: which opening of `propose` this `propose` or `approve` phase belongs to; otherwise 1. */
@@ -822,26 +903,36 @@ export interface components {
             /** @description missions `mission`: how many chose `fail` (never who), once closed. */
             mission: components["schemas"]["MissionResult"] | null;
         };
+        /** Round */
         Round: {
             round: number;
             phases: components["schemas"]["PhaseRecord"][];
         };
+        /** RoundList */
         RoundList: {
             rounds: components["schemas"]["Round"][];
         };
         /**
+         * ActionType
          * @description mafia: `vote`; missions: `propose`, `approve`, `mission`.
          * @enum {string}
          */
         ActionType: "vote" | "propose" | "approve" | "mission";
-        /** @enum {string} */
+        /**
+         * ApprovalChoice
+         * @enum {string}
+         */
         ApprovalChoice: "approve" | "reject";
         /**
+         * MissionChoice
          * @description Crew may only choose `success`.
          * @enum {string}
          */
         MissionChoice: "success" | "fail";
-        /** @description mafia: vote in the open phase (see `castVote`). */
+        /**
+         * CastVoteAction
+         * @description mafia: vote in the open phase (see `castVote`).
+         */
         CastVoteAction: {
             /** @constant */
             type: "vote";
@@ -851,7 +942,10 @@ export interface components {
             round?: number;
             phase?: components["schemas"]["Phase"];
         };
-        /** @description missions, the leader in `propose`: the team for this round's mission, of exactly the round's size. */
+        /**
+         * ProposeTeamAction
+         * @description missions, the leader in `propose`: the team for this round's mission, of exactly the round's size.
+         */
         ProposeTeamAction: {
             /** @constant */
             type: "propose";
@@ -861,7 +955,10 @@ export interface components {
             /** @description The proposal the action is meant for; refused with `phase_closed` once it is over. */
             attempt?: number;
         };
-        /** @description missions, everyone in `approve`: approve or reject the proposed team (sealed until the phase closes). */
+        /**
+         * ApproveTeamAction
+         * @description missions, everyone in `approve`: approve or reject the proposed team (sealed until the phase closes).
+         */
         ApproveTeamAction: {
             /** @constant */
             type: "approve";
@@ -870,7 +967,10 @@ export interface components {
             phase?: components["schemas"]["Phase"];
             attempt?: number;
         };
-        /** @description missions, team members in `mission`: the secret choice (only the count of fails is ever shown). */
+        /**
+         * MissionChoiceAction
+         * @description missions, team members in `mission`: the secret choice (only the count of fails is ever shown).
+         */
         MissionChoiceAction: {
             /** @constant */
             type: "mission";
@@ -878,8 +978,12 @@ export interface components {
             round?: number;
             phase?: components["schemas"]["Phase"];
         };
-        /** @description One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take. */
+        /**
+         * ActionRequest
+         * @description One action of the room's ruleset, told apart by `type`; the state's `options` list those the caller may take.
+         */
         ActionRequest: components["schemas"]["CastVoteAction"] | components["schemas"]["ProposeTeamAction"] | components["schemas"]["ApproveTeamAction"] | components["schemas"]["MissionChoiceAction"];
+        /** ActionAccepted */
         ActionAccepted: {
             type: components["schemas"]["ActionType"];
             round: number;
@@ -890,6 +994,7 @@ export interface components {
             phase_closed: boolean;
         };
         /**
+         * Option
          * @description An action the caller may take now. With `pick` > 0, choose exactly `pick` distinct
          *     players among `targets` (`target_player_id` when `pick` is 1, `player_ids` otherwise;
          *     `abstain` allows `null`); with `choices`, send one of them as `choice`.
@@ -906,24 +1011,32 @@ export interface components {
             abstain: boolean;
             choices: string[];
         };
-        /** @description A finished mission; only the count of fails is ever shown, never who chose them. */
+        /**
+         * MissionResult
+         * @description A finished mission; only the count of fails is ever shown, never who chose them.
+         */
         MissionResult: {
             round: number;
             team: string[];
             fails: number;
             succeeded: boolean;
         };
+        /** TeamProposal */
         TeamProposal: {
             /** Format: uuid */
             leader_player_id: string;
             player_ids: string[];
         };
+        /** ApprovalVote */
         ApprovalVote: {
             /** Format: uuid */
             voter_id: string;
             choice: components["schemas"]["ApprovalChoice"];
         };
-        /** @description A closed `approve` phase; a vote not cast counts as `reject`. */
+        /**
+         * ApprovalResult
+         * @description A closed `approve` phase; a vote not cast counts as `reject`.
+         */
         ApprovalResult: {
             approved: boolean;
             /** @description Proposals rejected in this round so far, this one included. */
@@ -931,7 +1044,10 @@ export interface components {
             /** @description Every player's vote, by seat. */
             votes: components["schemas"]["ApprovalVote"][];
         };
-        /** @description What everyone may see of a missions game. */
+        /**
+         * MissionsBoard
+         * @description What everyone may see of a missions game.
+         */
         MissionsBoard: {
             /** @constant */
             ruleset: "missions";
@@ -948,6 +1064,35 @@ export interface components {
             /** @description Proposals rejected in this round so far; the fifth makes the spies win. */
             rejections: number;
             missions: components["schemas"]["MissionResult"][];
+        };
+        /**
+         * RoomStreamEvent
+         * @description One Server-Sent Event of a room's stream, as an EventSource reads it: `id` is the
+         *     event's `seq` (for the `snapshot`, the state's `last_seq`), `event` its `type`, and
+         *     `data` its JSON envelope (`RoomEvent` or `Snapshot` of `asyncapi/asyncapi.yaml`).
+         *     Comments (heartbeats) and `retry:` hints are not events.
+         */
+        RoomStreamEvent: {
+            /** @description The event's `seq`; EventSource sends it back as `Last-Event-ID`. */
+            id: string;
+            /** @description The event's `type` (`snapshot`, `player.joined`, …). */
+            event: string;
+            /** @description The event's envelope as JSON. */
+            data: string;
+        };
+        /**
+         * RoomStreamEnvelope
+         * @description What every envelope of the stream has: its `type`, its room and its `data`. The
+         *     envelopes themselves (`RoomEvent`, `Snapshot`) are those of `asyncapi/asyncapi.yaml`.
+         */
+        RoomStreamEnvelope: {
+            type: string;
+            /** Format: uuid */
+            room_id: string;
+            /** @description The event's own fields, as its schema in `asyncapi/asyncapi.yaml` says. */
+            data: {
+                [key: string]: unknown;
+            };
         };
     };
     responses: {
@@ -1748,7 +1893,7 @@ export interface operations {
                      *     event: player.joined
                      *     data: {"seq": 3, "room_id": "6f1c2a9e-8a53-4d0f-9b8e-3c2b7d1e5a40", "type": "player.joined", "at": "2026-11-26T12:00:00Z", "data": {"player": {"id": "0b7e4a52-1f2d-4c3a-8e9b-5d6f7a8b9c0d", "nickname": "Carol", "seat": 3, "is_host": false, "alive": true, "connected": false, "team": null, "role": null}}}
                      */
-                    "text/event-stream": string;
+                    "text/event-stream": unknown;
                 };
             };
             401: components["responses"]["Unauthorized"];
@@ -1899,3 +2044,5 @@ export type TeamProposal = components["schemas"]["TeamProposal"];
 export type ApprovalVote = components["schemas"]["ApprovalVote"];
 export type ApprovalResult = components["schemas"]["ApprovalResult"];
 export type MissionsBoard = components["schemas"]["MissionsBoard"];
+export type RoomStreamEvent = components["schemas"]["RoomStreamEvent"];
+export type RoomStreamEnvelope = components["schemas"]["RoomStreamEnvelope"];

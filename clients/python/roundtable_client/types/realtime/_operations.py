@@ -15,7 +15,7 @@ from ..._runtime.model_codecs.parameters import ParameterPlan
 from ...options import UNSET
 from ...responses import ResponseInfo
 
-StreamRoomEventsResponse: TypeAlias = api.V1RoomsRoomIdEventsGetResponse
+StreamRoomEventsResponse: TypeAlias = api.ItemSchema
 
 
 _STREAM_ROOM_EVENTS_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyStreamsResponseRetryAfterHeader | api.StreamUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
