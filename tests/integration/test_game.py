@@ -125,9 +125,9 @@ async def test_votes_follow_role_phase_and_life(client: httpx.AsyncClient) -> No
     mafia, citizen = by_role(seats, "mafia")[0], by_role(seats, "citizen")[0]
     doctor, detective = by_role(seats, "doctor")[0], by_role(seats, "detective")[0]
     assert_problem(await vote(client, room_id, citizen, mafia.id), 409, "cannot_act")
-    assert_problem(await vote(client, room_id, mafia, mafia.id), 422, "invalid_target")
-    assert_problem(await vote(client, room_id, detective, detective.id), 422, "invalid_target")
-    assert_problem(await vote(client, room_id, mafia, str(uuid.uuid4())), 422, "invalid_target")
+    assert_problem(await vote(client, room_id, mafia, mafia.id), 409, "invalid_target")
+    assert_problem(await vote(client, room_id, detective, detective.id), 409, "invalid_target")
+    assert_problem(await vote(client, room_id, mafia, str(uuid.uuid4())), 409, "invalid_target")
     assert_problem(await vote(client, room_id, mafia, citizen.id, round=1, phase="vote"), 409, "phase_closed")
     assert_problem(
         await vote(client, room_id, mafia, citizen.id, round=2, phase="night"), 409, "phase_closed"

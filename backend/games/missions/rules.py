@@ -82,12 +82,16 @@ class NotAPlayer(RuleError):
 
 class InvalidTarget(RuleError):
     code = "invalid_target"
-    status = 422
+    # The body is well formed; only the game as it stands now (who is alive, this round's team
+    # size, the actor's role) makes the pick wrong: a conflict with the state, as `cannot_act`.
+    status = 409
 
 
 class InvalidChoice(RuleError):
     code = "invalid_choice"
-    status = 422
+    # The body is well formed; only the game as it stands now (who is alive, this round's team
+    # size, the actor's role) makes the pick wrong: a conflict with the state, as `cannot_act`.
+    status = 409
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,8 +197,8 @@ class CannotAct(Conflict):
     code = "cannot_act"
 
 
-class InvalidTarget(Invalid):
-    """The action names a player or choice it may not."""
+class InvalidTarget(Conflict):
+    """The action names a player or choice it may not, as the game stands now."""
 
     code = "invalid_target"
 
@@ -241,8 +241,8 @@ _STATUS_OF_CODE: dict[str, int] = {
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "validation_failed": 422,
-    "invalid_target": 422,
-    "invalid_choice": 422,
+    "invalid_target": 409,
+    "invalid_choice": 409,
     "nickname_invalid": 422,
     "nickname_invalid_characters": 422,
     "idempotency_key_reused": 422,

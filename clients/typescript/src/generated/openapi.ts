@@ -268,9 +268,9 @@ export interface paths {
          *     missions: `propose`, `approve`, `mission`). The caller's `options` (in the state and
          *     the snapshot, and `options.changed` on their stream) list exactly the actions they may
          *     take now: an action listed there is accepted, any other is refused (`409 cannot_act`
-         *     for the wrong phase, the wrong player or another ruleset's action, `422
-         *     invalid_target` or `invalid_choice` for a target or choice not allowed, `422
-         *     validation_failed` for a body that is no action at all).
+         *     for the wrong phase, the wrong player or another ruleset's action, `409
+         *     invalid_target` or `invalid_choice` for a target or choice the game as it stands does
+         *     not allow, `422 validation_failed` for a body that is no action at all).
          *     When the action was the last one awaited, the phase closes at once.
          *
          *     Send `round` and `phase` (and, in missions, `attempt`) to be sure the action lands
