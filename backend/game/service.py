@@ -22,6 +22,7 @@ from backend.domain.errors import RuleError
 from backend.domain.lobby import RoomNotInLobby
 from backend.game import repository
 from backend.games import history, protocol
+from backend.games.errors import GameNotInProgress, PhaseClosed
 from backend.games.projection import Viewer, may_see
 from backend.games.protocol import Position, ResultRecord, Ruleset, VoteRecord
 from backend.games.registry import ruleset
@@ -32,14 +33,6 @@ from backend.rooms.service import Actor, Committed, closed_room, locked_room
 from backend.rooms.views import game_view, now_of, player_view, room_view, vote_view
 
 _rng = random.SystemRandom()
-
-
-class GameNotInProgress(RuleError):
-    code = "game_not_in_progress"
-
-
-class PhaseClosed(RuleError):
-    code = "phase_closed"
 
 
 class IdempotencyKeyReused(RuleError):

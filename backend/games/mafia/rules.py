@@ -15,10 +15,20 @@ from enum import StrEnum
 from typing import Any
 
 from backend.domain.errors import RuleError
+from backend.games import errors
 from backend.games.protocol import EVERYONE, Audience, player, team
 
 MIN_PLAYERS = 4
 MAX_PLAYERS = 20
+
+
+# The refusals every ruleset shares, named here as this ruleset's callers name them.
+CannotAct = errors.CannotAct
+GameNotInProgress = errors.GameNotInProgress
+InvalidTarget = errors.InvalidTarget
+NotAPlayer = errors.NotAPlayer
+NotEnoughPlayers = errors.NotEnoughPlayers
+PhaseClosed = errors.PhaseClosed
 
 
 class Phase(StrEnum):
@@ -59,40 +69,12 @@ def team_of(role: Role) -> Team:
     return Team.mafia if role is Role.mafia else Team.town
 
 
-class GameNotInProgress(RuleError):
-    code = "game_not_in_progress"
-
-
-class NotEnoughPlayers(RuleError):
-    code = "not_enough_players"
-
-
 class InvalidRoles(RuleError):
     code = "invalid_roles"
 
 
 class PlayerDead(RuleError):
     code = "player_dead"
-
-
-class CannotAct(RuleError):
-    code = "cannot_act"
-
-
-class PhaseClosed(RuleError):
-    code = "phase_closed"
-
-
-class InvalidTarget(RuleError):
-    code = "invalid_target"
-    # The body is well formed; only the game as it stands now (who is alive, this round's team
-    # size, the actor's role) makes the pick wrong: a conflict with the state, as `cannot_act`.
-    status = 409
-
-
-class NotAPlayer(RuleError):
-    code = "not_a_player"
-    status = 403
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from backend.domain.errors import RuleError
+from backend.games import errors
 
 MIN_PLAYERS, MAX_PLAYERS = 5, 10
 SPIES = {5: 2, 6: 2, 7: 3, 8: 3, 9: 3, 10: 4}
@@ -29,6 +29,15 @@ TEAM_SIZES = {
 ROUNDS = 5
 WINS_NEEDED = 3  # successful (or failed) missions that end the game
 MAX_PROPOSALS = 5  # the 5th rejected proposal in one round: spies win
+
+
+# The refusals every ruleset shares, named here as this ruleset's callers name them.
+CannotAct = errors.CannotAct
+GameNotInProgress = errors.GameNotInProgress
+InvalidChoice = errors.InvalidChoice
+InvalidTarget = errors.InvalidTarget
+NotAPlayer = errors.NotAPlayer
+NotEnoughPlayers = errors.NotEnoughPlayers
 
 
 class Phase(StrEnum):
@@ -61,37 +70,6 @@ def team_of(role: Role) -> Team:
 def fails_needed(player_count: int, round_: int) -> int:
     """Return how many fails fail a mission: two in round 4 with 7 or more players, else one."""
     return 2 if round_ == 4 and player_count >= 7 else 1
-
-
-class GameNotInProgress(RuleError):
-    code = "game_not_in_progress"
-
-
-class NotEnoughPlayers(RuleError):
-    code = "not_enough_players"
-
-
-class CannotAct(RuleError):
-    code = "cannot_act"
-
-
-class NotAPlayer(RuleError):
-    code = "not_a_player"
-    status = 403
-
-
-class InvalidTarget(RuleError):
-    code = "invalid_target"
-    # The body is well formed; only the game as it stands now (who is alive, this round's team
-    # size, the actor's role) makes the pick wrong: a conflict with the state, as `cannot_act`.
-    status = 409
-
-
-class InvalidChoice(RuleError):
-    code = "invalid_choice"
-    # The body is well formed; only the game as it stands now (who is alive, this round's team
-    # size, the actor's role) makes the pick wrong: a conflict with the state, as `cannot_act`.
-    status = 409
 
 
 @dataclass(frozen=True, slots=True)
