@@ -1,4 +1,4 @@
-"""HTTP routes of the game: start, advance, actions (and mafia's `/votes` alias), rounds."""
+"""HTTP routes of the game: start, advance, actions (and the `/votes` alias of a `vote`), rounds."""
 
 from __future__ import annotations
 

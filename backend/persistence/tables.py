@@ -185,9 +185,9 @@ class VoteRow(SQLModel, table=True):
     room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False))
     round: int
     phase: str
-    # Which opening of the phase in its round (missions' proposals); 1 otherwise.
+    # Which opening of the phase in its round (a phase may open again in one round); else 1.
     attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
-    # The ruleset's action: kill, protect, investigate, eliminate (mafia); approve, mission (missions).
+    # What the vote does, in the ruleset's words (Ruleset.record).
     action: str
     voter_id: uuid.UUID = Field(
         # Indexed for the cascade when the retention purge deletes players.
@@ -205,7 +205,7 @@ class VoteRow(SQLModel, table=True):
 
 
 class PhaseResultRow(SQLModel, table=True):
-    """A closed phase's result: the final tally, who died, and the night's private outcomes."""
+    """A closed phase's result, as the ruleset records it (Ruleset.record): a tally, who died, details."""
 
     __tablename__ = "phase_results"
 
@@ -213,10 +213,10 @@ class PhaseResultRow(SQLModel, table=True):
     round: int = Field(primary_key=True)
     phase: str = Field(primary_key=True)
     attempt: int = Field(default=1, sa_column=Column(Integer, primary_key=True, server_default="1"))
-    # [{"target_player_id": ..., "votes": n}, ...] for the kill (night) or eliminate (vote) votes.
+    # The final count, as the ruleset counts it (e.g. [{"target_player_id": ..., "votes": n}, ...]).
     tally: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
     eliminated_player_id: uuid.UUID | None = None
-    # {"investigations": [...], "protections": [...]} at night.
+    # Whatever else the ruleset keeps of the close (its private outcomes, its proposal, ...).
     details: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False, server_default="{}"))
     closed_at: datetime | None = Field(default=None, sa_column=_now_column())
 
