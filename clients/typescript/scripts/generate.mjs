@@ -156,13 +156,15 @@ function specVersion() {
   return version;
 }
 
-/** Every place that records this package's version, as [file, read(json), write(json, version)]. */
-const VERSION_FIELDS = [
+/** Every place that records this package's version, as [file, read(json), write(json, version)];
+ * a place whose file is absent (the package copied without the web page) is skipped. */
+const VERSION_FIELDS_ALL = [
   [join(PACKAGE, "package.json"), (json) => json.version, (json, v) => void (json.version = v)],
   [join(PACKAGE, "package-lock.json"), (json) => json.version, (json, v) => void (json.version = v)],
   [join(PACKAGE, "package-lock.json"), (json) => json.packages?.[""]?.version, (json, v) => void (json.packages[""].version = v)],
   [WEB_LOCK, (json) => json.packages?.[`node_modules/${PACKAGE_NAME}`]?.version, (json, v) => void (json.packages[`node_modules/${PACKAGE_NAME}`].version = v)],
 ];
+const VERSION_FIELDS = VERSION_FIELDS_ALL.filter(([file]) => existsSync(file));
 
 /** The places whose version differs from the spec's, as "file: found". */
 function versionDrift(version) {
