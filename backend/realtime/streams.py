@@ -185,9 +185,8 @@ class Realtime:
             async with self.db.driver(transaction=False) as conn:
                 if await repository.hold_lease_if_connected(conn, worker, room_id, player_id):
                     return
-        async with self.db.transaction() as session:
-            committed = await service.set_presence(session, room_id, player_id, connected, worker)
-        self.committed(committed)
+        async with self.db.transaction() as session:  # rings for the presence event once committed
+            await service.set_presence(session, room_id, player_id, connected, worker)
 
     async def _maintain_presence(self) -> None:
         async with self.db.transaction() as session:
