@@ -64,6 +64,9 @@ spectral-lint: lint-install ## Spectral's OpenAPI, AsyncAPI and OWASP rulesets (
 	$(LINT)/node_modules/.bin/spectral lint --ruleset $(LINT)/.spectral.yaml --fail-severity hint \
 	  --display-only-failures openapi/openapi.yaml asyncapi/asyncapi.yaml
 
+nickname-pattern: install ## Write openapi.yaml's Nickname pattern from the server's nickname rule (Unicode data)
+	$(RUN) python -m tests.tools.nickname_pattern --write
+
 generated-check: ## Fail when generated code differs from what the specs produce now
 	$(RUN) python -m tests.tools.check_generated
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend.contract import api
 from backend.contract.api import FieldError, Problem
 from backend.domain.errors import RuleError
+from backend.domain.nicknames import NicknameInvalid, NicknameInvalidCharacters, normalize_nickname
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +237,33 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
             loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
         elif loc[:1] == ["body"] and len(loc) > 1 and loc[1] in BODY_TAGS:
             del loc[1]  # pydantic names the union's member; the client named no such field
-        message = str(err.get("msg", "invalid"))
+        refused = _nickname_refusal(err)
+        message = refused.detail if refused is not None else str(err.get("msg", "invalid"))
         if (tuple(loc), message) not in seen:
             seen.add((tuple(loc), message))
             errors.append(FieldError(loc=loc, message=message))
     return errors
+
+
+def _nickname_refusal(err: Any) -> NicknameInvalid | None:
+    """Return the nickname rule's own refusal of a nickname that failed its pattern: the pattern
+    is that rule written out (some 800 ranges, no message to show anyone), and the rule names
+    the character."""
+    if err.get("type") != "string_pattern_mismatch" or tuple(err.get("loc", ()))[-1:] != ("nickname",):
+        return None
+    try:
+        normalize_nickname(str(err.get("input", "")))
+    except NicknameInvalid as refused:
+        return refused
+    return None
+
+
+def _refused_nickname(exc: RequestValidationError) -> NicknameInvalidCharacters | None:
+    """Return the refusal of the nickname's characters when they are all that is wrong with the
+    request (`nickname_invalid_characters`, as the rule itself answers)."""
+    errors = exc.errors()
+    refused = _nickname_refusal(errors[0]) if len(errors) == 1 else None
+    return refused if isinstance(refused, NicknameInvalidCharacters) else None
 
 
 _STATUS_CODES = {
@@ -268,6 +291,9 @@ def install_problem_handlers(app: FastAPI, allowed_methods: Callable[[str], list
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        refused = _refused_nickname(exc)
+        if refused is not None:
+            return problem_response(refused.status, refused.code, refused.detail)
         errors = _field_errors(exc)
         where = ", ".join(".".join(str(p) for p in e.loc) for e in errors)
         return problem_response(

@@ -30,6 +30,18 @@ from backend.domain.errors import RuleError
 
 NICKNAME_MAX = 24
 
+# Past the Basic Multilingual Plane a nickname holds emoji only (the blocks below, regional
+# indicators for flags): a schema pattern cannot state ranges there that every engine reads
+# alike (Spectral's ECMA-262 reading has no `u` flag and sees surrogate pairs), so the emoji
+# are listed one by one, and rarer characters (CJK extensions, historic scripts) are refused.
+EMOJI_BLOCKS = (
+    (0x1F1E6, 0x1F1FF),  # regional indicators
+    (0x1F300, 0x1F64F),  # miscellaneous symbols and pictographs, emoticons
+    (0x1F680, 0x1F6FF),  # transport and map symbols
+    (0x1F900, 0x1F9FF),  # supplemental symbols and pictographs
+    (0x1FA70, 0x1FAFF),  # symbols and pictographs extended-A
+)
+
 # General categories refused anywhere in a nickname: control (Cc), format (Cf), private use
 # (Co), surrogate (Cs), unassigned (Cn, noncharacters included), line (Zl) and paragraph (Zp)
 # separators.
@@ -118,21 +130,80 @@ def describe(char: str) -> str:
     return f"U+{ord(char):04X}{' ' + name if name else ''}"
 
 
+def _stands_alone(char: str) -> str | None:
+    """Return why `char`, as sent, may not stand in a nickname, or None.
+
+    Beyond `refused_reason`: past the Basic Multilingual Plane only emoji (EMOJI_BLOCKS); and
+    a character must stay one character once normalised (NFKC), and that one acceptable. So
+    the ligature `\ufb01`, the numeral `\u2167` or `\u00a8` (NFKC: a space and a combining
+    mark) are refused rather than spelled out, and what the schema's pattern accepts is
+    exactly what the server does: the pattern is built from this rule.
+    """
+    reason = refused_reason(char)
+    if reason is not None:
+        return reason
+    code = ord(char)
+    if code > 0xFFFF and not any(lo <= code <= hi for lo, hi in EMOJI_BLOCKS):
+        return "past the Basic Multilingual Plane, where nicknames hold emoji only"
+    shown = _normalize("NFKC", char)
+    if len(shown) != 1:
+        return f"which normalises (NFKC) to {len(shown)} characters {shown!r}; type those instead"
+    if shown == " " or refused_reason(shown) is not None:
+        return f"which normalises (NFKC) to {describe(shown)}"
+    return None
+
+
 def normalize_nickname(raw: str) -> str:
     """Return the nickname to store and show: NFKC, trimmed; or raise why it is refused."""
-    nickname = _normalize("NFKC", raw).strip()
-    for char in nickname:
-        reason = refused_reason(char)
+    trimmed = raw.strip(" ")
+    for char in trimmed:
+        reason = None if char == " " else _stands_alone(char)
         if reason is not None:
             raise NicknameInvalidCharacters(f"The nickname holds {describe(char)}, {reason}; it may not.")
-    if "  " in nickname:
+    if "  " in trimmed:
         raise NicknameInvalidCharacters("The nickname holds two spaces in a row; one separates words.")
+    nickname = _normalize("NFKC", trimmed)
     if not 1 <= len(nickname) <= NICKNAME_MAX:
         raise NicknameLength(
             f"The nickname is {len(nickname)} characters once normalised (NFKC); "
             f"1 to {NICKNAME_MAX} are allowed."
         )
     return nickname
+
+
+@cache
+def nickname_characters() -> tuple[tuple[int, int], ...]:
+    """Return the code point ranges a nickname may hold besides the space, as sent."""
+    ranges: list[tuple[int, int]] = []
+    codes = [range(0x21, 0xD800), range(0xE000, 0x10000), *(range(lo, hi + 1) for lo, hi in EMOJI_BLOCKS)]
+    for code in (code for span in codes for code in span):
+        if _stands_alone(chr(code)) is not None:
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return tuple(ranges)
+
+
+def _class_members(lo: int, hi: int) -> str:
+    # `\uXXXX` in the Basic Multilingual Plane, as ECMA-262, Python and Rust all read it;
+    # past it each character itself, one by one: ECMA-262 spells a code point `\u{...}` and
+    # Python `\U...` (neither reads the other's), and without the `u` flag (Spectral) a range
+    # of astral characters is a range between surrogates, out of order.
+    if hi <= 0xFFFF:
+        return f"\\u{lo:04X}" if lo == hi else f"\\u{lo:04X}-\\u{hi:04X}"
+    return "".join(chr(code) for code in range(lo, hi + 1))
+
+
+def nickname_pattern() -> str:
+    """Return the schema's Nickname pattern: characters that `normalize_nickname` accepts,
+    single spaces between words, spaces around allowed (they are trimmed)."""
+    members = "".join(_class_members(lo, hi) for lo, hi in nickname_characters())
+    # One character at a time, each followed by at most one space: no two spaces in a row, and
+    # a failing match backtracks little. The class appears once: generators (hypothesis, as
+    # schemathesis runs it) build it a code point at a time.
+    return f"^ *(?:[{members}] ?)+ *$"
 
 
 @cache

@@ -37,7 +37,7 @@ _rng = random.SystemRandom()
 
 class IdempotencyKeyReused(RuleError):
     code = "idempotency_key_reused"
-    status = 422
+    status = 409
 
 
 def _dump(model: Any) -> dict[str, Any]:

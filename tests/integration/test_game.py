@@ -193,7 +193,7 @@ async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_b
     again = await vote(client, room_id, mafia, town[0].id, headers=key)
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
-    assert_problem(await vote(client, room_id, mafia, town[1].id, headers=key), 422, "idempotency_key_reused")
+    assert_problem(await vote(client, room_id, mafia, town[1].id, headers=key), 409, "idempotency_key_reused")
     cast = [e for e in await log_of(app, room_id) if e["type"] == "vote.cast"]
     assert len(cast) == 1
     # Another player's same key is theirs alone.

@@ -245,7 +245,7 @@ _STATUS_OF_CODE: dict[str, int] = {
     "invalid_choice": 409,
     "nickname_invalid": 422,
     "nickname_invalid_characters": 422,
-    "idempotency_key_reused": 422,
+    "idempotency_key_reused": 409,
     "rate_limited": 429,
     "too_many_streams": 429,
     "database_unavailable": 503,

@@ -276,7 +276,8 @@ export interface paths {
          *     Send `round` and `phase` (and, in missions, `attempt`) to be sure the action lands
          *     in the phase you saw: once that phase has closed it is refused with `409
          *     phase_closed`. With an `Idempotency-Key`, a retry returns the first answer
-         *     unchanged; the same key with another body is `422 idempotency_key_reused`.
+         *     unchanged; the same key with another body is `409 idempotency_key_reused` (the key
+         *     is bound to another request: send a new one).
          */
         post: operations["performAction"];
         delete?: never;
@@ -314,7 +315,8 @@ export interface paths {
          *     arrives after that phase closed is refused with `409 phase_closed`.
          *
          *     With an `Idempotency-Key`, a retry returns the first answer unchanged; the same key
-         *     with another body is `422 idempotency_key_reused`.
+         *     with another body is `409 idempotency_key_reused` (the key is bound to another
+         *     request: send a new one).
          */
         post: operations["castVote"];
         delete?: never;
@@ -545,15 +547,20 @@ export interface components {
         JoinCode: string;
         /**
          * Nickname
-         * @description Stored and shown in Unicode NFKC form (fullwidth `Ａ` is `A`) with surrounding
-         *     whitespace trimmed; what remains is 1–24 characters. Refused with
-         *     `nickname_invalid_characters` (422): control, format, private-use, surrogate and
+         * @description 1–24 characters: words of the characters the pattern lists, single spaces between
+         *     them; spaces around are trimmed. Stored and shown in Unicode NFKC form (fullwidth `Ａ`
+         *     is `A`). The pattern is the server's rule written out from Unicode 18 data (it is
+         *     generated; read it as a list): refused are control, format, private-use, surrogate and
          *     unassigned code points, line and paragraph separators, default-ignorable (invisible)
-         *     characters such as U+200B, U+00AD, U+2060, U+3164 or U+FE0F, and any whitespace but
-         *     single spaces between words. Unique in the room ignoring case (`nickname_taken`, 409)
-         *     and look-alikes: two nicknames whose Unicode TR39 confusable skeletons are equal
-         *     ignoring case, such as `Alice` and `Аlice` with a Cyrillic `А`, cannot share a room
-         *     (`nickname_confusable`, 409).
+         *     characters such as U+200B, U+00AD, U+2060, U+3164 or U+FE0F, whitespace other than the
+         *     space, and characters that NFKC does not make one such character (the ligature `ﬁ`,
+         *     the numeral `Ⅷ`, `¨`). A nickname the pattern refuses is `422
+         *     nickname_invalid_characters`, naming the character. NFKC can reorder combining marks;
+         *     a nickname longer than 24 characters once normalised is `422 validation_failed`.
+         *     Unique in the room ignoring case (`nickname_taken`, 409) and look-alikes: two
+         *     nicknames whose Unicode TR39 confusable skeletons are equal ignoring case, such as
+         *     `Alice` and `Аlice` with a Cyrillic `А`, cannot share a room (`nickname_confusable`,
+         *     409).
          * @example Alice
          */
         Nickname: string;
