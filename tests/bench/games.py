@@ -112,6 +112,7 @@ class GameStream(asyncio.Protocol):
         self.transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.unanswered()
         if not self.opened.done():
             self.opened.set_exception(ConnectionError("the stream closed before its snapshot"))
         if not self.closed.done():
@@ -122,6 +123,9 @@ class GameStream(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def unanswered(self) -> None:
+        """The stream is gone: commands still waiting for an answer will not get one."""
 
     def snapshot(self, data: dict[str, Any]) -> None:
         if self.replay:
@@ -144,7 +148,11 @@ class GameStream(asyncio.Protocol):
             seat.options_arrived(data()["options"])
         elif kind == b"game.finished":
             seat.game_finished(seq)
-            self.close()
+            self.finish()
+
+    def finish(self) -> None:
+        """The game is over: this stream has nothing more to carry."""
+        self.close()
 
 
 class GameSse(GameStream):
@@ -220,6 +228,23 @@ class GameWs(GameStream):
         super().__init__(request, seat, replay)
         self.upgraded = False
         self.acks: dict[str, asyncio.Future[tuple[int | None, str | None]]] = {}
+        self.finishing = False
+
+    def finish(self) -> None:
+        # The action that ended the game may not be answered yet: close once it is.
+        self.finishing = True
+        if not self.acks:
+            self.close()
+
+    def unanswered(self) -> None:
+        for future in self.acks.values():
+            if not future.done():
+                future.set_result((None, "stream_closed"))
+        self.acks.clear()
+
+    def answered(self) -> None:
+        if self.finishing and not self.acks:
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
@@ -257,11 +282,13 @@ class GameWs(GameStream):
         elif payload.startswith(b'{"type":"ack"'):
             ack = json.loads(payload)
             self.acks.pop(ack["request_id"]).set_result((ack.get("seq"), None))
+            self.answered()
         elif payload.startswith(b'{"type":"error"'):
             error = json.loads(payload)
             future = self.acks.pop(error["request_id"], None)
             if future is not None:
                 future.set_result((None, error["code"]))
+            self.answered()
 
     def send(self, payload: bytes, opcode: int = 1) -> None:
         size = len(payload)
@@ -332,6 +359,7 @@ class Game:
             seat.queued = True
             self.ready_seats.append(seat)
         else:
+            seat.busy = True
             self.spawn(self.act(seat, time.monotonic()))
 
     def spawn(self, coroutine: Any) -> None:
@@ -340,7 +368,7 @@ class Game:
         task.add_done_callback(self.tasks.discard)
 
     async def act(self, seat: Seat, due: float) -> None:
-        seat.busy = True
+        """Take one of the seat's options (it is marked busy until answered)."""
         version, table = seat.version, seat.table
         action = choose(self.rng, seat.options)
         self.requests += 1
@@ -377,6 +405,7 @@ class Game:
                 seat = self.ready_seats.popleft()
                 seat.queued = False
                 if seat.options and not seat.busy:
+                    seat.busy = True
                     self.spawn(self.act(seat, due))
                     break
             else:

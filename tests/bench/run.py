@@ -2,7 +2,8 @@
 
 Uses TEST_DATABASE_URL / DATABASE_URL (else the embedded PostgreSQL) with a database of its
 own, and REDIS_URL / TEST_REDIS_URL (else a Redis it starts) for the Redis rows.
-BENCH_QUICK=1 runs a smaller set.
+BENCH_QUICK=1 runs a smaller set. `--only chat` runs the chat rows, `--only games` the rows of
+rooms of 8 playing mafia and missions (tests/bench/games.py).
 """
 
 from __future__ import annotations
@@ -75,26 +76,26 @@ def loadgen(url: str, pid: int, *args: str) -> dict[str, Any]:
 def game_plans(quick: bool) -> list[tuple[str, bool, int, list[str]]]:
     """The game rows: rooms of 8 playing each ruleset back to back (tests/bench/games.py), over
     HTTP + SSE and over each player's WebSocket, flat out and at fixed offered rates. Each is
-    (label, with Redis, workers, loadgen arguments)."""
-    rooms = ["--rooms-of-8", "10" if quick else "150", "--duration", "5" if quick else "10"]
-    rates = [100] if quick else [500, 1000]
+    (label, with Redis, workers, loadgen arguments). Quick: 10 rooms for 5 s, one flat-out row
+    over HTTP and one paced row over WebSocket per game. BENCH_GAME_ROOMS and
+    BENCH_GAME_SECONDS override the rooms and seconds of every game row."""
+    rooms = [
+        *("--rooms-of-8", os.environ.get("BENCH_GAME_ROOMS") or ("10" if quick else "150")),
+        *("--duration", os.environ.get("BENCH_GAME_SECONDS") or ("5" if quick else "10")),
+    ]
     plans: list[tuple[str, bool, int, list[str]]] = []
     for game in ("mafia", "missions"):
-        base = [*rooms, "--game", game]
-        plans.append((f"{game} memory 1w http, flat out", False, 1, base))
-        plans.append((f"{game} memory 1w ws, flat out", False, 1, [*base, "--transport", "ws"]))
-        for rate in rates:
-            plans.append((f"{game} memory 1w http at {rate}/s", False, 1, [*base, "--rate", str(rate)]))
-        plans.append(
-            (
-                f"{game} memory 1w ws at {rates[-1]}/s",
-                False,
-                1,
-                [*base, "--rate", str(rates[-1]), "--transport", "ws"],
-            )
-        )
-        if not quick:
-            plans.append((f"{game} redis 2w http at 1000/s", True, 2, [*base, "--rate", "1000"]))
+        http, ws = [*rooms, "--game", game], [*rooms, "--game", game, "--transport", "ws"]
+        if quick:
+            plans.append((f"{game} memory 1w http, flat out", False, 1, http))
+            plans.append((f"{game} memory 1w ws at 100/s", False, 1, [*ws, "--rate", "100"]))
+            continue
+        plans.append((f"{game} memory 1w http, flat out", False, 1, http))
+        plans.append((f"{game} memory 1w ws, flat out", False, 1, ws))
+        for rate in (500, 1000):
+            plans.append((f"{game} memory 1w http at {rate}/s", False, 1, [*http, "--rate", str(rate)]))
+            plans.append((f"{game} memory 1w ws at {rate}/s", False, 1, [*ws, "--rate", str(rate)]))
+        plans.append((f"{game} redis 2w http at 1000/s", True, 2, [*http, "--rate", "1000"]))
     return plans
 
 
