@@ -81,8 +81,8 @@ types: ## mypy, strict on hand-written code
 migrations-check: ## Fail unless migrations and models agree
 	DATABASE_URL="$${TEST_DATABASE_URL:-$$DATABASE_URL}" $(RUN) python -m backend check-migrations
 
-bench: install ## Load the server from another process; print latency, throughput and memory per stream
-	$(RUN) python -m tests.bench.run
+bench: install ## Load the server from another process; print latency, throughput and memory per stream (ONLY=chat|games: those rows)
+	$(RUN) python -m tests.bench.run $(if $(ONLY),--only $(ONLY))
 
 # The contract diff (tests/tools/specdiff): openapi/ and asyncapi/ at BASE against the working
 # tree. BASE defaults to the merge base with main, or on main to the previous commit.

@@ -202,6 +202,10 @@ class RawHttp:
 
     async def post(self, path: str, body: bytes, token: str) -> dict[str, Any]:
         """POST a JSON body; return the decoded JSON answer."""
+        return (await self.post_status(path, body, token))[1]
+
+    async def post_status(self, path: str, body: bytes, token: str) -> tuple[int, dict[str, Any]]:
+        """POST a JSON body; return the status and the decoded JSON answer."""
         if self.idle.empty() and self.opened < self.size:
             self.opened += 1
             self.idle.put_nowait(await asyncio.open_connection(self.host, self.port))
@@ -215,7 +219,7 @@ class RawHttp:
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
             answer: dict[str, Any] = json.loads(await reader.readexactly(length))
-            return answer
+            return int(head[9:12]), answer
         finally:
             self.idle.put_nowait((reader, writer))
 
@@ -571,9 +575,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--senders", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0.0, help="commands per second (open loop)")
+    parser.add_argument("--game", choices=["mafia", "missions"], help="rooms of 8 play this game")
+    parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--until-games", type=int, default=0, help="end once this many games finished")
     args = parser.parse_args()
     # uvloop, as the server runs: the generator's own CPU per delivery stays out of the numbers.
-    result = uvloop.run(rooms_of_8(args) if args.rooms_of_8 else one_room(args))
+    if args.game:
+        from tests.bench.games import rooms_playing
+
+        result = uvloop.run(rooms_playing(args))
+    else:
+        result = uvloop.run(rooms_of_8(args) if args.rooms_of_8 else one_room(args))
     print(json.dumps(result))
 
 

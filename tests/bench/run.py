@@ -2,11 +2,13 @@
 
 Uses TEST_DATABASE_URL / DATABASE_URL (else the embedded PostgreSQL) with a database of its
 own, and REDIS_URL / TEST_REDIS_URL (else a Redis it starts) for the Redis rows.
-BENCH_QUICK=1 runs a smaller set.
+BENCH_QUICK=1 runs a smaller set. `--only chat` runs the chat rows, `--only games` the rows of
+rooms of 8 playing mafia and missions (tests/bench/games.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -71,14 +73,45 @@ def loadgen(url: str, pid: int, *args: str) -> dict[str, Any]:
     return result
 
 
+def game_plans(quick: bool) -> list[tuple[str, bool, int, list[str]]]:
+    """The game rows: rooms of 8 playing each ruleset back to back (tests/bench/games.py), over
+    HTTP + SSE and over each player's WebSocket, flat out and at fixed offered rates. Each is
+    (label, with Redis, workers, loadgen arguments). Quick: 10 rooms for 5 s, one flat-out row
+    over HTTP and one paced row over WebSocket per game. BENCH_GAME_ROOMS and
+    BENCH_GAME_SECONDS override the rooms and seconds of every game row."""
+    rooms = [
+        *("--rooms-of-8", os.environ.get("BENCH_GAME_ROOMS") or ("10" if quick else "150")),
+        *("--duration", os.environ.get("BENCH_GAME_SECONDS") or ("5" if quick else "10")),
+    ]
+    plans: list[tuple[str, bool, int, list[str]]] = []
+    for game in ("mafia", "missions"):
+        http, ws = [*rooms, "--game", game], [*rooms, "--game", game, "--transport", "ws"]
+        if quick:
+            plans.append((f"{game} memory 1w http, flat out", False, 1, http))
+            plans.append((f"{game} memory 1w ws at 100/s", False, 1, [*ws, "--rate", "100"]))
+            continue
+        plans.append((f"{game} memory 1w http, flat out", False, 1, http))
+        plans.append((f"{game} memory 1w ws, flat out", False, 1, ws))
+        for rate in (500, 1000):
+            plans.append((f"{game} memory 1w http at {rate}/s", False, 1, [*http, "--rate", str(rate)]))
+            plans.append((f"{game} memory 1w ws at {rate}/s", False, 1, [*ws, "--rate", str(rate)]))
+        plans.append((f"{game} redis 2w http at 1000/s", True, 2, [*http, "--rate", "1000"]))
+    return plans
+
+
 def main() -> int:
-    """Run every configuration and print the table."""
+    """Run every configuration and print the table (`--only chat` or `--only games`: those rows)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=["chat", "games"])
+    only = parser.parse_args().only
     quick = os.environ.get("BENCH_QUICK") == "1"
+    # A database of its own: TEST_DATABASE_NAME's (a checkout's) with `_bench` after it.
+    scratch = (os.environ.get("TEST_DATABASE_NAME") or "roundtable") + "_bench"
     base = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     base = base or embedded_database_url(Settings().data_dir)
     machine = wake_up_round_trips()
     speed = python_loop_ms(), loopback_write_us()
-    commits = commit_latency_ms(recreate_database(base, "roundtable_bench"))
+    commits = commit_latency_ms(recreate_database(base, scratch))
     sizes = [100, 1000] if quick else [100, 1000, 5000]
     rows: list[tuple[str, dict[str, Any]]] = []
     with ExitStack() as stack:
@@ -127,11 +160,16 @@ def main() -> int:
         for run in (2, 3):
             label = f"memory 1w ws rooms of 8 at 2000/s, run {run}"
             plans.append((label, None, 1, [*rooms, "--rate", "2000", *ws]))
+        if only == "games":
+            plans.clear()
+        if only != "chat":
+            for label, with_redis, workers, args in game_plans(quick):
+                plans.append((label, redis_url if with_redis else None, workers, args))
         for label, url, workers, args in plans:
             print(f"running {label} ...", file=sys.stderr, flush=True)
             # A fresh database each time: nothing left by the run before (its players, still
             # marked connected, would be swept by this server while it is measured).
-            database_url = recreate_database(base, "roundtable_bench")
+            database_url = recreate_database(base, scratch)
             migrate(database_url)
             with server(database_url, url, workers) as (server_url, pid):
                 rows.append((label, loadgen(server_url, pid, *args)))
@@ -276,7 +314,15 @@ def loopback_write_us(sockets: int = 200, rounds: int = 50, size: int = 300) -> 
 
 
 def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
-    """Print the results as two Markdown tables: one room, and many rooms of 8."""
+    """Print the results as Markdown tables: one room, many rooms of 8 chatting, and rooms of
+    8 playing games (each table only when it has rows)."""
+    if any("game" not in r for _, r in rows):
+        print_chat_tables(rows)
+    print_game_table([(label, r) for label, r in rows if "game" in r])
+
+
+def print_chat_tables(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """One room's rows, then the rows of many rooms of 8 chatting."""
     print()
     print(
         "| run | streams | p50 ms | p99 ms | max ms | command answered p50 / max ms "
@@ -301,13 +347,41 @@ def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
-        if "rooms" not in r:
+        if "rooms" not in r or "game" in r:
             continue
         lat, cpu = r["latency"], r["cpu_ms_per_command"]
         print(
             f"| {label} | {r['streams']} | {r['commands_per_s']} | {lat['p50_ms']} | {lat['p99_ms']} "
             f"| {lat['max_ms']} | {cpu['server']} | {cpu['postgres']} | {cpu['redis']} "
             f"| {cpu['load generator']} | {cpu['cores busy']} | {r['undelivered']} |"
+        )
+
+
+def print_game_table(games: list[tuple[str, dict[str, Any]]]) -> None:
+    """The rows of rooms of 8 playing games."""
+    if not games:
+        return
+    print()
+    print(
+        "Games (rooms of 8, a new room when a game ends): actions/s; the action's answer, and "
+        "its first event at every player who may see it (from when the action was due); "
+        "CPU per action (room setup included); skipped: offered ticks with no player ready; "
+        "lost: events a fresh replay from ?after=0 holds that the live stream never received."
+    )
+    print(
+        "| run | streams | games | actions/s | answer p50 / p99 ms | delivery p50 / p99 / max ms "
+        "| deliveries | CPU ms per action: server | PostgreSQL | Redis | cores busy | refused "
+        "| skipped | lost |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in games:
+        answer, delivery, cpu = r["answer"], r["delivery"], r["cpu_ms_per_action"]
+        print(
+            f"| {label} | {r['streams']} | {r['games_finished']} | {r['actions_per_s']} "
+            f"| {answer['p50_ms']} / {answer['p99_ms']} "
+            f"| {delivery['p50_ms']} / {delivery['p99_ms']} / {delivery['max_ms']} | {r['deliveries']} "
+            f"| {cpu['server']} | {cpu['postgres']} | {cpu['redis']} | {cpu['cores busy']} "
+            f"| {sum(r['refused'].values())} | {r['skipped_ticks']} | {r['lost']} |"
         )
 
 
