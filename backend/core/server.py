@@ -15,6 +15,11 @@ see backend/realtime/endpoints.py), and closes it with 1001 itself only if the a
 when the drain is over. The first `shutdown()` call tells whoever registered with
 `on_shutdown` (the realtime machinery ends SSE streams with their terminating chunk).
 
+A long response (an SSE stream) may be detached from its request (`DetachableCycle`): the
+app returns once the response has started, without finishing it, and keeps writing through
+the cycle's own `send` (no middleware, no request task, none of the ~25 coroutine frames of
+the request's stack held for the stream's life); `lost` tells it when the client goes away.
+
 Both classes are named to uvicorn by import string (see backend/__main__.py), so workers
 started by uvicorn's process manager import them rather than unpickle them.
 """
@@ -28,8 +33,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -105,6 +111,49 @@ def _drain_seconds() -> float:
     return float(get_settings().shutdown_drain_seconds)
 
 
+class DetachableCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle, whose response the app may finish after it returned.
+
+    `detach(lost)` (called by the app after the response started): returning without having
+    finished the response is then no error, the response is finished later through `send`
+    (its completion still starts the connection's next request), and `lost` is called if the
+    client goes away first.
+    """
+
+    lost: Callable[[], None] | None = None
+    detached = False
+
+    def detach(self, lost: Callable[[], None]) -> None:
+        """Let the app return before the response is finished; call `lost` if the client goes away."""
+        self.detached = True
+        self.lost = lost
+
+    async def run_asgi(self, app: ASGI3Application) -> None:
+        # uvicorn's run_asgi, but a detached response is left open when the app returns.
+        try:
+            result = await app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self.detached = False
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected and not self.detached:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            if not self.detached or self.response_complete:
+                self.on_response = lambda: None
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection slow to send its request."""
 
@@ -136,9 +185,18 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm()
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # Every cycle this protocol runs may be detached (uvicorn makes plain ones).
+        cycle.__class__ = DetachableCycle
+        super()._start_asgi_task(cycle, app)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if isinstance(cycle, DetachableCycle) and cycle.lost is not None and not cycle.response_complete:
+            lost, cycle.lost = cycle.lost, None
+            lost()
 
     def on_message_begin(self) -> None:
         # The first byte of a request on a kept-alive connection (uvicorn's keep-alive timer
