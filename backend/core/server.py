@@ -31,7 +31,7 @@ import logging
 import resource
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
@@ -117,16 +117,30 @@ class DetachableCycle(RequestResponseCycle):
     `detach(lost)` (called by the app after the response started): returning without having
     finished the response is then no error, the response is finished later through `send`
     (its completion still starts the connection's next request), and `lost` is called if the
-    client goes away first.
+    client goes away first. Detached cycles are listed in one dict rather than given new
+    attributes: uvicorn's cycle keeps its attributes in a key-sharing dict, which an
+    attribute added later would turn into a dict of its own, for every stream.
     """
 
-    lost: Callable[[], None] | None = None
-    detached = False
+    detached: ClassVar[dict[RequestResponseCycle, Callable[[], None]]] = {}
 
     def detach(self, lost: Callable[[], None]) -> None:
-        """Let the app return before the response is finished; call `lost` if the client goes away."""
-        self.detached = True
-        self.lost = lost
+        """Let the app return before the response is finished; call `lost` if the client goes
+        away first. Also drops what the request's scope holds but the response no longer needs
+        (the app's per-request state, exit stacks, the route)."""
+        DetachableCycle.detached[self] = lost
+        # Once the app's stack has unwound (it may read the scope on its way out).
+        asyncio.get_running_loop().call_soon(self._trim_scope)
+
+    def _trim_scope(self) -> None:
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        kept = {key: scope[key] for key in SCOPE_KEPT if key in scope}
+        scope.clear()  # in place: the protocol holds the same dict
+        scope.update(kept)
+
+    def forget(self) -> None:
+        """The detached response is over (or about to be finished): nothing more to call."""
+        DetachableCycle.detached.pop(self, None)
 
     async def run_asgi(self, app: ASGI3Application) -> None:
         # uvicorn's run_asgi, but a detached response is left open when the app returns.
@@ -134,24 +148,39 @@ class DetachableCycle(RequestResponseCycle):
             result = await app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
         except BaseException as exc:
             self.logger.error("Exception in ASGI application\n", exc_info=exc)
-            self.detached = False
+            self.forget()
             if not self.response_started:
                 await self.send_500_response()
             else:
                 self.transport.close()
         else:
+            detached = self in DetachableCycle.detached
             if result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
                 self.transport.close()
             elif not self.response_started and not self.disconnected:
                 self.logger.error("ASGI callable returned without starting response.")
                 await self.send_500_response()
-            elif not self.response_complete and not self.disconnected and not self.detached:
+            elif not self.response_complete and not self.disconnected and not detached:
                 self.logger.error("ASGI callable returned without completing response.")
                 self.transport.close()
         finally:
-            if not self.detached or self.response_complete:
+            if self not in DetachableCycle.detached or self.response_complete:
                 self.on_response = lambda: None
+
+
+# What a detached response's cycle (and uvicorn's protocol, which shares the scope) reads later.
+SCOPE_KEPT = (
+    "type",
+    "method",
+    "path",
+    "http_version",
+    "scheme",
+    "client",
+    "server",
+    "root_path",
+    "query_string",
+)
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -194,8 +223,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._disarm()
         cycle = self.cycle
         super().connection_lost(exc)
-        if isinstance(cycle, DetachableCycle) and cycle.lost is not None and not cycle.response_complete:
-            lost, cycle.lost = cycle.lost, None
+        lost = DetachableCycle.detached.pop(cycle, None) if cycle is not None else None
+        if lost is not None and not cycle.response_complete:
             lost()
 
     def on_message_begin(self) -> None:

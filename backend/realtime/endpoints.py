@@ -319,7 +319,7 @@ class DetachedSse:
 
     def _end(self) -> None:
         self.conn.sink = None
-        self.cycle.lost = None
+        self.cycle.forget()
         self.conn.aborted.remove_done_callback(self._aborted)
         self.stream.end()
 
