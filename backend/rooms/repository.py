@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy import delete, func, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -60,6 +61,21 @@ async def count_present(session: AsyncSession, room_id: uuid.UUID) -> int:
         .where(col(PlayerRow.room_id) == room_id, col(PlayerRow.left_at).is_(None))
     )
     return int(result.one())
+
+
+async def others_connected(session: AsyncSession, room_id: uuid.UUID, player_id: uuid.UUID) -> bool:
+    """Return whether a present player of the room other than `player_id` is connected."""
+    result = await session.exec(
+        select(func.count())
+        .select_from(PlayerRow)
+        .where(
+            col(PlayerRow.room_id) == room_id,
+            col(PlayerRow.id) != player_id,
+            col(PlayerRow.left_at).is_(None),
+            col(PlayerRow.connected).is_(True),
+        )
+    )
+    return int(result.one()) > 0
 
 
 async def token_holder(
@@ -157,6 +173,19 @@ async def list_rooms(
 LEASE_TTL_SECONDS = 30
 
 
+async def hold_lease(
+    session: AsyncSession, worker_id: uuid.UUID, room_id: uuid.UUID, player_id: uuid.UUID
+) -> None:
+    """Record that this worker has a stream of the player open."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    statement = pg_insert(table).values(worker_id=worker_id, room_id=room_id, player_id=player_id)
+    await session.exec(
+        statement.on_conflict_do_update(
+            index_elements=["worker_id", "player_id"], set_={"seen_at": func.now()}
+        )
+    )
+
+
 _HOLD_IF_CONNECTED = """
 WITH shown AS (
     SELECT id, room_id FROM players
@@ -185,6 +214,22 @@ async def hold_lease_if_connected(
     return await conn.fetchval(_HOLD_IF_CONNECTED, worker_id, player_id, room_id) is not None
 
 
+async def drop_lease(session: AsyncSession, worker_id: uuid.UUID, player_id: uuid.UUID) -> None:
+    """Record that this worker has no stream of the player open any more."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    await session.exec(delete(table).where(table.c.worker_id == worker_id, table.c.player_id == player_id))
+
+
+async def has_fresh_lease(session: AsyncSession, player_id: uuid.UUID) -> bool:
+    """Return whether any living worker holds a stream of the player."""
+    table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
+    fresh = func.now() - text(f"interval '{LEASE_TTL_SECONDS} seconds'")
+    result = await session.exec(
+        select(func.count()).select_from(table).where(table.c.player_id == player_id, table.c.seen_at > fresh)
+    )
+    return int(result.one()) > 0
+
+
 async def drop_worker_leases(session: AsyncSession, worker_id: uuid.UUID) -> None:
     """Forget every lease of a worker that is going away."""
     table = StreamLeaseRow.__table__  # type: ignore[attr-defined]
@@ -208,72 +253,3 @@ async def orphaned_presence(session: AsyncSession) -> list[tuple[uuid.UUID, uuid
         )
     )
     return [(room_id, player_id) for room_id, player_id in result.all()]
-
-
-# Presence on the transaction's asyncpg connection (session_driver), under the room's lock:
-# statements prepared once per connection, none built per call.
-_LOCK_PLAYER = """
-SELECT connected FROM players WHERE id = $1 AND room_id = $2 AND left_at IS NULL FOR NO KEY UPDATE
-"""
-_HOLD = """
-INSERT INTO stream_leases (worker_id, room_id, player_id) VALUES ($1, $2, $3)
-ON CONFLICT (worker_id, player_id) DO UPDATE SET seen_at = now()
-"""
-_DROP_AND_CHECK = f"""
-WITH dropped AS (DELETE FROM stream_leases WHERE worker_id = $1 AND player_id = $2)
-SELECT EXISTS (
-  SELECT 1 FROM stream_leases
-  WHERE player_id = $2 AND worker_id <> $1 AND seen_at > now() - interval '{LEASE_TTL_SECONDS} seconds'
-)
-"""
-# The player's presence, the room's idle clock (from now when nobody else is connected) and
-# the event, in one statement; returns the room's new last_seq.
-_PRESENCE_CHANGED = """
-WITH player AS (
-  UPDATE players SET connected = $3 WHERE id = $2
-), room AS (
-  UPDATE rooms SET
-    idle_since = CASE
-      WHEN $3 THEN NULL
-      WHEN EXISTS (SELECT 1 FROM players
-                   WHERE room_id = $1 AND id <> $2 AND left_at IS NULL AND connected) THEN idle_since
-      ELSE clock_timestamp() END,
-    last_seq = last_seq + 1, state_seq = last_seq + 1
-  WHERE id = $1
-  RETURNING last_seq
-), event AS (
-  INSERT INTO room_events (room_id, seq, type, data, visibility)
-  SELECT $1, room.last_seq, 'presence.changed', $4::text::jsonb, 'room' FROM room
-)
-SELECT last_seq FROM room
-"""
-
-
-async def lock_present_player(
-    conn: asyncpg.Connection, room_id: uuid.UUID, player_id: uuid.UUID
-) -> bool | None:
-    """Lock a present player's row; return whether the room shows them connected (None: gone)."""
-    connected: bool | None = await conn.fetchval(_LOCK_PLAYER, player_id, room_id)
-    return connected
-
-
-async def hold_lease_raw(
-    conn: asyncpg.Connection, worker_id: uuid.UUID, room_id: uuid.UUID, player_id: uuid.UUID
-) -> None:
-    """Record that this worker has a stream of the player open."""
-    await conn.execute(_HOLD, worker_id, room_id, player_id)
-
-
-async def drop_lease_and_check(conn: asyncpg.Connection, worker_id: uuid.UUID, player_id: uuid.UUID) -> bool:
-    """Drop this worker's lease on the player; return whether a living worker still holds one."""
-    held: bool = await conn.fetchval(_DROP_AND_CHECK, worker_id, player_id)
-    return held
-
-
-async def record_presence(
-    conn: asyncpg.Connection, room_id: uuid.UUID, player_id: uuid.UUID, connected: bool, data: str
-) -> int:
-    """Show the player (dis)connected, keep the room's idle clock, append `presence.changed`
-    (`data`, JSON); return the room's last_seq."""
-    last_seq: int = await conn.fetchval(_PRESENCE_CHANGED, room_id, player_id, connected, data)
-    return last_seq

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from pydantic import MISSING, BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.contract import api, events
-from backend.core.db import Database, appended, session_driver
+from backend.core.db import Database
 from backend.core.problems import (
     NotAMember,
     NotHost,
@@ -383,24 +382,28 @@ async def set_presence(
     room sees no change. The room is idle (`idle_since`) while none of its players is
     connected. A closed room records nothing: it appends no more events.
     """
-    conn = await session_driver(session)
-    locked = await game_repository.lock_room_raw(conn, room_id, player_id, None)
-    if locked is None:
-        raise RoomNotFound("No room with this id.")
+    room = await locked_room(session, room_id, closed_ok=True)
     # Locked before the leases are read: see repository.hold_lease_if_connected.
-    shown = await repository.lock_present_player(conn, room_id, player_id)
-    if shown is None:
+    player = await repository.present_player(session, room.id, player_id, lock=True)
+    if player is None:
         return None
     if connected:
-        await repository.hold_lease_raw(conn, worker_id, room_id, player_id)
-    elif await repository.drop_lease_and_check(conn, worker_id, player_id):
-        return None  # a stream on another worker keeps the player connected
-    if shown == connected or locked.room.status == "closed":
+        await repository.hold_lease(session, worker_id, room.id, player.id)
+    else:
+        await repository.drop_lease(session, worker_id, player.id)
+        if await repository.has_fresh_lease(session, player.id):
+            return None  # a stream on another worker keeps the player connected
+    if player.connected == connected or room.status == "closed":
         return None
-    data = json.dumps(_dump(events.PresenceChangedData(player_id=player_id, connected=connected)))
-    last_seq = await repository.record_presence(conn, room_id, player_id, connected, data)
-    appended(session, room_id, last_seq)  # rung by Database.transaction once committed
-    return Committed(room_id, last_seq)
+    player.connected = connected
+    session.add(player)
+    if connected:
+        room.idle_since = None
+    elif not await repository.others_connected(session, room.id, player.id):
+        room.idle_since = await game_repository.db_clock(session)
+    data = events.PresenceChangedData(player_id=player.id, connected=connected)
+    last_seq = await append_events(session, room, [NewEvent("presence.changed", _dump(data))])
+    return Committed(room.id, last_seq)
 
 
 async def get_public_room(session: AsyncSession, room_id: uuid.UUID) -> api.RoomSummary:
