@@ -20,6 +20,7 @@ from backend.persistence.tables import (
     IdempotencyRow,
     PhaseResultRow,
     PlayerRecord,
+    PlayerRow,
     RoomRecord,
     RoomRow,
     VoteRow,
