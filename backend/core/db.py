@@ -66,6 +66,22 @@ def appended(session: AsyncSession, room_id: Any, last_seq: int) -> None:
     session.info.setdefault(APPENDED, {})[room_id] = last_seq
 
 
+async def session_driver(session: AsyncSession) -> asyncpg.Connection:
+    """Return the asyncpg connection under the session's transaction, the transaction begun.
+
+    For a command's hot statements: plain prepared statements in the same transaction as the
+    session's ORM ones (no statement compilation, no greenlet hop per statement). SQLAlchemy's
+    asyncpg adapter begins its transaction lazily, at its first statement; a statement sent
+    around it before that would run in autocommit, so it is begun here.
+    """
+    connection = await session.connection()
+    adapter: Any = (await connection.get_raw_connection()).dbapi_connection
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    driver: asyncpg.Connection = adapter._connection
+    return driver
+
+
 class Database:
     """Hands out short sessions; no session outlives one command or one read."""
 

@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import MISSING, BaseModel
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.contract import api, events
-from backend.core.problems import NotHost, Unauthorized
+from backend.core.db import appended, session_driver
+from backend.core.problems import NotHost, RoomNotFound, Unauthorized
 from backend.domain.errors import RuleError
 from backend.domain.lobby import RoomNotInLobby
 from backend.game import repository
@@ -50,18 +52,24 @@ class Table:
     """One room's game as loaded under its lock: the rows, the ruleset, and its state."""
 
     room: RoomRow
+    # The players dealt in (those who left included), by id.
     players: dict[str, PlayerRow]
     rules: Ruleset[Any, Any]
     state: Any
+    # The players in the room now, by seat.
+    present: list[PlayerRow]
     # The events the last write appended, in order.
     written: list[NewEvent] = field(default_factory=list)
 
 
 async def _load(session: AsyncSession, room: RoomRow) -> Table:
+    """Return the room's game: its ruleset, state and players (one read)."""
     rules = ruleset(room.ruleset)
-    players = list(await repository.dealt_players(session, room.id))
+    rows = await repository.table_players(await session_driver(session), room.id)
     assert room.game is not None, "a running room has its game's state"
-    return Table(room, {str(p.id): p for p in players}, rules, rules.load(room.game))
+    dealt = {str(p.id): p for p in rows if p.role is not None}
+    present = [p for p in rows if p.left_at is None]
+    return Table(room, dealt, rules, rules.load(room.game), present)
 
 
 async def _write(
@@ -71,14 +79,18 @@ async def _write(
     before: Any | None,
     after: Any,
     now: datetime | None = None,
+    answer: Callable[[list[NewEvent]], IdempotencyRow | None] | None = None,
 ) -> int:
-    """Write what the facts say happened: rows, the room's state and phase, and the events.
+    """Write what the facts say happened, in one statement: the room's state and phase, the
+    rows the facts record, the seats that changed, the events, and the command's first answer
+    under its idempotency key (`answer`, given the events about to be appended).
 
     `before` None: the game is being dealt. `now` is the database clock when the command
     already read it (deadlines count from it).
     """
+    conn = await session_driver(session)
     room, players, rules = table.room, table.players, table.rules
-    now = now or await repository.db_clock(session)
+    now = now or await repository.clock(conn)
 
     def deadline(phase: str) -> datetime:
         return now + timedelta(seconds=rules.phase_seconds(room.settings, phase))
@@ -97,31 +109,86 @@ async def _write(
             key = (record.round, record.phase, record.attempt)
             results[key] = _merge(results.get(key), record)
 
+    seats: list[PlayerRow] = []
     for seat in rules.seats(after):
         row = players[seat.player_id]
         if (row.role, row.team, row.alive) != (seat.role, seat.team, seat.alive):
-            row.role, row.team, row.alive = seat.role, seat.team, seat.alive
-            session.add(row)
+            for name, value in (("role", seat.role), ("team", seat.team), ("alive", seat.alive)):
+                set_committed_value(row, name, value)
+            seats.append(row)
     was = rules.position(before) if before is not None else None
     position = rules.position(after)
-    room.game = rules.dump(after)
-    room.round, room.phase = position.round, position.phase
+    changes: dict[str, Any] = {"game": rules.dump(after), "round": position.round, "phase": position.phase}
     if was is None or was.key != position.key:
-        room.phase_ends_at = deadline(position.phase) if position.phase is not None else None
-    new_events += await _options_changed(session, table, before, after)
-    await repository.insert_votes(session, votes)
-    for result in results.values():
-        await repository.record_phase_result(session, _result_row(room, result))
+        changes["phase_ends_at"] = deadline(position.phase) if position.phase is not None else None
+    new_events += _options_changed(table, before, after)
     if position.winner is not None and (was is None or was.winner is None):
-        room.status, room.winner = "finished", position.winner
-        room.phase, room.phase_ends_at, room.ended_at = None, None, now
-        session.add(room)
-        await session.flush()
+        changes |= {"status": "finished", "winner": position.winner, "phase": None}
+        changes |= {"phase_ends_at": None, "ended_at": now}
+        # The final event shows every vote: those of this command are written first.
+        await repository.insert_votes(session, votes)
+        votes = []
+        for name, value in changes.items():
+            set_committed_value(room, name, value)
         new_events.append(await _finished(session, table, position))
-    session.add(room)
-    await session.flush()
+    for name, value in changes.items():
+        set_committed_value(room, name, value)
+    first = room.last_seq + 1
+    last = room.last_seq + len(new_events)
+    first_answer = answer(new_events) if answer is not None else None
+    await repository.write_command(
+        conn,
+        [
+            room.id,
+            json.dumps(room.game),
+            room.round,
+            room.phase,
+            room.phase_ends_at,
+            room.status,
+            room.winner,
+            room.ended_at,
+            last,
+            [first + i for i in range(len(new_events))],
+            [e.type for e in new_events],
+            [json.dumps(e.data) for e in new_events],
+            [e.visibility.value for e in new_events],
+            [e.audience for e in new_events],
+            *_columns(votes, _VOTE_COLUMNS),
+            *_columns([_result_row(room, r) for r in results.values()], _RESULT_COLUMNS),
+            [p.id for p in seats],
+            [p.role for p in seats],
+            [p.team for p in seats],
+            [p.alive for p in seats],
+            *_answer_args(first_answer),
+        ],
+    )
+    if new_events:
+        set_committed_value(room, "last_seq", last)
+        set_committed_value(room, "state_seq", last)
+        appended(session, room.id, last)  # rung by Database.transaction once committed
     table.written = new_events
-    return await append_events(session, room, new_events)
+    return room.last_seq
+
+
+_VOTE_COLUMNS = (
+    "round", "phase", "attempt", "action", "voter_id", "target_player_id", "choice", "visibility", "audience",
+    "seq",
+)  # fmt: skip
+_RESULT_COLUMNS = ("round", "phase", "attempt", "tally", "eliminated_player_id", "details")
+_JSON_COLUMNS = frozenset({"tally", "details"})
+
+
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
+    """Return rows as one list per column (for unnest), JSON columns as JSON text."""
+    return [
+        [json.dumps(r[n]) if n in _JSON_COLUMNS and r[n] is not None else r[n] for r in rows] for n in names
+    ]
+
+
+def _answer_args(row: IdempotencyRow | None) -> list[Any]:
+    if row is None:
+        return [None, None, None, None, None]
+    return [row.player_id, row.key, row.request_hash, row.status_code, json.dumps(row.body)]
 
 
 def _vote_row(room: RoomRow, record: VoteRecord, audience: protocol.Audience, seq: int) -> dict[str, Any]:
@@ -171,9 +238,7 @@ def _result_row(room: RoomRow, result: ResultRecord) -> dict[str, Any]:
     }
 
 
-async def _options_changed(
-    session: AsyncSession, table: Table, before: Any | None, after: Any
-) -> list[NewEvent]:
+def _options_changed(table: Table, before: Any | None, after: Any) -> list[NewEvent]:
     """Tell each present player whose options changed what they may do now (to them alone).
 
     When a phase opens, everyone who may act in it (or could in the last) is told, even with
@@ -182,7 +247,7 @@ async def _options_changed(
     rules = table.rules
     opened = before is None or rules.position(before).key != rules.position(after).key
     changed = []
-    for row in await rooms_repository.present_players(session, table.room.id):
+    for row in table.present:
         pid = str(row.id)
         if pid not in table.players:
             continue  # joined too late to be dealt in: never has options
@@ -199,8 +264,7 @@ async def _finished(session: AsyncSession, table: Table, position: Position) -> 
     """Return `game.finished`: the winner, every role, every vote but those shown to nobody."""
     room = table.room
     final = await repository.final_votes(session, room.id)
-    present = {p.id: p for p in await rooms_repository.present_players(session, room.id)}
-    everyone = {**{p.id: p for p in table.players.values()}, **present}
+    everyone = {**{p.id: p for p in table.players.values()}, **{p.id: p for p in table.present}}
     assert position.winner is not None
     finished = events.GameFinishedData(
         winner=api.Team(position.winner),
@@ -210,14 +274,31 @@ async def _finished(session: AsyncSession, table: Table, position: Position) -> 
     return NewEvent("game.finished", _dump(finished))
 
 
-async def _running(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> tuple[Table, PlayerRow]:
-    room = await locked_room(session, room_id)
-    me = await rooms_repository.present_player(session, room.id, actor.player_id)
+async def _lock(
+    session: AsyncSession, room_id: uuid.UUID, actor: Actor, key: str | None = None
+) -> repository.Locked:
+    """Return the room locked until the transaction ends, the clock, and the caller's first
+    answer under `key` (one round trip)."""
+    locked = await repository.lock_room_raw(await session_driver(session), room_id, actor.player_id, key)
+    if locked is None:
+        raise RoomNotFound("No room with this id.")
+    return locked
+
+
+async def _running(session: AsyncSession, room: RoomRow, actor: Actor) -> tuple[Table, PlayerRow]:
+    """Return the locked room's game and the caller, or refuse: closed, not in it, not running."""
+    if room.status == "closed":
+        raise closed_room()
+    table = await _load(session, room) if room.game is not None else None
+    if table is not None:
+        me = next((p for p in table.present if p.id == actor.player_id), None)
+    else:
+        me = await rooms_repository.present_player(session, room.id, actor.player_id)
     if me is None:
         raise Unauthorized("This token's player is no longer in the room.")
-    if room.status != "in_progress":
+    if room.status != "in_progress" or table is None:
         raise GameNotInProgress(f"The room is {room.status}; the game is not running.")
-    return await _load(session, room), me
+    return table, me
 
 
 async def start_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> tuple[api.Room, Committed]:
@@ -233,7 +314,7 @@ async def start_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) ->
     rules = ruleset(room.ruleset)
     state, facts, counts = rules.setup([str(p.id) for p in players], room.settings, _rng)
     room.status = "in_progress"
-    table = Table(room, {str(p.id): p for p in players}, rules, state)
+    table = Table(room, {str(p.id): p for p in players}, rules, state, players)
     now = await repository.db_clock(session)
     if room.idle_since is not None:
         room.idle_since = now  # nobody streams: the game's idle time counts from its start
@@ -267,15 +348,6 @@ def _guard(rules: Ruleset[Any, Any], state: Any, body: BaseModel | None) -> None
         raise PhaseClosed(f"{asked} is not open; it is round {position.round} {position.phase}.")
 
 
-async def _check_deadline(session: AsyncSession, room: RoomRow) -> datetime:
-    """Return the database clock; refuse a command that arrives after the phase's deadline,
-    even when the scheduler has not closed the phase yet."""
-    now = await repository.db_clock(session)
-    if room.phase_ends_at is not None and room.phase_ends_at <= now:
-        raise PhaseClosed("The phase's deadline has passed; it is closing.")
-    return now
-
-
 def request_hash(route: str, body: BaseModel) -> str:
     """Return the fingerprint of a request, to tell a retry from a different command."""
     canonical = json.dumps([route, body.model_dump(mode="json", exclude_unset=True)], sort_keys=True)
@@ -306,26 +378,27 @@ async def perform_action(
     route: str = "actions",
     shape: Shape | None = None,
 ) -> Answer:
-    """Take one action of the room's ruleset: every game's one command path (HTTP and WebSocket)."""
-    room = await locked_room(session, room_id, closed_ok=True)
+    """Take one action of the room's ruleset: every game's one command path (HTTP and WebSocket).
+
+    Four round trips: the room locked with the clock and any first answer, its players, the
+    one write, the commit."""
     fingerprint = request_hash(route, body)
-    if idempotency_key is not None:
-        first = await repository.idempotent_answer(session, actor.player_id, idempotency_key)
-        if first is not None:
-            if first.request_hash != fingerprint:
-                raise IdempotencyKeyReused("This Idempotency-Key was used with another request body.")
-            return Answer(first.status_code, first.body, None)
-    if room.status == "closed":
-        raise closed_room()  # a retry of an action taken before the room closed got its answer
-    table, me = await _running(session, room.id, actor)
-    rules, before = table.rules, table.state
+    locked = await _lock(session, room_id, actor, idempotency_key)
+    if locked.first is not None:
+        # A retry gets the first answer, whatever happened since (the room closed, say).
+        if locked.first.request_hash != fingerprint:
+            raise IdempotencyKeyReused("This Idempotency-Key was used with another request body.")
+        return Answer(locked.first.status_code, locked.first.body, None)
+    table, me = await _running(session, locked.room, actor)
+    room, rules, before = table.room, table.rules, table.state
     action = rules.action(body)
     _guard(rules, before, body)
-    now = await _check_deadline(session, room)
+    now = locked.now
+    if room.phase_ends_at is not None and room.phase_ends_at <= now:
+        raise PhaseClosed("The phase's deadline has passed; it is closing.")
     position = rules.position(before)
     after, facts = rules.apply(before, str(me.id), action)
     first_seq = room.last_seq + 1
-    last_seq = await _write(session, table, facts, before, after, now)
     assert position.phase is not None
     accepted = api.ActionAccepted(
         type=api.ActionType(body.type),  # type: ignore[attr-defined]
@@ -334,14 +407,17 @@ async def perform_action(
         seq=first_seq,
         phase_closed=rules.position(after).key != position.key,
     )
-    data = _dump(accepted) if shape is None else shape(accepted, table.written[0])
-    if idempotency_key is not None:
-        await repository.store_idempotent_answer(
-            session,
-            IdempotencyRow(
-                player_id=me.id, key=idempotency_key, request_hash=fingerprint, status_code=201, body=data
-            ),
+    data: dict[str, Any] = {}
+
+    def answer(written: list[NewEvent]) -> IdempotencyRow | None:
+        data.update(_dump(accepted) if shape is None else shape(accepted, written[0]))
+        if idempotency_key is None:
+            return None
+        return IdempotencyRow(
+            player_id=me.id, key=idempotency_key, request_hash=fingerprint, status_code=201, body=data
         )
+
+    last_seq = await _write(session, table, facts, before, after, now, answer)
     return Answer(201, data, Committed(room.id, last_seq))
 
 
@@ -349,14 +425,13 @@ async def advance_phase(
     session: AsyncSession, room_id: uuid.UUID, actor: Actor, body: api.AdvanceRequest | None
 ) -> tuple[api.Room, Committed]:
     """Close the open phase now: host only; with a body, only if that phase is still open."""
-    table, me = await _running(session, room_id, actor)
+    table, me = await _running(session, (await _lock(session, room_id, actor)).room, actor)
     if table.room.host_player_id != me.id:
         raise NotHost("Only the host may close a phase early.")
     _guard(table.rules, table.state, body)
     after, facts = table.rules.on_deadline(table.state)
     last_seq = await _write(session, table, facts, table.state, after)
-    count = await rooms_repository.count_present(session, table.room.id)
-    return room_view(table.room, count), Committed(table.room.id, last_seq)
+    return room_view(table.room, len(table.present)), Committed(table.room.id, last_seq)
 
 
 async def close_overdue_phase(session: AsyncSession) -> Committed | None:
