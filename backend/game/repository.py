@@ -15,7 +15,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.persistence.tables import EventRow, IdempotencyRow, PhaseResultRow, PlayerRow, RoomRow, VoteRow
+from backend.persistence.tables import (
+    EventRow,
+    IdempotencyRow,
+    PhaseResultRow,
+    PlayerRecord,
+    PlayerRow,
+    RoomRow,
+    VoteRow,
+)
 
 
 async def db_clock(session: AsyncSession) -> datetime:
@@ -129,12 +137,12 @@ ROOM_COLUMNS = (
     "id, list_key, code, name, ruleset, status, settings, host_player_id, round, phase, "
     "phase_ends_at, winner, game, last_seq, state_seq, created_at, idle_since, ended_at"
 )
+# In PlayerRecord's field order (records are built positionally).
 PLAYER_COLUMNS = (
     "id, room_id, nickname, nickname_key, nickname_skeleton, seat, token_hash, alive, connected, "
     "team, role, joined_at, left_at, left_reason"
 )
 _ROOM_FIELDS = tuple(c.strip() for c in ROOM_COLUMNS.split(","))
-_PLAYER_FIELDS = tuple(c.strip() for c in PLAYER_COLUMNS.split(","))
 
 # The room locked, the database clock, and the first answer under the caller's idempotency key
 # (if any), in one round trip.
@@ -189,9 +197,9 @@ async def lock_room_raw(
     return Locked(room_of(record), record["now"], first)
 
 
-async def table_players(conn: asyncpg.Connection, room_id: uuid.UUID) -> list[PlayerRow]:
+async def table_players(conn: asyncpg.Connection, room_id: uuid.UUID) -> list[PlayerRecord]:
     """Return the players dealt into the room's game and those present, by seat."""
-    return [PlayerRow(**{n: r[n] for n in _PLAYER_FIELDS}) for r in await conn.fetch(_TABLE_PLAYERS, room_id)]
+    return [PlayerRecord(*r) for r in await conn.fetch(_TABLE_PLAYERS, room_id)]
 
 
 async def clock(conn: asyncpg.Connection) -> datetime:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from backend.games.projection import Viewer, may_see
 from backend.games.protocol import Position, ResultRecord, Ruleset, VoteRecord
 from backend.games.registry import ruleset
 from backend.persistence.events import NewEvent, append_events
-from backend.persistence.tables import IdempotencyRow, PlayerRow, RoomRow
+from backend.persistence.tables import IdempotencyRow, PlayerData, PlayerRecord, RoomRow
 from backend.rooms import repository as rooms_repository
 from backend.rooms.service import Actor, Committed, closed_room, locked_room
 from backend.rooms.views import game_view, now_of, player_view, room_view, vote_view
@@ -53,11 +53,11 @@ class Table:
 
     room: RoomRow
     # The players dealt in (those who left included), by id.
-    players: dict[str, PlayerRow]
+    players: Mapping[str, PlayerData]
     rules: Ruleset[Any, Any]
     state: Any
     # The players in the room now, by seat.
-    present: list[PlayerRow]
+    present: Sequence[PlayerData]
     # The events the last write appended, in order.
     written: list[NewEvent] = field(default_factory=list)
 
@@ -109,12 +109,12 @@ async def _write(
             key = (record.round, record.phase, record.attempt)
             results[key] = _merge(results.get(key), record)
 
-    seats: list[PlayerRow] = []
+    seats: list[PlayerData] = []
     for seat in rules.seats(after):
         row = players[seat.player_id]
         if (row.role, row.team, row.alive) != (seat.role, seat.team, seat.alive):
             for name, value in (("role", seat.role), ("team", seat.team), ("alive", seat.alive)):
-                set_committed_value(row, name, value)
+                _set(row, name, value)
             seats.append(row)
     was = rules.position(before) if before is not None else None
     position = rules.position(after)
@@ -168,6 +168,15 @@ async def _write(
         appended(session, room.id, last)  # rung by Database.transaction once committed
     table.written = new_events
     return room.last_seq
+
+
+def _set(row: Any, name: str, value: Any) -> None:
+    """Set a field of a row the write has already stored: no ORM flush for it (a plain record
+    just takes it)."""
+    if isinstance(row, PlayerRecord):
+        setattr(row, name, value)
+    else:
+        set_committed_value(row, name, value)
 
 
 _VOTE_COLUMNS = (
@@ -285,7 +294,7 @@ async def _lock(
     return locked
 
 
-async def _running(session: AsyncSession, room: RoomRow, actor: Actor) -> tuple[Table, PlayerRow]:
+async def _running(session: AsyncSession, room: RoomRow, actor: Actor) -> tuple[Table, PlayerData]:
     """Return the locked room's game and the caller, or refuse: closed, not in it, not running."""
     if room.status == "closed":
         raise closed_room()

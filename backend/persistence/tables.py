@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -138,6 +139,31 @@ class PlayerRow(SQLModel, table=True):
     joined_at: datetime | None = Field(default=None, sa_column=_now_column())
     left_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     left_reason: str | None = None
+
+
+@dataclass(slots=True)
+class PlayerRecord:
+    """A player row as a plain statement reads it (the game's command path): PlayerRow's
+    fields without an ORM row's bookkeeping, which costs ~0.1 ms a row to set up."""
+
+    id: uuid.UUID
+    room_id: uuid.UUID
+    nickname: str
+    nickname_key: str
+    nickname_skeleton: str
+    seat: int
+    token_hash: str
+    alive: bool
+    connected: bool
+    team: str | None
+    role: str | None
+    joined_at: datetime | None
+    left_at: datetime | None
+    left_reason: str | None
+
+
+# A player as the game and the views read it: an ORM row or a plain record.
+PlayerData = PlayerRow | PlayerRecord
 
 
 class EventRow(SQLModel, table=True):

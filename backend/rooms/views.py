@@ -10,7 +10,7 @@ from backend.contract import api
 from backend.games.projection import Now, Viewer, may_see
 from backend.games.protocol import View
 from backend.games.registry import ruleset
-from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
+from backend.persistence.tables import PlayerData, PlayerRow, RoomRow, VoteRow
 
 
 def room_view(room: RoomRow, player_count: int) -> api.Room:
@@ -42,7 +42,7 @@ def public_room_view(room: RoomRow, player_count: int) -> api.RoomSummary:
     return api.RoomSummary.model_validate(summary)
 
 
-def player_view(player: PlayerRow, room: RoomRow, *, visible: bool = False) -> api.Player:
+def player_view(player: PlayerData, room: RoomRow, *, visible: bool = False) -> api.Player:
     """Return `player`, their role and team shown only when `visible` (the ruleset's `view` says)."""
     return api.Player(
         id=player.id,
