@@ -21,6 +21,7 @@ from backend.persistence.tables import (
     PhaseResultRow,
     PlayerRecord,
     PlayerRow,
+    RoomRecord,
     RoomRow,
     VoteRow,
 )
@@ -133,6 +134,7 @@ async def lock_overdue_room(session: AsyncSession) -> RoomRow | None:
 # backend.core.db.session_driver): prepared once per connection, no ORM statement building,
 # no greenlet hop. A command reads its room (locked) and its players, then writes once.
 
+# In RoomRecord's field order (records are built positionally).
 ROOM_COLUMNS = (
     "id, list_key, code, name, ruleset, status, settings, host_player_id, round, phase, "
     "phase_ends_at, winner, game, last_seq, state_seq, created_at, idle_since, ended_at"
@@ -167,14 +169,9 @@ ORDER BY seat
 class Locked:
     """A room read under its row lock, with the clock and a stored first answer."""
 
-    room: RoomRow
+    room: RoomRecord
     now: datetime
     first: IdempotencyRow | None
-
-
-def room_of(record: Any) -> RoomRow:
-    """Return a room row (not in any session) from a record holding ROOM_COLUMNS."""
-    return RoomRow(**{name: record[name] for name in _ROOM_FIELDS})
 
 
 async def lock_room_raw(
@@ -194,7 +191,7 @@ async def lock_room_raw(
             status_code=record["idem_status"],
             body=record["idem_body"],
         )
-    return Locked(room_of(record), record["now"], first)
+    return Locked(RoomRecord(*(record[name] for name in _ROOM_FIELDS)), record["now"], first)
 
 
 async def table_players(conn: asyncpg.Connection, room_id: uuid.UUID) -> list[PlayerRecord]:

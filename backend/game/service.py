@@ -29,7 +29,7 @@ from backend.games.projection import Viewer, may_see
 from backend.games.protocol import Position, ResultRecord, Ruleset, VoteRecord
 from backend.games.registry import ruleset
 from backend.persistence.events import NewEvent, append_events
-from backend.persistence.tables import IdempotencyRow, PlayerData, PlayerRecord, RoomRow
+from backend.persistence.tables import IdempotencyRow, PlayerData, PlayerRecord, RoomData, RoomRecord
 from backend.rooms import repository as rooms_repository
 from backend.rooms.service import Actor, Committed, closed_room, locked_room
 from backend.rooms.views import game_view, now_of, player_view, room_view, vote_view
@@ -51,7 +51,7 @@ def _dump(model: Any) -> dict[str, Any]:
 class Table:
     """One room's game as loaded under its lock: the rows, the ruleset, and its state."""
 
-    room: RoomRow
+    room: RoomData
     # The players dealt in (those who left included), by id.
     players: Mapping[str, PlayerData]
     rules: Ruleset[Any, Any]
@@ -62,7 +62,7 @@ class Table:
     written: list[NewEvent] = field(default_factory=list)
 
 
-async def _load(session: AsyncSession, room: RoomRow) -> Table:
+async def _load(session: AsyncSession, room: RoomData) -> Table:
     """Return the room's game: its ruleset, state and players (one read)."""
     rules = ruleset(room.ruleset)
     rows = await repository.table_players(await session_driver(session), room.id)
@@ -129,10 +129,10 @@ async def _write(
         await repository.insert_votes(session, votes)
         votes = []
         for name, value in changes.items():
-            set_committed_value(room, name, value)
+            _set(room, name, value)
         new_events.append(await _finished(session, table, position))
     for name, value in changes.items():
-        set_committed_value(room, name, value)
+        _set(room, name, value)
     first = room.last_seq + 1
     last = room.last_seq + len(new_events)
     first_answer = answer(new_events) if answer is not None else None
@@ -163,8 +163,8 @@ async def _write(
         ],
     )
     if new_events:
-        set_committed_value(room, "last_seq", last)
-        set_committed_value(room, "state_seq", last)
+        _set(room, "last_seq", last)
+        _set(room, "state_seq", last)
         appended(session, room.id, last)  # rung by Database.transaction once committed
     table.written = new_events
     return room.last_seq
@@ -173,7 +173,7 @@ async def _write(
 def _set(row: Any, name: str, value: Any) -> None:
     """Set a field of a row the write has already stored: no ORM flush for it (a plain record
     just takes it)."""
-    if isinstance(row, PlayerRecord):
+    if isinstance(row, PlayerRecord | RoomRecord):
         setattr(row, name, value)
     else:
         set_committed_value(row, name, value)
@@ -200,7 +200,7 @@ def _answer_args(row: IdempotencyRow | None) -> list[Any]:
     return [row.player_id, row.key, row.request_hash, row.status_code, json.dumps(row.body)]
 
 
-def _vote_row(room: RoomRow, record: VoteRecord, audience: protocol.Audience, seq: int) -> dict[str, Any]:
+def _vote_row(room: RoomData, record: VoteRecord, audience: protocol.Audience, seq: int) -> dict[str, Any]:
     return {
         "room_id": room.id,
         "round": record.round,
@@ -233,7 +233,7 @@ def _merge(first: ResultRecord | None, more: ResultRecord) -> ResultRecord:
     )
 
 
-def _result_row(room: RoomRow, result: ResultRecord) -> dict[str, Any]:
+def _result_row(room: RoomData, result: ResultRecord) -> dict[str, Any]:
     return {
         "room_id": room.id,
         "round": result.round,
@@ -294,7 +294,7 @@ async def _lock(
     return locked
 
 
-async def _running(session: AsyncSession, room: RoomRow, actor: Actor) -> tuple[Table, PlayerData]:
+async def _running(session: AsyncSession, room: RoomData, actor: Actor) -> tuple[Table, PlayerData]:
     """Return the locked room's game and the caller, or refuse: closed, not in it, not running."""
     if room.status == "closed":
         raise closed_room()

@@ -166,6 +166,33 @@ class PlayerRecord:
 PlayerData = PlayerRow | PlayerRecord
 
 
+@dataclass(slots=True)
+class RoomRecord:
+    """A room row as a plain statement reads it (the game's command path), like PlayerRecord."""
+
+    id: uuid.UUID
+    list_key: int | None
+    code: str
+    name: str
+    ruleset: str
+    status: str
+    settings: dict[str, Any]
+    host_player_id: uuid.UUID | None
+    round: int
+    phase: str | None
+    phase_ends_at: datetime | None
+    winner: str | None
+    game: dict[str, Any] | None
+    last_seq: int
+    state_seq: int
+    created_at: datetime | None
+    idle_since: datetime | None
+    ended_at: datetime | None
+
+
+RoomData = RoomRow | RoomRecord
+
+
 class EventRow(SQLModel, table=True):
     """One event of a room's log: seq 1, 2, 3, ... without gaps, and who may see it."""
 

@@ -10,10 +10,10 @@ from backend.contract import api
 from backend.games.projection import Now, Viewer, may_see
 from backend.games.protocol import View
 from backend.games.registry import ruleset
-from backend.persistence.tables import PlayerData, PlayerRow, RoomRow, VoteRow
+from backend.persistence.tables import PlayerData, PlayerRow, RoomData, RoomRow, VoteRow
 
 
-def room_view(room: RoomRow, player_count: int) -> api.Room:
+def room_view(room: RoomData, player_count: int) -> api.Room:
     """Return the room as its members see it, join code included (anyone, for a public room)."""
     assert room.created_at is not None
     settings = ruleset(room.ruleset).settings_model.model_validate({**room.settings, "ruleset": room.ruleset})
@@ -42,7 +42,7 @@ def public_room_view(room: RoomRow, player_count: int) -> api.RoomSummary:
     return api.RoomSummary.model_validate(summary)
 
 
-def player_view(player: PlayerData, room: RoomRow, *, visible: bool = False) -> api.Player:
+def player_view(player: PlayerData, room: RoomData, *, visible: bool = False) -> api.Player:
     """Return `player`, their role and team shown only when `visible` (the ruleset's `view` says)."""
     return api.Player(
         id=player.id,
@@ -70,7 +70,7 @@ def vote_view(v: VoteRow) -> api.Vote:
     return vote
 
 
-def game_view(room: RoomRow, viewer_id: str) -> tuple[View, Any]:
+def game_view(room: RoomData, viewer_id: str) -> tuple[View, Any]:
     """Return what a viewer may see of the room's game, and its state (None in the lobby)."""
     if room.game is None:
         return View(roles=frozenset({viewer_id})), None
@@ -79,7 +79,7 @@ def game_view(room: RoomRow, viewer_id: str) -> tuple[View, Any]:
     return rules.view(state, viewer_id), state
 
 
-def now_of(room: RoomRow, state: Any) -> Now:
+def now_of(room: RoomData, state: Any) -> Now:
     """Return where the room stands, for history reads (see projection.may_see)."""
     if state is None:
         return Now(room.status)
