@@ -34,16 +34,6 @@ async def db_clock(session: AsyncSession) -> datetime:
     return now
 
 
-async def dealt_players(session: AsyncSession, room_id: uuid.UUID) -> Sequence[PlayerRow]:
-    """Return every player dealt into the room's game (those who left included), by seat."""
-    result = await session.exec(
-        select(PlayerRow)
-        .where(col(PlayerRow.room_id) == room_id, col(PlayerRow.role).is_not(None))
-        .order_by(col(PlayerRow.seat))
-    )
-    return result.all()
-
-
 async def current_ballots(
     session: AsyncSession, room_id: uuid.UUID, round_: int, phase: str, attempt: int
 ) -> Sequence[VoteRow]:
