@@ -20,7 +20,6 @@ from backend.persistence.tables import (
     IdempotencyRow,
     PhaseResultRow,
     PlayerRecord,
-    PlayerRow,
     RoomRecord,
     RoomRow,
     VoteRow,
