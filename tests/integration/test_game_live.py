@@ -100,7 +100,7 @@ class Bot:
         self.http, self.base, self.room_id, self.seat, self.host = http, base, room_id, seat, host
         self.rng = random.Random(seed)
         self.seen: list[dict[str, Any]] = []
-        self.views: list[tuple[set[str], Any]] = []
+        self.views: list[tuple[int, Any]] = []
         self.ready = asyncio.Event()
         self.role: str | None = None
         self.teammates: set[str] = set()
@@ -139,10 +139,13 @@ class Bot:
     async def look(self, round_: int) -> None:
         """Read the rounds, then the state, as the game runs, for the no-leak check.
 
-        Once the game is over everything is public, so both answers count only when the
-        state, read last, still shows the game running.
+        Each pair is judged later against the log up to the state's `last_seq`: a player
+        eliminated by then is dead in both answers (the rounds were read first), and nobody
+        else's role may show. The bot's own stream may lag behind what the server answers,
+        so its idea of who is dead would wrongly flag a death revealed a moment ago. Once the
+        game is over everything is public, so both answers count only when the state still
+        shows the game running.
         """
-        dead = set(p for p in {pp["id"] for pp in self.seen_players()} if p not in self.alive)
         answers = []
         for path in ("rounds", "state"):
             answer = await self.http.get(
@@ -151,12 +154,7 @@ class Bot:
             assert answer.status_code == 200, answer.text
             answers.append(answer.json())
         if answers[-1]["room"]["status"] != "finished":
-            self.views.extend((dead, body) for body in answers)
-
-    def seen_players(self) -> list[dict[str, Any]]:
-        snapshot = next(p for p in self.seen if p["type"] == "snapshot")
-        players: list[dict[str, Any]] = snapshot["data"]["players"]
-        return players
+            self.views.extend((answers[-1]["last_seq"], body) for body in answers)
 
     async def act(self, round_: int, phase: str) -> None:
         me = self.seat.id
@@ -216,7 +214,8 @@ async def test_bots_play_six_and_twelve_player_games_to_the_end_and_the_log_repl
                 if event["type"] == "game.finished":
                     break
                 truth.check_event(bot.seat.id, event)
-            for dead, view in bot.views:
+            for last_seq, view in bot.views:
+                dead = {e["data"]["player_id"] for e in log[:last_seq] if e["type"] == "player.eliminated"}
                 truth.check_view(bot.seat.id, view, dead)
         # The replay goes through the same rule as the live stream.
         async with httpx.AsyncClient(base_url=server_url, timeout=30) as http:
