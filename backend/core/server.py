@@ -15,6 +15,11 @@ see backend/realtime/endpoints.py), and closes it with 1001 itself only if the a
 when the drain is over. The first `shutdown()` call tells whoever registered with
 `on_shutdown` (the realtime machinery ends SSE streams with their terminating chunk).
 
+A long response (an SSE stream) may be detached from its request (`DetachableCycle`): the
+app returns once the response has started, without finishing it, and keeps writing through
+the cycle's own `send` (no middleware, no request task, none of the ~25 coroutine frames of
+the request's stack held for the stream's life); `lost` tells it when the client goes away.
+
 Both classes are named to uvicorn by import string (see backend/__main__.py), so workers
 started by uvicorn's process manager import them rather than unpickle them.
 """
@@ -26,10 +31,11 @@ import logging
 import resource
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -105,6 +111,78 @@ def _drain_seconds() -> float:
     return float(get_settings().shutdown_drain_seconds)
 
 
+class DetachableCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle, whose response the app may finish after it returned.
+
+    `detach(lost)` (called by the app after the response started): returning without having
+    finished the response is then no error, the response is finished later through `send`
+    (its completion still starts the connection's next request), and `lost` is called if the
+    client goes away first. Detached cycles are listed in one dict rather than given new
+    attributes: uvicorn's cycle keeps its attributes in a key-sharing dict, which an
+    attribute added later would turn into a dict of its own, for every stream.
+    """
+
+    detached: ClassVar[dict[RequestResponseCycle, Callable[[], None]]] = {}
+
+    def detach(self, lost: Callable[[], None]) -> None:
+        """Let the app return before the response is finished; call `lost` if the client goes
+        away first. Also drops what the request's scope holds but the response no longer needs
+        (the app's per-request state, exit stacks, the route)."""
+        DetachableCycle.detached[self] = lost
+        # Once the app's stack has unwound (it may read the scope on its way out).
+        asyncio.get_running_loop().call_soon(self._trim_scope)
+
+    def _trim_scope(self) -> None:
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        kept = {key: scope[key] for key in SCOPE_KEPT if key in scope}
+        scope.clear()  # in place: the protocol holds the same dict
+        scope.update(kept)
+
+    def forget(self) -> None:
+        """The detached response is over (or about to be finished): nothing more to call."""
+        DetachableCycle.detached.pop(self, None)
+
+    async def run_asgi(self, app: ASGI3Application) -> None:
+        # uvicorn's run_asgi, but a detached response is left open when the app returns.
+        try:
+            result = await app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self.forget()
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            detached = self in DetachableCycle.detached
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected and not detached:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            if self not in DetachableCycle.detached or self.response_complete:
+                self.on_response = lambda: None
+
+
+# What a detached response's cycle (and uvicorn's protocol, which shares the scope) reads later.
+SCOPE_KEPT = (
+    "type",
+    "method",
+    "path",
+    "http_version",
+    "scheme",
+    "client",
+    "server",
+    "root_path",
+    "query_string",
+)
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection slow to send its request."""
 
@@ -136,9 +214,18 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm()
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # Every cycle this protocol runs may be detached (uvicorn makes plain ones).
+        cycle.__class__ = DetachableCycle
+        super()._start_asgi_task(cycle, app)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        lost = DetachableCycle.detached.pop(cycle, None) if cycle is not None else None
+        if lost is not None and not cycle.response_complete:
+            lost()
 
     def on_message_begin(self) -> None:
         # The first byte of a request on a kept-alive connection (uvicorn's keep-alive timer

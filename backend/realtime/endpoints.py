@@ -28,11 +28,12 @@ from backend.core.problems import (
     Unauthorized,
     database_down,
 )
+from backend.core.server import DetachableCycle
 from backend.domain.errors import RuleError
 from backend.game import service as game_service
 from backend.game.endpoints import vote_action
 from backend.realtime import tickets
-from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing
+from backend.realtime.hub import HEARTBEAT, REMOVED, SHUTDOWN, SLOW, Closed, Outgoing, Sink
 from backend.realtime.sinks import sse_sink, ws_sink
 from backend.realtime.streams import Realtime, Stream
 from backend.rooms import service
@@ -109,15 +110,22 @@ class HubEventSourceResponse(EventSourceResponse):
         self.stream = stream
         self.retry_ms = retry_ms
 
+    detached = False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._respond(scope, receive, send)
         finally:
-            self.stream.release()
+            if not self.detached:  # else the stream gives its slot back when it ends
+                self.stream.release()
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"].upper() == "HEAD":
             await super().__call__(scope, receive, send)
+            return
+        cycle = getattr(receive, "__self__", None)
+        if isinstance(cycle, DetachableCycle):
+            await self._open_detached(cycle, receive, send)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -200,6 +208,46 @@ class HubEventSourceResponse(EventSourceResponse):
             log.warning("stream ended, database unavailable: %s", type(exc).__name__)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _open_detached(self, cycle: DetachableCycle, receive: Receive, send: Send) -> None:
+        """Write the history as the request's response, then leave the live part to a
+        `DetachedSse` and return: the request's task and its stack of frames end here."""
+        stream = self.stream
+        started = False
+
+        async def send_body(chunk: bytes) -> None:
+            # As in _write: the response starts once the database has answered.
+            nonlocal started
+            if not started:
+                started = True
+                await send(
+                    {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+                )
+            await send(_body(chunk))
+
+        await stream.__aenter__()
+        try:
+            if stream.rt.exiting:
+                # Opened as the server shuts down: an empty stream, ended properly.
+                stream.conn.close(SHUTDOWN)
+                await send_body(f"retry: {self.retry_ms}\n\n".encode())
+            else:
+                await self._write_history(send_body)
+        except Exception as exc:
+            stream.end()
+            if not started or not database_down(exc):
+                raise
+            log.warning("stream ended, database unavailable: %s", type(exc).__name__)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        except BaseException:
+            stream.end()
+            raise
+        if cycle.disconnected:  # gone while the history was written
+            stream.end()
+            return
+        self.detached = True
+        DetachedSse(stream, cycle, sse_sink(receive)).start()
+
     async def _write_history(self, send_body: Callable[[bytes], Awaitable[None]]) -> None:
         # Its own frame: the snapshot is not kept alive for the stream's whole life.
         stream = self.stream
@@ -215,6 +263,79 @@ class HubEventSourceResponse(EventSourceResponse):
                 frames = []
         if frames:
             await send_body(b"".join(frames))
+
+
+class DetachedSse:
+    """The live part of an SSE stream whose response was detached from its request (see
+    DetachableCycle in backend/core/server.py): what a stream costs while it waits is its
+    connection, its uvicorn protocol and this, without a task.
+
+    The fan-out writes to the socket itself while nothing is queued (`Connection.park`); when
+    something is (a busy socket, a heartbeat, the stream's end), a task is started that writes
+    it through the cycle's own `send` (with its flow control) and ends. The stream ends as the
+    writer task of HubEventSourceResponse would end it: after what is queued with the
+    terminating chunk (lifetime over, player removed, shutdown), at once with the connection
+    closed (slow consumer, a broken socket), or when the client goes away.
+    """
+
+    __slots__ = ("conn", "cycle", "stream", "task")
+
+    def __init__(self, stream: Stream, cycle: DetachableCycle, sink: Sink | None) -> None:
+        self.stream, self.cycle, self.conn = stream, cycle, stream.conn
+        self.conn.sink = sink
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Hand the stream over: from now on it lives on callbacks."""
+        self.cycle.detach(self._lost)
+        self.conn.aborted.add_done_callback(self._aborted)
+        self.conn.park(self._woken)
+
+    def _woken(self, _: object) -> None:
+        if self.task is None and not self.conn.aborted.done():
+            self.task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        conn, cycle = self.conn, self.cycle
+        try:
+            while conn.has_work():
+                try:
+                    batch = conn.take_batch()
+                except Closed:
+                    # Lifetime over, player removed, shutdown: the client resumes by seq.
+                    self._end()
+                    await cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                frames = b"".join([_sse_frame(item) for item in batch])
+                if frames:
+                    await cycle.send({"type": "http.response.body", "body": frames, "more_body": True})
+        except Exception:
+            log.exception("writing to an sse stream failed; closing it")
+            self._end()
+            cycle.transport.close()
+            return
+        self.task = None
+        conn.park(self._woken)
+
+    def _end(self) -> None:
+        self.conn.sink = None
+        self.cycle.forget()
+        self.conn.aborted.remove_done_callback(self._aborted)
+        self.stream.end()
+
+    def _lost(self) -> None:
+        # The client went away.
+        if self.task is not None:
+            self.task.cancel()
+        self._end()
+
+    def _aborted(self, _: object) -> None:
+        # Slow consumer, broken socket: what is queued is dropped, the connection closed.
+        if self.task is not None:
+            self.task.cancel()
+        self._end()
+        if not self.cycle.transport.is_closing():
+            self.cycle.transport.close()
 
 
 @router.get("/{room_id}/events")

@@ -290,6 +290,20 @@ class Connection:
             self.close(REMOVED)
         return len(visible)
 
+    def has_work(self) -> bool:
+        """Return whether items wait to be written or the stream's end is to be handled."""
+        return bool(self._items) or self._final is not None
+
+    def park(self, wake: Callable[[asyncio.Future[None]], None]) -> None:
+        """Wait for work without a writer task: `wake` is called from the loop when something
+        is queued or the stream ends (at once if that is so already). Meanwhile the fan-out
+        writes straight to the sink, as while a writer waits in `next_batch`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(wake)
+        self._waiter = waiter
+        if self.has_work():
+            waiter.set_result(None)
+
     def heartbeat(self) -> None:
         """Queue a keep-alive, unless data is already waiting to go out."""
         if self.close_reason is None and not self._items:
@@ -365,6 +379,19 @@ class Connection:
                 finally:
                     self._waiter = None
                 continue
+            items = self.take_batch(limit)
+        return items
+
+    def take_batch(self, limit: int = 64) -> list[Outgoing | object]:
+        """Take up to `limit` queued items, without waiting: those to write, possibly none.
+
+        Raises `Closed` when nothing is queued and the stream is over.
+        """
+        items: list[Outgoing | object] = []
+        queued = self._items
+        if not queued and self._final is not None:
+            raise self._final
+        if queued:
             now = time.time()
             delivered = 0
             for _ in range(min(limit, len(queued))):

@@ -233,6 +233,7 @@ class Stream:
         self.shared = False
         # Set while a command read from this stream (a WebSocket's) is being carried out.
         self.commanding = False
+        self._ended = False
 
     def release(self) -> None:
         """Give the stream's slot back (once)."""
@@ -254,6 +255,13 @@ class Stream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.end()
+
+    def end(self) -> None:
+        """Undo what entering did (once): the stream is over."""
+        if self._ended:
+            return
+        self._ended = True
         self._lifetime.cancel()
         self.release()
         self.rt.hub.unregister(self.conn)

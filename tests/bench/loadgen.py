@@ -210,13 +210,24 @@ class RawHttp:
             self.opened += 1
             self.idle.put_nowait(await asyncio.open_connection(self.host, self.port))
         reader, writer = await self.idle.get()
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         try:
-            writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
+            for attempt in range(2):
+                try:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # The server closed the kept-alive connection (its keep-alive timer ran out
+                    # while its loop was busy): as any client, send again on a new one.
+                    writer.close()
+                    if attempt:
+                        raise
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
             length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
             answer: dict[str, Any] = json.loads(await reader.readexactly(length))
             return int(head[9:12]), answer
