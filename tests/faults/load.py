@@ -57,6 +57,17 @@ class SseClient:
 
 
 @dataclass
+class Night:
+    """A mafia game held at its first night, where one mafia player keeps changing their kill
+    vote: every change is a game command (lock, rules, events, the vote row) with its own
+    Idempotency-Key, which the database holds if and only if the command committed."""
+
+    room_id: str
+    voter_token: str
+    targets: list[str]
+
+
+@dataclass
 class Load:
     """The clients of one room (and of new rooms and joins), run until `stop()`."""
 
@@ -66,11 +77,15 @@ class Load:
     chat_tokens: list[str]
     socket_tokens: list[str]
     sse: list[SseClient]
+    night: Night
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)  # answers no client may get
     sent: list[Sent] = field(default_factory=list)
     socket_closes: Counter[int] = field(default_factory=Counter)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Streams end on this as well as on cancellation: Python 3.11's asyncio.timeout can swallow
+    # a cancellation that lands as its deadline passes, and the loop would then go on for ever.
+    _closed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _numbers: itertools.count[int] = field(default_factory=itertools.count)
     # The tests of a module share one database: each load's keys are its own, so a key another
@@ -109,7 +124,7 @@ class Load:
     def start(self, http: httpx.AsyncClient) -> None:
         loops = [self._poll_state(http) for _ in range(4)]
         loops += [self._chat(http, token) for token in self.chat_tokens]
-        loops += [self._create(http), self._join(http)]
+        loops += [self._create(http), self._join(http), self._vote(http)]
         loops += [self._socket(token) for token in self.socket_tokens]
         loops += [self._stream(http, client) for client in self.sse]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
@@ -121,7 +136,10 @@ class Load:
         await asyncio.gather(*self._tasks[: len(self._tasks) - len(self.sse)])
 
     async def close_streams(self) -> None:
-        for task in self._tasks[len(self._tasks) - len(self.sse) :]:
+        """Stop every client, commands included (a test that failed half-way stops here)."""
+        self._stopping.set()
+        self._closed.set()
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -161,6 +179,19 @@ class Load:
                 http, "chat", (201,), "POST", url, headers=headers, json={"text": text}
             )
             self.sent.append(Sent("chat", text, outcome, took))
+            await self._pause(response)
+
+    async def _vote(self, http: httpx.AsyncClient) -> None:
+        headers = {"Authorization": f"Bearer {self.night.voter_token}"}
+        url = f"{self.base}/v1/rooms/{self.night.room_id}/votes"
+        targets = itertools.cycle(self.night.targets)
+        while not self._stopping.is_set():
+            key = f"vote-{self._tag}-{next(self._numbers)}"
+            body = {"target_player_id": next(targets), "round": 1, "phase": "night"}
+            outcome, response, took = await self._request(
+                http, "vote", (201,), "POST", url, headers={**headers, "Idempotency-Key": key}, json=body
+            )
+            self.sent.append(Sent("vote", key, outcome, took))
             await self._pause(response)
 
     async def _create(self, http: httpx.AsyncClient) -> None:
@@ -254,8 +285,8 @@ class Load:
 
     async def _stream(self, http: httpx.AsyncClient, client: SseClient) -> None:
         """Keep `client`'s SSE stream open, resuming from the last event it has whenever the
-        stream ends (or, for a resuming client, every `resume_every` seconds), until cancelled."""
-        while True:
+        stream ends (or, for a resuming client, every `resume_every` seconds), until closed."""
+        while not self._closed.is_set():
             headers = {"Authorization": f"Bearer {client.token}"}
             if client.last is not None:
                 headers["Last-Event-ID"] = str(client.last)
@@ -294,8 +325,8 @@ class Load:
         # The server ended the stream (or it is time to reconnect): resume after the last seq.
 
 
-async def committed(database_url: str) -> tuple[set[str], set[str], set[str]]:
-    """The chat texts, room names and nicknames the database holds."""
+async def committed(database_url: str) -> dict[str, set[str]]:
+    """The chat texts, room names, nicknames and vote keys the database holds, by kind."""
     conn = await asyncpg.connect(database_url)
     try:
         texts = {
@@ -304,7 +335,8 @@ async def committed(database_url: str) -> tuple[set[str], set[str], set[str]]:
         }
         names = {r[0] for r in await conn.fetch("SELECT name FROM rooms")}
         nicknames = {r[0] for r in await conn.fetch("SELECT nickname FROM players")}
-        return texts, names, nicknames
+        votes = {r[0] for r in await conn.fetch("SELECT key FROM idempotency_keys")}
+        return {"chat": texts, "create": names, "join": nicknames, "vote": votes}
     finally:
         await conn.close()
 
