@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from backend.core import runtime
 from backend.core.database_url import with_database
@@ -118,8 +119,13 @@ def test_a_missing_database_the_user_may_not_create_says_create_it() -> None:
     fetch(server, f'DROP ROLE IF EXISTS "{role}"')
     fetch(server, f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
     try:
-        url = with_database(server, f"{TEST_DATABASE}_missing")
-        url = url.replace("://postgres@", f"://{role}@", 1)
+        # As that role, however the server's URL names its user (the embedded one's has an
+        # empty password and a socket path): a plain text swap would leave the superuser in.
+        url = (
+            make_url(with_database(server, f"{TEST_DATABASE}_missing"))
+            .set(username=role, password=None)
+            .render_as_string(hide_password=False)
+        )
         result = run_backend("serve", {"DATABASE_URL": url})
         assert_short(result, f'"{TEST_DATABASE}_missing" does not exist', "Create it", "createdb")
     finally:
