@@ -76,12 +76,25 @@ async def busy_room(http: httpx.AsyncClient, base: str) -> AsyncIterator[Load]:
 
 
 async def everything_works(load: Load) -> None:
-    """Wait until every kind of request succeeded again (recovery without a server restart)."""
+    """Wait until every kind of request succeeded again, and every resuming stream opened
+    again (recovery without a server restart).
+
+    Waiting for the resumes here, while the commands still run, is what makes them certain: a
+    resuming client leaves at its first event past its deadline, and a client whose first open
+    met the fault could otherwise see the rest of the test pass within one deadline.
+    """
     before = {kind: load.successes(kind) for kind in KINDS}
+    opened = {client.name: client.opened for client in load.sse if client.resume_every}
+
+    def recovered() -> bool:
+        streams = all(c.opened > opened[c.name] for c in load.sse if c.resume_every)
+        return streams and all(load.successes(kind) > before[kind] for kind in KINDS)
+
     try:
-        await wait_for(lambda: all(load.successes(kind) > before[kind] for kind in KINDS), within=30)
+        await wait_for(recovered, within=30)
     except AssertionError:
         stuck = [kind for kind in KINDS if load.successes(kind) == before[kind]]
+        stuck += [c.name for c in load.sse if c.resume_every and c.opened == opened[c.name]]
         raise AssertionError(f"no success since: {stuck}; {load.statuses}; {load.refused[:5]}") from None
 
 
