@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.bench.loadgen import CpuMeter, RawHttp, percentiles, quiet_collector, wait_until
+from tests.bench.loadgen import CpuMeter, RawHttp, percentiles, quiet_collector, server_frames, wait_until
 
 # Short phase timers: nobody waits on them when every player acts at once, and a stuck phase
 # (an action refused, a player slow) does not stall the room for a minute. Mafia's day has no
@@ -258,20 +258,12 @@ class GameWs(GameStream):
                 self.close()
                 return
             self.upgraded = True
-        while len(buffer) >= 2:
-            opcode, length, start = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if length == 126:
-                length, start = int.from_bytes(buffer[2:4]), 4
-            elif length == 127:
-                length, start = int.from_bytes(buffer[2:10]), 10
-            if len(buffer) < start + length:
-                break
-            payload, buffer = buffer[start : start + length], buffer[start + length :]
+        frames, self.buffer = server_frames(buffer)
+        for opcode, payload in frames:
             if opcode == 1:
                 self.message(payload)
             elif opcode == 9:
-                self.send(payload, opcode=10)
-        self.buffer = buffer
+                self.send(payload, opcode=10)  # pong
 
     def message(self, payload: bytes) -> None:
         match = WS_EVENT.match(payload)

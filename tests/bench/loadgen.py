@@ -76,6 +76,23 @@ class StreamClient(asyncio.Protocol):
         self.opened.set_result(None)
 
 
+def server_frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Split a server's unmasked WebSocket frames off `buffer`: (opcode, payload) of each
+    whole frame, and what is left of a frame not yet whole."""
+    frames = []
+    while len(buffer) >= 2:
+        opcode, length, start = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(buffer[2:4]), 4
+        elif length == 127:
+            length, start = int.from_bytes(buffer[2:10]), 10
+        if len(buffer) < start + length:
+            break
+        frames.append((opcode, buffer[start : start + length]))
+        buffer = buffer[start + length :]
+    return frames, buffer
+
+
 class SseProtocol(StreamClient):
     """SSE: finds `id:`/`event:` lines in the raw chunked stream."""
 
@@ -127,20 +144,12 @@ class WsProtocol(StreamClient):
             if not head.startswith(b"HTTP/1.1 101"):
                 raise RuntimeError(head.decode(errors="replace"))
             self.upgraded = True
-        while len(buffer) >= 2:
-            opcode, length, start = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if length == 126:
-                length, start = int.from_bytes(buffer[2:4]), 4
-            elif length == 127:
-                length, start = int.from_bytes(buffer[2:10]), 10
-            if len(buffer) < start + length:
-                break
-            payload, buffer = buffer[start : start + length], buffer[start + length :]
+        frames, self.buffer = server_frames(buffer)
+        for opcode, payload in frames:
             if opcode == 1:
                 self.message(payload)
             elif opcode == 9:
                 self.send(payload, opcode=10)  # pong
-        self.buffer = buffer
 
     def message(self, payload: bytes) -> None:
         match = WS_CHAT.match(payload)
