@@ -556,6 +556,158 @@ class MissionsBoard(ContractModel):
     missions: list[MissionResult]
 
 
+class QuickJoinRequest(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    ruleset: Ruleset
+    nickname: Nickname
+
+
+class WatchRoomRequest(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    nickname: Nickname | MISSING = MISSING
+    code: JoinCode | MISSING = MISSING
+
+
+class Spectator(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    id: UUID
+    nickname: str | None
+
+
+class EventVisibility(StrEnum):
+    room = 'room'
+    team = 'team'
+    player = 'player'
+    sealed = 'sealed'
+    nobody = 'nobody'
+
+
+class AdminRoom(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    id: UUID
+    code: JoinCode
+    name: str
+    ruleset: Ruleset
+    status: RoomStatus
+    game: Annotated[StrictInt, Field(ge=0)]
+    round: Annotated[StrictInt, Field(ge=0)]
+    phase: Phase | None
+    phase_ends_at: AwareDatetime | None
+    winner: Team | None
+    host_player_id: UUID | None
+    players: Annotated[list[Player], Field(description='Present players by seat, roles and teams included.')]
+    streams: Annotated[
+        StrictInt, Field(description="Players' open streams (SSE and WebSocket), across workers.", ge=0)
+    ]
+    spectator_count: Annotated[
+        StrictInt, Field(description='Spectators watching now (with a stream open), across workers.', ge=0)
+    ]
+    last_seq: Annotated[StrictInt, Field(ge=0)]
+    last_event_at: Annotated[
+        AwareDatetime | None, Field(description='When the newest event was written; `null` before any.')
+    ]
+    created_at: AwareDatetime
+
+
+class AdminRoomPage(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    items: list[AdminRoom]
+    next_cursor: Annotated[
+        str | None, Field(description='Pass as `cursor` for the next page; `null` on the last page.')
+    ]
+
+
+class AdminEvent(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Annotated[StrictInt, Field(ge=1)]
+    type: str
+    at: AwareDatetime
+    data: dict[str, Any]
+    visibility: EventVisibility
+    audience: str | None
+    hidden: Annotated[
+        StrictBool,
+        Field(
+            description='`true` when not every player may see it (visibility other than `room`): hidden information.'
+        ),
+    ]
+
+
+NextAfter = TypeAliasType(
+    "NextAfter",
+    Annotated[
+        StrictInt, Field(description='Pass as `after` for the next page; `null` on the last page.', ge=1)
+    ],
+)
+
+
+class AdminEventPage(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    items: list[AdminEvent]
+    next_after: Annotated[
+        NextAfter | None, Field(description='Pass as `after` for the next page; `null` on the last page.')
+    ]
+
+
+class ReplayPlayer(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    id: UUID
+    nickname: str
+    role: Role | None
+    team: Team | None
+    alive: StrictBool
+
+
+class ReplayStep(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    seq: Annotated[StrictInt, Field(ge=1)]
+    type: Annotated[str, Field(description="The event's type.")]
+    hidden: Annotated[StrictBool, Field(description='Whether the event is hidden information.')]
+    status: RoomStatus
+    round: Annotated[StrictInt, Field(ge=0)]
+    phase: Phase | None
+    winner: Team | None
+    players: list[ReplayPlayer]
+
+
+class AdminReplay(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    room_id: UUID
+    game: Annotated[StrictInt, Field(ge=1)]
+    finished: Annotated[StrictBool, Field(description='Whether this game has ended.')]
+    steps: list[ReplayStep]
+
+
 class RoomStreamEvent(ContractModel):
     model_config = ConfigDict(
         validate_by_name=True,
@@ -611,7 +763,7 @@ class Problem(ContractModel):
     code: Annotated[
         str,
         Field(
-            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `nickname_confusable`,\n`nickname_invalid_characters`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`too_many_streams`, `server_busy`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;\n`room_closed` (409: the room closed, idle or abandoned; it takes no command).\n",
+            description="Stable, machine-readable. Among them: `validation_failed`, `unauthorized`,\n`not_a_member`, `not_host`, `room_not_found`, `player_not_found`, `room_full`,\n`room_not_in_lobby`, `nickname_taken`, `nickname_confusable`,\n`nickname_invalid_characters`, `room_code_required`,\n`max_players_below_player_count`, `body_too_large`, `method_not_allowed`,\n`chat_closed`, `rate_limited`, `not_found`, `database_unavailable`,\n`too_many_streams`, `server_busy`,\n`dependency_unavailable` (readiness); the game's: `not_enough_players`,\n`invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,\n`cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;\n`room_closed` (409: the room closed, idle or abandoned; it takes no command);\n`spectator` (403: a spectator's token only reads), `game_not_finished`\n(409: a rematch while the game runs), `game_not_found`.\n",
             examples=['room_full'],
         ),
     ]
@@ -680,6 +832,13 @@ class Room(ContractModel):
     settings: RoomSettings
     host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
     player_count: Annotated[StrictInt, Field(ge=0)]
+    game: Annotated[
+        StrictInt,
+        Field(
+            description='Which game of the room is played or was last played; 0 before the first starts, 1 for the first, one more with each rematch.',
+            ge=0,
+        ),
+    ]
     round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
     phase: Phase | None
     phase_ends_at: AwareDatetime | None
@@ -702,6 +861,17 @@ class RoomSummary(ContractModel):
     settings: RoomSettings
     host_player_id: Annotated[UUID | None, Field(description='`null` once the room is closed.')]
     player_count: Annotated[StrictInt, Field(ge=0)]
+    spectator_count: Annotated[
+        StrictInt,
+        Field(description='How many spectators are watching now (with a stream open), across workers.', ge=0),
+    ]
+    game: Annotated[
+        StrictInt,
+        Field(
+            description='Which game of the room is played or was last played; 0 before the first starts, 1 for the first, one more with each rematch.',
+            ge=0,
+        ),
+    ]
     round: Annotated[StrictInt, Field(description='0 in the lobby.', ge=0)]
     phase: Phase | None
     phase_ends_at: AwareDatetime | None
@@ -752,7 +922,10 @@ class RoomState(ContractModel):
     )
     room: Room
     players: Annotated[list[Player], Field(description='Present players by seat.')]
-    me: Player
+    me: Annotated[
+        Player | None,
+        Field(description='The caller; `null` for a spectator (`watchRoom`), who sees only what is public.'),
+    ]
     teammates: Annotated[
         list[UUID], Field(description='Ids of the players the caller knows to share their team.')
     ]
@@ -838,4 +1011,39 @@ class RoundList(ContractModel):
         extra='forbid',
         validate_by_name=True,
     )
+    game: Annotated[
+        StrictInt,
+        Field(description='Which game of the room these rounds are of (0 before the first game).', ge=0),
+    ]
     rounds: list[Round]
+
+
+class SpectatorSession(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    room: RoomSummary
+    spectator: Spectator
+    token: Annotated[
+        str,
+        Field(
+            description='Bearer token of this spectator in this room; it watches, it never acts.',
+            min_length=43,
+        ),
+    ]
+
+
+class AdminRoomDetail(ContractModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_by_name=True,
+    )
+    room: AdminRoom
+    settings: RoomSettings
+    state: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description="The game's state as its ruleset stores it, hidden information included; `null` in the lobby."
+        ),
+    ]

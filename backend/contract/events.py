@@ -305,6 +305,7 @@ class GameFinishedData(ContractModel):
 class RoomClosedReason(StrEnum):
     idle = 'idle'
     abandoned = 'abandoned'
+    operator = 'operator'
 
 
 class RoomClosedData(ContractModel):

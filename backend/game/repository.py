@@ -126,7 +126,7 @@ async def lock_overdue_room(session: AsyncSession) -> RoomRow | None:
 # In RoomRecord's field order (records are built positionally).
 ROOM_COLUMNS = (
     "id, list_key, code, name, ruleset, status, settings, host_player_id, round, phase, "
-    "phase_ends_at, winner, game, last_seq, state_seq, created_at, idle_since, ended_at"
+    "phase_ends_at, winner, game, last_seq, state_seq, created_at, idle_since, ended_at, game_number"
 )
 # In PlayerRecord's field order (records are built positionally).
 PLAYER_COLUMNS = (

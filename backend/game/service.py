@@ -323,6 +323,7 @@ async def start_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) ->
     rules = ruleset(room.ruleset)
     state, facts, counts = rules.setup([str(p.id) for p in players], room.settings, _rng)
     room.status = "in_progress"
+    room.game_number += 1
     table = Table(room, {str(p.id): p for p in players}, rules, state, players)
     now = await repository.db_clock(session)
     if room.idle_since is not None:
@@ -473,4 +474,4 @@ async def list_rounds(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -
         for e in await repository.game_events(session, room.id, history.TYPES)
         if may_see(viewer, e.visibility, e.audience, now)
     ]
-    return history.rounds(seen)
+    return history.rounds(seen, room.game_number)

@@ -55,8 +55,9 @@ def _record(phase: str, attempt: int) -> api.PhaseRecord:
     )
 
 
-def rounds(seen: Iterable[Event]) -> api.RoundList:
-    """Return the rounds the events tell, oldest first; a phase is closed once a later one opened."""
+def rounds(seen: Iterable[Event], game: int) -> api.RoundList:
+    """Return the rounds of game number `game` the events tell (the events are that game's),
+    oldest first; a phase is closed once a later one opened."""
     phases: list[_Phase] = []
     index: dict[tuple[int, str, int], _Phase] = {}
 
@@ -124,4 +125,6 @@ def rounds(seen: Iterable[Event]) -> api.RoundList:
     by_round: dict[int, list[api.PhaseRecord]] = {}
     for phase in phases:
         by_round.setdefault(phase.round, []).append(phase.record)
-    return api.RoundList(rounds=[api.Round(round=r, phases=p) for r, p in sorted(by_round.items())])
+    return api.RoundList(
+        game=game, rounds=[api.Round(round=r, phases=p) for r, p in sorted(by_round.items())]
+    )

@@ -75,6 +75,8 @@ class RoomRow(SQLModel, table=True):
     winner: str | None = None
     # The game's state as its ruleset stores it (Ruleset.dump); NULL in the lobby.
     game: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    # Which game of the room is played or was last played: 0 before the first, +1 per rematch.
+    game_number: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     # The seq of the newest event; the next event gets last_seq + 1 under the row lock.
     last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     # The seq of the newest event that changed the room or its players (every event but chat
@@ -188,6 +190,7 @@ class RoomRecord:
     created_at: datetime | None
     idle_since: datetime | None
     ended_at: datetime | None
+    game_number: int
 
 
 RoomData = RoomRow | RoomRecord
@@ -230,12 +233,16 @@ class VoteRow(SQLModel, table=True):
     """One vote as cast: every change is a new row (the vote history); the newest counts."""
 
     __tablename__ = "votes"
-    __table_args__ = (Index("ix_votes_room_round_phase", "room_id", "round", "phase", "attempt"),)
+    __table_args__ = (
+        Index("ix_votes_room_game_round_phase", "room_id", "game", "round", "phase", "attempt"),
+    )
 
     id: int | None = Field(
         default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
     )
     room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False))
+    # Which game of the room (RoomRow.game_number): each rematch starts at round 1 again.
+    game: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     round: int
     phase: str
     # Which opening of the phase in its round (a phase may open again in one round); else 1.
@@ -263,6 +270,7 @@ class PhaseResultRow(SQLModel, table=True):
     __tablename__ = "phase_results"
 
     room_id: uuid.UUID = Field(sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True))
+    game: int = Field(default=1, sa_column=Column(Integer, primary_key=True, server_default="1"))
     round: int = Field(primary_key=True)
     phase: str = Field(primary_key=True)
     attempt: int = Field(default=1, sa_column=Column(Integer, primary_key=True, server_default="1"))
@@ -304,3 +312,18 @@ class StreamTicketRow(SQLModel, table=True):
         sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class SpectatorRow(SQLModel, table=True):
+    """Someone watching a room with a token of their own: sees what is public, never acts."""
+
+    __tablename__ = "spectators"
+
+    id: uuid.UUID = Field(primary_key=True)
+    room_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    nickname: str | None = None
+    # SHA-256 of the bearer token; the token itself is never stored.
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime | None = Field(default=None, sa_column=_now_column())

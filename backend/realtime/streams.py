@@ -274,7 +274,7 @@ class Stream:
                 state = await service.get_state(session, self.actor.room_id, self.actor)
             self.conn.last_sent = state.last_seq
             # The snapshot may already include the deal the stream was opened before.
-            if state.me.team is not None:
+            if state.me is not None and state.me.team is not None:
                 self.conn.viewer = Viewer(str(self.actor.player_id), state.me.team.value)
             yield state
             return

@@ -26,6 +26,7 @@ def room_view(room: RoomData, player_count: int) -> api.Room:
         settings=settings,
         host_player_id=room.host_player_id,
         player_count=player_count,
+        game=room.game_number,
         round=room.round,
         phase=api.Phase(room.phase) if room.phase else None,
         phase_ends_at=room.phase_ends_at,
@@ -34,9 +35,10 @@ def room_view(room: RoomData, player_count: int) -> api.Room:
     )
 
 
-def public_room_view(room: RoomRow, player_count: int) -> api.RoomSummary:
+def public_room_view(room: RoomRow, player_count: int, spectator_count: int = 0) -> api.RoomSummary:
     """Return the room as anyone may see it: a private room's join code only its members see."""
     summary = room_view(room, player_count).model_dump()
+    summary["spectator_count"] = spectator_count
     if room.settings.get("private"):
         summary["code"] = None
     return api.RoomSummary.model_validate(summary)

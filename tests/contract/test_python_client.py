@@ -27,6 +27,7 @@ async def test_the_generated_client_creates_joins_and_reads_state(server_url: st
     async with AsyncClient(base_url=server_url, bearer_auth=joined.token) as grace:
         state = await grace.rooms.get_room_state(room_id=room_id)
         assert isinstance(state, api.RoomState)
+        assert state.me is not None
         assert state.me.nickname == "Grace"
         assert [p.nickname for p in state.players] == ["Ada", "Grace"]
         with pytest.raises(PermissionDeniedError) as refused:

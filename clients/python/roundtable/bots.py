@@ -150,7 +150,7 @@ class Bot:
             v.nicknames = {p.id: p.nickname for p in state.players}
             v.status, v.round, v.phase = state.room.status, state.room.round, state.room.phase
             v.host = state.room.host_player_id == v.me
-            v.role = state.me.role
+            v.role = state.me.role if state.me is not None else None
             v.teammates = set(state.teammates)
             if isinstance(state.board, api.MissionsBoard):
                 v.attempt, v.leader = state.board.attempt, state.board.leader_player_id

@@ -23,6 +23,7 @@ from .options import Clock, RequestOptions, RetryOptions, ServerSelection
 from .responses import AsyncRawResponse
 
 if TYPE_CHECKING:
+    from .resources.admin._async import AsyncAdminResource
     from .resources.game._async import AsyncGameResource
     from .resources.operations._async import AsyncOperationsResource
     from .resources.players._async import AsyncPlayersResource
@@ -98,18 +99,18 @@ class AsyncClientView:
         return AsyncOperationsResource(self._core)
 
     @cached_property
-    def rooms(self) -> AsyncRoomsResource:
-        """The rooms operations."""
-        from .resources.rooms._async import AsyncRoomsResource
-
-        return AsyncRoomsResource(self._core)
-
-    @cached_property
     def players(self) -> AsyncPlayersResource:
         """The players operations."""
         from .resources.players._async import AsyncPlayersResource
 
         return AsyncPlayersResource(self._core)
+
+    @cached_property
+    def rooms(self) -> AsyncRoomsResource:
+        """The rooms operations."""
+        from .resources.rooms._async import AsyncRoomsResource
+
+        return AsyncRoomsResource(self._core)
 
     @cached_property
     def game(self) -> AsyncGameResource:
@@ -125,6 +126,13 @@ class AsyncClientView:
 
         return AsyncRealtimeResource(self._core)
 
+    @cached_property
+    def admin(self) -> AsyncAdminResource:
+        """The admin operations."""
+        from .resources.admin._async import AsyncAdminResource
+
+        return AsyncAdminResource(self._core)
+
 
 class AsyncClient(AsyncClientView):
     """Call the operations of this API with asyncio through HTTPX2."""
@@ -135,6 +143,7 @@ class AsyncClient(AsyncClientView):
         bearer_auth: Secret | TokenSource | None = None,
         stream_ticket_query: Secret | None = None,
         access_token_query: Secret | None = None,
+        admin_token: Secret | TokenSource | None = None,
         base_url: str | None = None,
         server: ServerSelection | None = None,
         timeout: float | httpx2.Timeout | UNSET | None = UNSET,
@@ -167,6 +176,7 @@ class AsyncClient(AsyncClientView):
                 "bearerAuth": bearer_auth,
                 "streamTicketQuery": stream_ticket_query,
                 "accessTokenQuery": access_token_query,
+                "adminToken": admin_token,
             }),
         )
 

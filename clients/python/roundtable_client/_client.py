@@ -23,6 +23,7 @@ from .options import Clock, RequestOptions, RetryOptions, ServerSelection
 from .responses import RawResponse
 
 if TYPE_CHECKING:
+    from .resources.admin._sync import AdminResource
     from .resources.game._sync import GameResource
     from .resources.operations._sync import OperationsResource
     from .resources.players._sync import PlayersResource
@@ -98,18 +99,18 @@ class ClientView:
         return OperationsResource(self._core)
 
     @cached_property
-    def rooms(self) -> RoomsResource:
-        """The rooms operations."""
-        from .resources.rooms._sync import RoomsResource
-
-        return RoomsResource(self._core)
-
-    @cached_property
     def players(self) -> PlayersResource:
         """The players operations."""
         from .resources.players._sync import PlayersResource
 
         return PlayersResource(self._core)
+
+    @cached_property
+    def rooms(self) -> RoomsResource:
+        """The rooms operations."""
+        from .resources.rooms._sync import RoomsResource
+
+        return RoomsResource(self._core)
 
     @cached_property
     def game(self) -> GameResource:
@@ -125,6 +126,13 @@ class ClientView:
 
         return RealtimeResource(self._core)
 
+    @cached_property
+    def admin(self) -> AdminResource:
+        """The admin operations."""
+        from .resources.admin._sync import AdminResource
+
+        return AdminResource(self._core)
+
 
 class Client(ClientView):
     """Call the operations of this API through HTTPX2."""
@@ -135,6 +143,7 @@ class Client(ClientView):
         bearer_auth: Secret | TokenSource | None = None,
         stream_ticket_query: Secret | None = None,
         access_token_query: Secret | None = None,
+        admin_token: Secret | TokenSource | None = None,
         base_url: str | None = None,
         server: ServerSelection | None = None,
         timeout: float | httpx2.Timeout | UNSET | None = UNSET,
@@ -167,6 +176,7 @@ class Client(ClientView):
                 "bearerAuth": bearer_auth,
                 "streamTicketQuery": stream_ticket_query,
                 "accessTokenQuery": access_token_query,
+                "adminToken": admin_token,
             }),
         )
 

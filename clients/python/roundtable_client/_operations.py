@@ -19,11 +19,19 @@ from ._runtime.client.operations import (
     model_branch,
 )
 from ._runtime.model_codecs.parameters import ParameterPlan
+from .types.admin import (
+    AdminCloseRoomResponse,
+    AdminGetRoomResponse,
+    AdminListEventsResponse,
+    AdminListRoomsResponse,
+    AdminReplayGameResponse,
+)
 from .types.game import (
     AdvancePhaseResponse,
     CastVoteResponse,
     ListRoundsResponse,
     PerformActionResponse,
+    RematchGameResponse,
     StartGameResponse,
 )
 from .types.operations import (
@@ -31,7 +39,12 @@ from .types.operations import (
     GetMetricsResponse,
     GetReadinessResponse,
 )
-from .types.players import JoinRoomResponse, RemovePlayerResponse
+from .types.players import (
+    JoinRoomResponse,
+    QuickJoinResponse,
+    RemovePlayerResponse,
+    WatchRoomResponse,
+)
 from .types.realtime import (
     CreateStreamTicketResponse,
     SendChatMessageResponse,
@@ -74,158 +87,239 @@ OPERATION_2: Final[OperationPlan[GetMetricsResponse]] = OperationPlan(
     security=security.OPERATION_2,
 )
 
-OPERATION_3: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
-    operation_id='createRoom',
+OPERATION_3: Final[OperationPlan[QuickJoinResponse]] = OperationPlan(
+    operation_id='quickJoin',
     method='POST',
-    path='/v1/rooms',
+    path='/v1/quick-join',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_6),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_8), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_9), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_10), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_12))),
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_6),), (model_branch('409', 'application/problem+json', 'json', model_bindings.codec_7), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_8), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_9), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_10), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_12))),
     body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_5),), default='application/json', required=True),
     security=security.OPERATION_3,
 )
 
-OPERATION_4: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
+OPERATION_4: Final[OperationPlan[CreateRoomResponse]] = OperationPlan(
+    operation_id='createRoom',
+    method='POST',
+    path='/v1/rooms',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_15),), (model_branch('413', 'application/problem+json', 'json', model_bindings.codec_17), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_18), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_19), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_21))),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_14),), default='application/json', required=True),
+    security=security.OPERATION_4,
+)
+
+OPERATION_5: Final[OperationPlan[ListRoomsResponse]] = OperationPlan(
     operation_id='listRooms',
     method='GET',
     path='/v1/rooms',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_18),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_19), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_20))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_14), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_15), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_16), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_17)),
-    security=security.OPERATION_4,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_27),), (model_branch('422', 'application/problem+json', 'json', model_bindings.codec_28), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_29))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('code', 'cursor', 'limit')), codec=model_bindings.codec_23), ParameterSpec(plan=ParameterPlan(location='query', name='code', style='form', explode=True, reserved_names=('cursor', 'limit', 'status')), codec=model_bindings.codec_24), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('code', 'cursor', 'status')), codec=model_bindings.codec_25), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('code', 'limit', 'status')), codec=model_bindings.codec_26)),
+    security=security.OPERATION_5,
 )
 
-OPERATION_5: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
+OPERATION_6: Final[OperationPlan[GetRoomResponse]] = OperationPlan(
     operation_id='getRoom',
     method='GET',
     path='/v1/rooms/{room_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_23),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_24), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_25), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_26))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_22),),
-    security=security.OPERATION_5,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_32),), (model_branch('404', 'application/problem+json', 'json', model_bindings.codec_33), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_34), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_35))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_31),),
+    security=security.OPERATION_6,
 )
 
-OPERATION_6: Final[OperationPlan[UpdateRoomResponse]] = OperationPlan(
+OPERATION_7: Final[OperationPlan[UpdateRoomResponse]] = OperationPlan(
     operation_id='updateRoom',
     method='PATCH',
     path='/v1/rooms/{room_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_30),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_31), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_33), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_34), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_35), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_36), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_37), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_38), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_40))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_28),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_29),), default='application/json', required=True),
-    security=security.OPERATION_6,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_39),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_40), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_42), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_43), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_44), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_45), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_46), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_47), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_49))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_37),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_38),), default='application/json', required=True),
+    security=security.OPERATION_7,
 )
 
-OPERATION_7: Final[OperationPlan[JoinRoomResponse]] = OperationPlan(
+OPERATION_8: Final[OperationPlan[JoinRoomResponse]] = OperationPlan(
     operation_id='joinRoom',
     method='POST',
     path='/v1/rooms/{room_id}/players',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_44),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_45), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_46), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_47), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_48), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_49), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_50), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_52))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_42),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_43),), default='application/json', required=True),
-    security=security.OPERATION_7,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_53),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_54), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_55), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_56), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_57), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_58), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_59), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_61))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_51),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_52),), default='application/json', required=True),
+    security=security.OPERATION_8,
 )
 
-OPERATION_8: Final[OperationPlan[RemovePlayerResponse]] = OperationPlan(
+OPERATION_9: Final[OperationPlan[RemovePlayerResponse]] = OperationPlan(
     operation_id='removePlayer',
     method='DELETE',
     path='/v1/rooms/{room_id}/players/{player_id}',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((empty_branch('204'),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_56), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_58), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_59), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_60), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_61), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_62), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_64))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True, reserved_names=('player_id',)), codec=model_bindings.codec_54), ParameterSpec(plan=ParameterPlan(location='path', name='player_id', style='simple', required=True, reserved_names=('room_id',)), codec=model_bindings.codec_55)),
-    security=security.OPERATION_8,
+    responses=ResponseDecoder((empty_branch('204'),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_65), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_67), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_68), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_69), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_70), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_71), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_73))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True, reserved_names=('player_id',)), codec=model_bindings.codec_63), ParameterSpec(plan=ParameterPlan(location='path', name='player_id', style='simple', required=True, reserved_names=('room_id',)), codec=model_bindings.codec_64)),
+    security=security.OPERATION_9,
 )
 
-OPERATION_9: Final[OperationPlan[GetRoomStateResponse]] = OperationPlan(
+OPERATION_10: Final[OperationPlan[GetRoomStateResponse]] = OperationPlan(
     operation_id='getRoomState',
     method='GET',
     path='/v1/rooms/{room_id}/state',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_67),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_68), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_70), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_71), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_72), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_73))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_66),),
-    security=security.OPERATION_9,
-)
-
-OPERATION_10: Final[OperationPlan[StartGameResponse]] = OperationPlan(
-    operation_id='startGame',
-    method='POST',
-    path='/v1/rooms/{room_id}/start',
-    servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_76),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_77), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_79), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_80), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_81), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_82), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_83), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_85))),
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_76),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_77), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_79), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_80), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_81), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_82))),
     parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_75),),
     security=security.OPERATION_10,
 )
 
-OPERATION_11: Final[OperationPlan[AdvancePhaseResponse]] = OperationPlan(
+OPERATION_11: Final[OperationPlan[StartGameResponse]] = OperationPlan(
+    operation_id='startGame',
+    method='POST',
+    path='/v1/rooms/{room_id}/start',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_85),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_86), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_88), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_89), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_90), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_91), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_92), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_94))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_84),),
+    security=security.OPERATION_11,
+)
+
+OPERATION_12: Final[OperationPlan[AdvancePhaseResponse]] = OperationPlan(
     operation_id='advancePhase',
     method='POST',
     path='/v1/rooms/{room_id}/advance',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_89),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_90), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_92), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_93), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_94), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_95), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_96), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_97), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_99))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_87),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_88),), default='application/json'),
-    security=security.OPERATION_11,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_98),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_99), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_101), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_102), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_103), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_104), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_105), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_106), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_108))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_96),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_97),), default='application/json'),
+    security=security.OPERATION_12,
 )
 
-OPERATION_12: Final[OperationPlan[PerformActionResponse]] = OperationPlan(
+OPERATION_13: Final[OperationPlan[PerformActionResponse]] = OperationPlan(
     operation_id='performAction',
     method='POST',
     path='/v1/rooms/{room_id}/actions',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_104),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_105), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_107), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_108), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_109), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_110), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_111), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_112), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_114))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_101), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_102)),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_103),), default='application/json', required=True),
-    security=security.OPERATION_12,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_113),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_114), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_116), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_117), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_118), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_119), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_120), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_121), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_123))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_110), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_111)),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_112),), default='application/json', required=True),
+    security=security.OPERATION_13,
 )
 
-OPERATION_13: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
+OPERATION_14: Final[OperationPlan[CastVoteResponse]] = OperationPlan(
     operation_id='castVote',
     method='POST',
     path='/v1/rooms/{room_id}/votes',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_119),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_120), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_122), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_123), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_124), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_125), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_126), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_127), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_129))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_116), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_117)),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_118),), default='application/json', required=True),
-    security=security.OPERATION_13,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_128),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_129), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_131), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_132), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_134), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_135), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_136), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_138))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='header', name='Idempotency-Key', style='simple'), codec=model_bindings.codec_125), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_126)),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_127),), default='application/json', required=True),
+    security=security.OPERATION_14,
 )
 
-OPERATION_14: Final[OperationPlan[ListRoundsResponse]] = OperationPlan(
+OPERATION_15: Final[OperationPlan[ListRoundsResponse]] = OperationPlan(
     operation_id='listRounds',
     method='GET',
     path='/v1/rooms/{room_id}/rounds',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_132),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_133), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_135), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_136), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_137), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_138))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_131),),
-    security=security.OPERATION_14,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_142),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_143), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_145), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_146), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_147), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_148))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='game', style='form', explode=True, kind='integer'), codec=model_bindings.codec_140), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_141)),
+    security=security.OPERATION_15,
 )
 
-OPERATION_15: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
+OPERATION_16: Final[OperationPlan[StreamRoomEventsResponse]] = OperationPlan(
     operation_id='streamRoomEvents',
     method='GET',
     path='/v1/rooms/{room_id}/events',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_143),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_144), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_146), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_147), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_148), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_149), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_151))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token', 'ticket')), codec=model_bindings.codec_140), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_141), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_142)),
-    security=security.OPERATION_15,
+    responses=ResponseDecoder((model_branch('200', 'text/event-stream', 'text', model_bindings.codec_153),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_154), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_156), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_157), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_158), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_159), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_161))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('access_token', 'ticket')), codec=model_bindings.codec_150), ParameterSpec(plan=ParameterPlan(location='header', name='Last-Event-ID', style='simple'), codec=model_bindings.codec_151), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_152)),
+    security=security.OPERATION_16,
 )
 
-OPERATION_16: Final[OperationPlan[CreateStreamTicketResponse]] = OperationPlan(
+OPERATION_17: Final[OperationPlan[CreateStreamTicketResponse]] = OperationPlan(
     operation_id='createStreamTicket',
     method='POST',
     path='/v1/rooms/{room_id}/stream-tickets',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_154),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_155), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_157), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_158), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_159), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_160))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_153),),
-    security=security.OPERATION_16,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_164),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_165), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_167), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_168), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_169), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_170))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_163),),
+    security=security.OPERATION_17,
 )
 
-OPERATION_17: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
+OPERATION_18: Final[OperationPlan[SendChatMessageResponse]] = OperationPlan(
     operation_id='sendChatMessage',
     method='POST',
     path='/v1/rooms/{room_id}/messages',
     servers=_SERVERS_0,
-    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_164),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_165), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_167), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_168), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_169), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_170), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_171), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_172), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_174))),
-    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_162),),
-    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_163),), default='application/json', required=True),
-    security=security.OPERATION_17,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_174),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_175), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_177), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_178), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_179), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_180), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_181), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_182), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_184))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_172),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_173),), default='application/json', required=True),
+    security=security.OPERATION_18,
+)
+
+OPERATION_19: Final[OperationPlan[WatchRoomResponse]] = OperationPlan(
+    operation_id='watchRoom',
+    method='POST',
+    path='/v1/rooms/{room_id}/spectators',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('201', 'application/json', 'json', model_bindings.codec_188),), (model_branch('403', 'application/problem+json', 'json', model_bindings.codec_189), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_190), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_191), model_branch('413', 'application/problem+json', 'json', model_bindings.codec_192), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_193), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_194), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_196))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_186),),
+    body=RequestBody(media=(BodyMedia(media_type='application/json', kind='json', codec=model_bindings.codec_187),), default='application/json', required=True),
+    security=security.OPERATION_19,
+)
+
+OPERATION_20: Final[OperationPlan[RematchGameResponse]] = OperationPlan(
+    operation_id='rematchGame',
+    method='POST',
+    path='/v1/rooms/{room_id}/rematch',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_199),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_200), model_branch('403', 'application/problem+json', 'json', model_bindings.codec_202), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_203), model_branch('409', 'application/problem+json', 'json', model_bindings.codec_204), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_205), model_branch('429', 'application/problem+json', 'json', model_bindings.codec_206), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_208))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_198),),
+    security=security.OPERATION_20,
+)
+
+OPERATION_21: Final[OperationPlan[AdminListRoomsResponse]] = OperationPlan(
+    operation_id='adminListRooms',
+    method='GET',
+    path='/admin/api/rooms',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_213),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_214), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_216), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_217), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_218))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='status', style='form', explode=True, reserved_names=('cursor', 'limit')), codec=model_bindings.codec_210), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('cursor', 'status')), codec=model_bindings.codec_211), ParameterSpec(plan=ParameterPlan(location='query', name='cursor', style='form', explode=True, reserved_names=('limit', 'status')), codec=model_bindings.codec_212)),
+    security=security.OPERATION_21,
+)
+
+OPERATION_22: Final[OperationPlan[AdminGetRoomResponse]] = OperationPlan(
+    operation_id='adminGetRoom',
+    method='GET',
+    path='/admin/api/rooms/{room_id}',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_221),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_222), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_224), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_225), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_226))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_220),),
+    security=security.OPERATION_22,
+)
+
+OPERATION_23: Final[OperationPlan[AdminListEventsResponse]] = OperationPlan(
+    operation_id='adminListEvents',
+    method='GET',
+    path='/admin/api/rooms/{room_id}/events',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_231),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_232), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_234), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_235), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_236))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='after', style='form', explode=True, kind='integer', reserved_names=('limit',)), codec=model_bindings.codec_228), ParameterSpec(plan=ParameterPlan(location='query', name='limit', style='form', explode=True, kind='integer', reserved_names=('after',)), codec=model_bindings.codec_229), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_230)),
+    security=security.OPERATION_23,
+)
+
+OPERATION_24: Final[OperationPlan[AdminReplayGameResponse]] = OperationPlan(
+    operation_id='adminReplayGame',
+    method='GET',
+    path='/admin/api/rooms/{room_id}/replay',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_240),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_241), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_243), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_244), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_245))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='query', name='game', style='form', explode=True, kind='integer'), codec=model_bindings.codec_238), ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_239)),
+    security=security.OPERATION_24,
+)
+
+OPERATION_25: Final[OperationPlan[AdminCloseRoomResponse]] = OperationPlan(
+    operation_id='adminCloseRoom',
+    method='POST',
+    path='/admin/api/rooms/{room_id}/close',
+    servers=_SERVERS_0,
+    responses=ResponseDecoder((model_branch('200', 'application/json', 'json', model_bindings.codec_248),), (model_branch('401', 'application/problem+json', 'json', model_bindings.codec_249), model_branch('404', 'application/problem+json', 'json', model_bindings.codec_251), model_branch('422', 'application/problem+json', 'json', model_bindings.codec_252), model_branch('503', 'application/problem+json', 'json', model_bindings.codec_253))),
+    parameters=(ParameterSpec(plan=ParameterPlan(location='path', name='room_id', style='simple', required=True), codec=model_bindings.codec_247),),
+    security=security.OPERATION_25,
 )

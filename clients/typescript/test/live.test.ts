@@ -83,7 +83,7 @@ test("create, join, stream the snapshot and events, chat, resume after a cut", {
       state.players.map((p) => p.nickname),
       ["Ada"],
     );
-    assert.equal(state.me.id, host.player.id);
+    assert.equal(state.me?.id, host.player.id);
     assert.equal(stream.lastSeq(), state.last_seq);
 
     // A second player joins: the host sees `player.joined`.

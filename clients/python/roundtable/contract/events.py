@@ -341,6 +341,7 @@ class GameFinishedData(BaseModel):
 class RoomClosedReason(StrEnum):
     idle = 'idle'
     abandoned = 'abandoned'
+    operator = 'operator'
 
 
 class RoomClosedData(BaseModel):

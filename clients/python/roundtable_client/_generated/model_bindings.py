@@ -26,515 +26,752 @@ codec_3: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = 
 codec_4: Final[PydanticCodec[api.MetricsGetResponse]] = PydanticCodec(api.MetricsGetResponse)
 """Codec of /paths/~1metrics/get response_body (response 200 text/plain)."""
 
-codec_5: Final[PydanticCodec[api.CreateRoomRequest]] = PydanticCodec(api.CreateRoomRequest)
-"""Codec of /paths/~1v1~1rooms/post request_body (request application/json)."""
+codec_5: Final[PydanticCodec[api.QuickJoinRequest]] = PydanticCodec(api.QuickJoinRequest)
+"""Codec of /paths/~1v1~1quick-join/post request_body (request application/json)."""
 
 codec_6: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
-"""Codec of /paths/~1v1~1rooms/post response_body (response 201 application/json)."""
+"""Codec of /paths/~1v1~1quick-join/post response_body (response 201 application/json)."""
 
-codec_7: Final[PydanticCodec[api.V1RoomsPostResponse201LocationHeader]] = PydanticCodec(api.V1RoomsPostResponse201LocationHeader)
-"""Codec of /paths/~1v1~1rooms/post response_header (response Location 201)."""
+codec_7: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1quick-join/post response_body (response 409 application/problem+json)."""
 
 codec_8: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms/post response_body (response 413 application/problem+json)."""
+"""Codec of /paths/~1v1~1quick-join/post response_body (response 413 application/problem+json)."""
 
 codec_9: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms/post response_body (response 422 application/problem+json)."""
+"""Codec of /paths/~1v1~1quick-join/post response_body (response 422 application/problem+json)."""
 
 codec_10: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms/post response_body (response 429 application/problem+json)."""
+"""Codec of /paths/~1v1~1quick-join/post response_body (response 429 application/problem+json)."""
 
 codec_11: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 429)."""
+"""Codec of /paths/~1v1~1quick-join/post response_header (response Retry-After 429)."""
 
 codec_12: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
-"""Codec of /paths/~1v1~1rooms/post response_body (response 503 application/problem+json)."""
+"""Codec of /paths/~1v1~1quick-join/post response_body (response 503 application/problem+json)."""
 
 codec_13: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
-"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 503)."""
+"""Codec of /paths/~1v1~1quick-join/post response_header (response Retry-After 503)."""
 
-codec_14: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
-"""Codec of /paths/~1v1~1rooms/get parameter (request query status)."""
+codec_14: Final[PydanticCodec[api.CreateRoomRequest]] = PydanticCodec(api.CreateRoomRequest)
+"""Codec of /paths/~1v1~1rooms/post request_body (request application/json)."""
 
-codec_15: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
-"""Codec of /paths/~1v1~1rooms/get parameter (request query code)."""
+codec_15: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 201 application/json)."""
 
-codec_16: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
-"""Codec of /paths/~1v1~1rooms/get parameter (request query limit)."""
+codec_16: Final[PydanticCodec[api.V1RoomsPostResponse201LocationHeader]] = PydanticCodec(api.V1RoomsPostResponse201LocationHeader)
+"""Codec of /paths/~1v1~1rooms/post response_header (response Location 201)."""
 
-codec_17: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
-"""Codec of /paths/~1v1~1rooms/get parameter (request query cursor)."""
+codec_17: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 413 application/problem+json)."""
 
-codec_18: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
-"""Codec of /paths/~1v1~1rooms/get response_body (response 200 application/json)."""
+codec_18: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 422 application/problem+json)."""
 
 codec_19: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 429 application/problem+json)."""
+
+codec_20: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 429)."""
+
+codec_21: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms/post response_body (response 503 application/problem+json)."""
+
+codec_22: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms/post response_header (response Retry-After 503)."""
+
+codec_23: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
+"""Codec of /paths/~1v1~1rooms/get parameter (request query status)."""
+
+codec_24: Final[PydanticCodec[api.JoinCode]] = PydanticCodec(api.JoinCode)
+"""Codec of /paths/~1v1~1rooms/get parameter (request query code)."""
+
+codec_25: Final[PydanticCodec[api.V1RoomsGetQueryLimitParameter]] = PydanticCodec(api.V1RoomsGetQueryLimitParameter)
+"""Codec of /paths/~1v1~1rooms/get parameter (request query limit)."""
+
+codec_26: Final[PydanticCodec[api.V1RoomsGetQueryCursorParameter]] = PydanticCodec(api.V1RoomsGetQueryCursorParameter)
+"""Codec of /paths/~1v1~1rooms/get parameter (request query cursor)."""
+
+codec_27: Final[PydanticCodec[api.RoomPage]] = PydanticCodec(api.RoomPage)
+"""Codec of /paths/~1v1~1rooms/get response_body (response 200 application/json)."""
+
+codec_28: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 422 application/problem+json)."""
 
-codec_20: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_29: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms/get response_body (response 503 application/problem+json)."""
 
-codec_21: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_30: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms/get response_header (response Retry-After 503)."""
 
-codec_22: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_31: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get parameter (request path room_id)."""
 
-codec_23: Final[PydanticCodec[api.RoomSummary]] = PydanticCodec(api.RoomSummary)
+codec_32: Final[PydanticCodec[api.RoomSummary]] = PydanticCodec(api.RoomSummary)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 200 application/json)."""
 
-codec_24: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_33: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 404 application/problem+json)."""
 
-codec_25: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_34: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 422 application/problem+json)."""
 
-codec_26: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_35: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_body (response 503 application/problem+json)."""
 
-codec_27: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_36: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}/get response_header (response Retry-After 503)."""
 
-codec_28: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_37: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch parameter (request path room_id)."""
 
-codec_29: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
+codec_38: Final[PydanticCodec[api.UpdateRoomRequest]] = PydanticCodec(api.UpdateRoomRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch request_body (request application/json)."""
 
-codec_30: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_39: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 200 application/json)."""
 
-codec_31: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_40: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 401 application/problem+json)."""
 
-codec_32: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_41: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response WWW-Authenticate 401)."""
 
-codec_33: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_42: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 403 application/problem+json)."""
 
-codec_34: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_43: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 404 application/problem+json)."""
 
-codec_35: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_44: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 409 application/problem+json)."""
 
-codec_36: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_45: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 413 application/problem+json)."""
 
-codec_37: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_46: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 422 application/problem+json)."""
 
-codec_38: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_47: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 429 application/problem+json)."""
 
-codec_39: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_48: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response Retry-After 429)."""
 
-codec_40: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_49: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_body (response 503 application/problem+json)."""
 
-codec_41: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_50: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}/patch response_header (response Retry-After 503)."""
 
-codec_42: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_51: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post parameter (request path room_id)."""
 
-codec_43: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
+codec_52: Final[PydanticCodec[api.JoinRoomRequest]] = PydanticCodec(api.JoinRoomRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post request_body (request application/json)."""
 
-codec_44: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
+codec_53: Final[PydanticCodec[api.RoomSession]] = PydanticCodec(api.RoomSession)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 201 application/json)."""
 
-codec_45: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_54: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 403 application/problem+json)."""
 
-codec_46: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_55: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 404 application/problem+json)."""
 
-codec_47: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_56: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 409 application/problem+json)."""
 
-codec_48: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_57: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 413 application/problem+json)."""
 
-codec_49: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_58: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 422 application/problem+json)."""
 
-codec_50: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_59: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 429 application/problem+json)."""
 
-codec_51: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_60: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_header (response Retry-After 429)."""
 
-codec_52: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_61: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_body (response 503 application/problem+json)."""
 
-codec_53: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_62: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players/post response_header (response Retry-After 503)."""
 
-codec_54: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_63: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path room_id)."""
 
-codec_55: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
+codec_64: Final[PydanticCodec[api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter]] = PydanticCodec(api.V1RoomsRoomIdPlayersPlayerIdDeletePathPlayerIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete parameter (request path player_id)."""
 
-codec_56: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_65: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 401 application/problem+json)."""
 
-codec_57: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_66: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response WWW-Authenticate 401)."""
 
-codec_58: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_67: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 403 application/problem+json)."""
 
-codec_59: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_68: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 404 application/problem+json)."""
 
-codec_60: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_69: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 409 application/problem+json)."""
 
-codec_61: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_70: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 422 application/problem+json)."""
 
-codec_62: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_71: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 429 application/problem+json)."""
 
-codec_63: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_72: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response Retry-After 429)."""
 
-codec_64: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_73: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_body (response 503 application/problem+json)."""
 
-codec_65: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_74: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1players~1{player_id}/delete response_header (response Retry-After 503)."""
 
-codec_66: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_75: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get parameter (request path room_id)."""
 
-codec_67: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
+codec_76: Final[PydanticCodec[api.RoomState]] = PydanticCodec(api.RoomState)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 200 application/json)."""
 
-codec_68: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_77: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 401 application/problem+json)."""
 
-codec_69: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_78: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response WWW-Authenticate 401)."""
 
-codec_70: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_79: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 403 application/problem+json)."""
 
-codec_71: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_80: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 404 application/problem+json)."""
 
-codec_72: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_81: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 422 application/problem+json)."""
 
-codec_73: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_82: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_body (response 503 application/problem+json)."""
 
-codec_74: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_83: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1state/get response_header (response Retry-After 503)."""
 
-codec_75: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_84: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post parameter (request path room_id)."""
 
-codec_76: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_85: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 200 application/json)."""
 
-codec_77: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_86: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 401 application/problem+json)."""
 
-codec_78: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_87: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response WWW-Authenticate 401)."""
 
-codec_79: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_88: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 403 application/problem+json)."""
 
-codec_80: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_89: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 404 application/problem+json)."""
 
-codec_81: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_90: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 409 application/problem+json)."""
 
-codec_82: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_91: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 422 application/problem+json)."""
 
-codec_83: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_92: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 429 application/problem+json)."""
 
-codec_84: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_93: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response Retry-After 429)."""
 
-codec_85: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_94: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_body (response 503 application/problem+json)."""
 
-codec_86: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_95: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1start/post response_header (response Retry-After 503)."""
 
-codec_87: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_96: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post parameter (request path room_id)."""
 
-codec_88: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
+codec_97: Final[PydanticCodec[api.AdvanceRequest]] = PydanticCodec(api.AdvanceRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post request_body (request application/json)."""
 
-codec_89: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+codec_98: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 200 application/json)."""
 
-codec_90: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_99: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 401 application/problem+json)."""
 
-codec_91: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_100: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response WWW-Authenticate 401)."""
 
-codec_92: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_101: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 403 application/problem+json)."""
 
-codec_93: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_102: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 404 application/problem+json)."""
 
-codec_94: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_103: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 409 application/problem+json)."""
 
-codec_95: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_104: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 413 application/problem+json)."""
 
-codec_96: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_105: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 422 application/problem+json)."""
 
-codec_97: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_106: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 429 application/problem+json)."""
 
-codec_98: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_107: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response Retry-After 429)."""
 
-codec_99: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_body (response 503 application/problem+json)."""
 
-codec_100: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_109: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1advance/post response_header (response Retry-After 503)."""
 
-codec_101: Final[PydanticCodec[api.V1RoomsRoomIdActionsPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdActionsPostHeaderIdempotencyKeyParameter)
+codec_110: Final[PydanticCodec[api.V1RoomsRoomIdActionsPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdActionsPostHeaderIdempotencyKeyParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post parameter (request header Idempotency-Key)."""
 
-codec_102: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_111: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post parameter (request path room_id)."""
 
-codec_103: Final[PydanticCodec[api.ActionRequest]] = PydanticCodec(api.ActionRequest)
+codec_112: Final[PydanticCodec[api.ActionRequest]] = PydanticCodec(api.ActionRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post request_body (request application/json)."""
 
-codec_104: Final[PydanticCodec[api.ActionAccepted]] = PydanticCodec(api.ActionAccepted)
+codec_113: Final[PydanticCodec[api.ActionAccepted]] = PydanticCodec(api.ActionAccepted)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 201 application/json)."""
 
-codec_105: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 401 application/problem+json)."""
 
-codec_106: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_115: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_header (response WWW-Authenticate 401)."""
 
-codec_107: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_116: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 403 application/problem+json)."""
 
-codec_108: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_117: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 404 application/problem+json)."""
 
-codec_109: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_118: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 409 application/problem+json)."""
 
-codec_110: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_119: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 413 application/problem+json)."""
 
-codec_111: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_120: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 422 application/problem+json)."""
 
-codec_112: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_121: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 429 application/problem+json)."""
 
-codec_113: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_122: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_header (response Retry-After 429)."""
 
-codec_114: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_123: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_body (response 503 application/problem+json)."""
 
-codec_115: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_124: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1actions/post response_header (response Retry-After 503)."""
 
-codec_116: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
+codec_125: Final[PydanticCodec[api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter]] = PydanticCodec(api.V1RoomsRoomIdVotesPostHeaderIdempotencyKeyParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request header Idempotency-Key)."""
 
-codec_117: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_126: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post parameter (request path room_id)."""
 
-codec_118: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
+codec_127: Final[PydanticCodec[api.VoteRequest]] = PydanticCodec(api.VoteRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post request_body (request application/json)."""
 
-codec_119: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
+codec_128: Final[PydanticCodec[api.VoteAccepted]] = PydanticCodec(api.VoteAccepted)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 201 application/json)."""
 
-codec_120: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_129: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 401 application/problem+json)."""
 
-codec_121: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_130: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response WWW-Authenticate 401)."""
 
-codec_122: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_131: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 403 application/problem+json)."""
 
-codec_123: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_132: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 404 application/problem+json)."""
 
-codec_124: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_133: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 409 application/problem+json)."""
 
-codec_125: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_134: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 413 application/problem+json)."""
 
-codec_126: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_135: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 422 application/problem+json)."""
 
-codec_127: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_136: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 429 application/problem+json)."""
 
-codec_128: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_137: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 429)."""
 
-codec_129: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_138: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_body (response 503 application/problem+json)."""
 
-codec_130: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_139: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1votes/post response_header (response Retry-After 503)."""
 
-codec_131: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_140: Final[PydanticCodec[api.V1RoomsRoomIdRoundsGetQueryGameParameter]] = PydanticCodec(api.V1RoomsRoomIdRoundsGetQueryGameParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request query game)."""
+
+codec_141: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get parameter (request path room_id)."""
 
-codec_132: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
+codec_142: Final[PydanticCodec[api.RoundList]] = PydanticCodec(api.RoundList)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 200 application/json)."""
 
-codec_133: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_143: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 401 application/problem+json)."""
 
-codec_134: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_144: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response WWW-Authenticate 401)."""
 
-codec_135: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_145: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 403 application/problem+json)."""
 
-codec_136: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_146: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 404 application/problem+json)."""
 
-codec_137: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_147: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 422 application/problem+json)."""
 
-codec_138: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_148: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_body (response 503 application/problem+json)."""
 
-codec_139: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_149: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1rounds/get response_header (response Retry-After 503)."""
 
-codec_140: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
+codec_150: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetQueryAfterParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request query after)."""
 
-codec_141: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
+codec_151: Final[PydanticCodec[api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter]] = PydanticCodec(api.V1RoomsRoomIdEventsGetHeaderLastEventIDParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request header Last-Event-ID)."""
 
-codec_142: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_152: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
 
-codec_143: Final[PydanticCodec[api.ItemSchema]] = PydanticCodec(api.ItemSchema)
+codec_153: Final[PydanticCodec[api.ItemSchema]] = PydanticCodec(api.ItemSchema)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 200 text/event-stream)."""
 
-codec_144: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_154: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
 
-codec_145: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_155: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
 
-codec_146: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_156: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 403 application/problem+json)."""
 
-codec_147: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_157: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
 
-codec_148: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_158: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
 
-codec_149: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_159: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 429 application/problem+json)."""
 
-codec_150: Final[PydanticCodec[api.TooManyStreamsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyStreamsResponseRetryAfterHeader)
+codec_160: Final[PydanticCodec[api.TooManyStreamsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyStreamsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 429)."""
 
-codec_151: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_161: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
 
-codec_152: Final[PydanticCodec[api.StreamUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.StreamUnavailableResponseRetryAfterHeader)
+codec_162: Final[PydanticCodec[api.StreamUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.StreamUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
 
-codec_153: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_163: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post parameter (request path room_id)."""
 
-codec_154: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
+codec_164: Final[PydanticCodec[api.StreamTicket]] = PydanticCodec(api.StreamTicket)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 201 application/json)."""
 
-codec_155: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_165: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 401 application/problem+json)."""
 
-codec_156: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_166: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response WWW-Authenticate 401)."""
 
-codec_157: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_167: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 403 application/problem+json)."""
 
-codec_158: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_168: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 404 application/problem+json)."""
 
-codec_159: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_169: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 422 application/problem+json)."""
 
-codec_160: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_170: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_body (response 503 application/problem+json)."""
 
-codec_161: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_171: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1stream-tickets/post response_header (response Retry-After 503)."""
 
-codec_162: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+codec_172: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post parameter (request path room_id)."""
 
-codec_163: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
+codec_173: Final[PydanticCodec[api.ChatMessageRequest]] = PydanticCodec(api.ChatMessageRequest)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post request_body (request application/json)."""
 
-codec_164: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
+codec_174: Final[PydanticCodec[api.ChatMessageAccepted]] = PydanticCodec(api.ChatMessageAccepted)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 201 application/json)."""
 
-codec_165: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_175: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 401 application/problem+json)."""
 
-codec_166: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+codec_176: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response WWW-Authenticate 401)."""
 
-codec_167: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_177: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 403 application/problem+json)."""
 
-codec_168: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_178: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 404 application/problem+json)."""
 
-codec_169: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_179: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 409 application/problem+json)."""
 
-codec_170: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_180: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 413 application/problem+json)."""
 
-codec_171: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_181: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 422 application/problem+json)."""
 
-codec_172: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_182: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 429 application/problem+json)."""
 
-codec_173: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+codec_183: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 429)."""
 
-codec_174: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+codec_184: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_body (response 503 application/problem+json)."""
 
-codec_175: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+codec_185: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
 """Codec of /paths/~1v1~1rooms~1{room_id}~1messages/post response_header (response Retry-After 503)."""
+
+codec_186: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post parameter (request path room_id)."""
+
+codec_187: Final[PydanticCodec[api.WatchRoomRequest]] = PydanticCodec(api.WatchRoomRequest)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post request_body (request application/json)."""
+
+codec_188: Final[PydanticCodec[api.SpectatorSession]] = PydanticCodec(api.SpectatorSession)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 201 application/json)."""
+
+codec_189: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 403 application/problem+json)."""
+
+codec_190: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 404 application/problem+json)."""
+
+codec_191: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 409 application/problem+json)."""
+
+codec_192: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 413 application/problem+json)."""
+
+codec_193: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 422 application/problem+json)."""
+
+codec_194: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 429 application/problem+json)."""
+
+codec_195: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_header (response Retry-After 429)."""
+
+codec_196: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_body (response 503 application/problem+json)."""
+
+codec_197: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1spectators/post response_header (response Retry-After 503)."""
+
+codec_198: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post parameter (request path room_id)."""
+
+codec_199: Final[PydanticCodec[api.Room]] = PydanticCodec(api.Room)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 200 application/json)."""
+
+codec_200: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 401 application/problem+json)."""
+
+codec_201: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_header (response WWW-Authenticate 401)."""
+
+codec_202: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 403 application/problem+json)."""
+
+codec_203: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 404 application/problem+json)."""
+
+codec_204: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 409 application/problem+json)."""
+
+codec_205: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 422 application/problem+json)."""
+
+codec_206: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 429 application/problem+json)."""
+
+codec_207: Final[PydanticCodec[api.TooManyRequestsResponseRetryAfterHeader]] = PydanticCodec(api.TooManyRequestsResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_header (response Retry-After 429)."""
+
+codec_208: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_body (response 503 application/problem+json)."""
+
+codec_209: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1v1~1rooms~1{room_id}~1rematch/post response_header (response Retry-After 503)."""
+
+codec_210: Final[PydanticCodec[api.RoomStatus]] = PydanticCodec(api.RoomStatus)
+"""Codec of /paths/~1admin~1api~1rooms/get parameter (request query status)."""
+
+codec_211: Final[PydanticCodec[api.AdminApiRoomsGetQueryLimitParameter]] = PydanticCodec(api.AdminApiRoomsGetQueryLimitParameter)
+"""Codec of /paths/~1admin~1api~1rooms/get parameter (request query limit)."""
+
+codec_212: Final[PydanticCodec[api.AdminApiRoomsGetQueryCursorParameter]] = PydanticCodec(api.AdminApiRoomsGetQueryCursorParameter)
+"""Codec of /paths/~1admin~1api~1rooms/get parameter (request query cursor)."""
+
+codec_213: Final[PydanticCodec[api.AdminRoomPage]] = PydanticCodec(api.AdminRoomPage)
+"""Codec of /paths/~1admin~1api~1rooms/get response_body (response 200 application/json)."""
+
+codec_214: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms/get response_body (response 401 application/problem+json)."""
+
+codec_215: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1admin~1api~1rooms/get response_header (response WWW-Authenticate 401)."""
+
+codec_216: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms/get response_body (response 404 application/problem+json)."""
+
+codec_217: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms/get response_body (response 422 application/problem+json)."""
+
+codec_218: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms/get response_body (response 503 application/problem+json)."""
+
+codec_219: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1admin~1api~1rooms/get response_header (response Retry-After 503)."""
+
+codec_220: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get parameter (request path room_id)."""
+
+codec_221: Final[PydanticCodec[api.AdminRoomDetail]] = PydanticCodec(api.AdminRoomDetail)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_body (response 200 application/json)."""
+
+codec_222: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_body (response 401 application/problem+json)."""
+
+codec_223: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_header (response WWW-Authenticate 401)."""
+
+codec_224: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_body (response 404 application/problem+json)."""
+
+codec_225: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_body (response 422 application/problem+json)."""
+
+codec_226: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_body (response 503 application/problem+json)."""
+
+codec_227: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}/get response_header (response Retry-After 503)."""
+
+codec_228: Final[PydanticCodec[api.AdminApiRoomsRoomIdEventsGetQueryAfterParameter]] = PydanticCodec(api.AdminApiRoomsRoomIdEventsGetQueryAfterParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get parameter (request query after)."""
+
+codec_229: Final[PydanticCodec[api.AdminApiRoomsRoomIdEventsGetQueryLimitParameter]] = PydanticCodec(api.AdminApiRoomsRoomIdEventsGetQueryLimitParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get parameter (request query limit)."""
+
+codec_230: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get parameter (request path room_id)."""
+
+codec_231: Final[PydanticCodec[api.AdminEventPage]] = PydanticCodec(api.AdminEventPage)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_body (response 200 application/json)."""
+
+codec_232: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_body (response 401 application/problem+json)."""
+
+codec_233: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_header (response WWW-Authenticate 401)."""
+
+codec_234: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_body (response 404 application/problem+json)."""
+
+codec_235: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_body (response 422 application/problem+json)."""
+
+codec_236: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_body (response 503 application/problem+json)."""
+
+codec_237: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1events/get response_header (response Retry-After 503)."""
+
+codec_238: Final[PydanticCodec[api.AdminApiRoomsRoomIdReplayGetQueryGameParameter]] = PydanticCodec(api.AdminApiRoomsRoomIdReplayGetQueryGameParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get parameter (request query game)."""
+
+codec_239: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get parameter (request path room_id)."""
+
+codec_240: Final[PydanticCodec[api.AdminReplay]] = PydanticCodec(api.AdminReplay)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_body (response 200 application/json)."""
+
+codec_241: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_body (response 401 application/problem+json)."""
+
+codec_242: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_header (response WWW-Authenticate 401)."""
+
+codec_243: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_body (response 404 application/problem+json)."""
+
+codec_244: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_body (response 422 application/problem+json)."""
+
+codec_245: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_body (response 503 application/problem+json)."""
+
+codec_246: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1replay/get response_header (response Retry-After 503)."""
+
+codec_247: Final[PydanticCodec[api.RoomIdParameter]] = PydanticCodec(api.RoomIdParameter)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post parameter (request path room_id)."""
+
+codec_248: Final[PydanticCodec[api.AdminRoom]] = PydanticCodec(api.AdminRoom)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_body (response 200 application/json)."""
+
+codec_249: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_body (response 401 application/problem+json)."""
+
+codec_250: Final[PydanticCodec[api.UnauthorizedResponseWWWAuthenticateHeader]] = PydanticCodec(api.UnauthorizedResponseWWWAuthenticateHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_header (response WWW-Authenticate 401)."""
+
+codec_251: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_body (response 404 application/problem+json)."""
+
+codec_252: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_body (response 422 application/problem+json)."""
+
+codec_253: Final[PydanticCodec[api.Problem]] = PydanticCodec(api.Problem)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_body (response 503 application/problem+json)."""
+
+codec_254: Final[PydanticCodec[api.ServiceUnavailableResponseRetryAfterHeader]] = PydanticCodec(api.ServiceUnavailableResponseRetryAfterHeader)
+"""Codec of /paths/~1admin~1api~1rooms~1{room_id}~1close/post response_header (response Retry-After 503)."""

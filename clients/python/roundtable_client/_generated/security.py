@@ -38,116 +38,173 @@ _SCHEME_2: Final = SecurityScheme(
 )
 
 
+_SCHEME_3: Final = SecurityScheme(
+    name='adminToken',
+    kind='bearer',
+    location='header',
+    wire_name='Authorization',
+)
+
+
 ROOT_SCHEMES: Final[tuple[SecuritySchemeEntry, ...]] = (
     _SCHEME_0,
     _SCHEME_1,
     _SCHEME_2,
+    _SCHEME_3,
 )
 
 
 OPERATION_0: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
 OPERATION_1: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
 OPERATION_2: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
 OPERATION_3: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
 OPERATION_4: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
 OPERATION_5: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
 OPERATION_6: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
-)
-
-
-OPERATION_7: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=(),
 )
 
 
-OPERATION_8: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+OPERATION_7: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
+OPERATION_8: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=(),
+)
+
+
 OPERATION_9: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_10: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_11: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_12: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_13: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_14: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_15: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_2, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
 )
 
 
 OPERATION_16: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
-    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_2, required_scopes=()),), (SecurityRequirement(scheme=_SCHEME_1, required_scopes=()),)),
 )
 
 
 OPERATION_17: Final = SecurityBinding(
-    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2),
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
     alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_18: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_19: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=(),
+)
+
+
+OPERATION_20: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_0, required_scopes=()),),),
+)
+
+
+OPERATION_21: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_3, required_scopes=()),),),
+)
+
+
+OPERATION_22: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_3, required_scopes=()),),),
+)
+
+
+OPERATION_23: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_3, required_scopes=()),),),
+)
+
+
+OPERATION_24: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_3, required_scopes=()),),),
+)
+
+
+OPERATION_25: Final = SecurityBinding(
+    schemes=(_SCHEME_0, _SCHEME_1, _SCHEME_2, _SCHEME_3),
+    alternatives=((SecurityRequirement(scheme=_SCHEME_3, required_scopes=()),),),
 )

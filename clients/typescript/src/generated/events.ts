@@ -36,9 +36,9 @@ export type LeaveReason = "left" | "kicked";
  */
 export type EliminationCause = "killed" | "voted";
 /**
- * `idle`: a lobby nobody was connected to; `abandoned`: a game everyone had left.
+ * `idle`: a lobby nobody was connected to; `abandoned`: a game everyone had left; `operator`: closed by an operator (`/admin/`).
  */
-export type RoomClosedReason = "idle" | "abandoned";
+export type RoomClosedReason = "idle" | "abandoned" | "operator";
 /**
  * Chosen by the client; echoed in the reply.
  */

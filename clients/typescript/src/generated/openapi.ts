@@ -62,6 +62,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/quick-join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Join the fullest open lobby of a ruleset, or create one
+         * @description Joins the public lobby of `ruleset` with the most players that still has a free
+         *     seat (the oldest among equals); when none has, creates a public room with default
+         *     settings and the caller as its host. Answers as `joinRoom` does. Callers at the same
+         *     moment are seated one after another: no lobby is overfilled, and no new lobby is
+         *     created while one still has room. Counted as a join against the client address's
+         *     rate limit.
+         */
+        post: operations["quickJoin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/rooms": {
         parameters: {
             query?: never;
@@ -343,7 +368,9 @@ export interface paths {
          *     own), an investigation's answer by its detective only. In missions, each proposal
          *     and its `approve` votes (shown only once that phase has closed) and each mission's
          *     count of fails; who chose `fail` is never shown. Once the game is finished
-         *     everything is public but the missions' choices.
+         *     everything is public but the missions' choices. After a rematch, `game` picks an
+         *     earlier game of the room (the newest by default); a game that has not been played
+         *     is `404 game_not_found`.
          */
         get: operations["listRounds"];
         put?: never;
@@ -447,6 +474,181 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/rooms/{room_id}/spectators": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Watch a room as a spectator
+         * @description Returns a spectator token for the room: by its id for a public room, with its join
+         *     `code` for a private one. With it, `getRoomState` (`me` is `null`), `listRounds`,
+         *     the event stream, the WebSocket and `createStreamTicket` show exactly what the
+         *     room's ruleset makes public (never a role before it is revealed, never a team's
+         *     event or chat, never a sealed vote before its phase closes); every command (action,
+         *     vote, chat, start, advance, leave) is refused with `403 spectator`. Spectators do not
+         *     count toward `max_players` and are not players; `getRoom` says how many are
+         *     watching. A spectator has at most `MAX_STREAMS_PER_PLAYER` streams open. Counted as
+         *     a join against the client address's rate limit.
+         */
+        post: operations["watchRoom"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/rematch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start another game in the same room
+         * @description Host only, once the room's game is `finished`: deals a new game (the room's `game`
+         *     goes up by one) to the players present, with the room's settings, exactly as
+         *     `startGame` does. Seats, nicknames and tokens carry over; open streams carry on
+         *     (the new game's `game.started` comes on them like any event). The earlier games'
+         *     rounds stay readable with `listRounds?game=N`.
+         */
+        post: operations["rematchGame"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/rooms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Operators: the live rooms
+         * @description Rooms that are not `closed`, newest first, with their players (roles included),
+         *     open streams, spectators and the time of their newest event.
+         */
+        get: operations["adminListRooms"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/rooms/{room_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Operators: a room in full
+         * @description The room, every player with their role, and the game's state as its ruleset stores it (every secret in it).
+         */
+        get: operations["adminGetRoom"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/rooms/{room_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Operators: a room's event log
+         * @description Every event of the room in seq order, each with its audience; `hidden` marks what not every player may see.
+         */
+        get: operations["adminListEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/rooms/{room_id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Operators: a game replayed step by step from its log
+         * @description The room's state after each event of one game, folded from the log alone (every
+         *     audience): the replay that shows a game's state is the fold of its events. The last
+         *     step of a finished game is its end.
+         */
+        get: operations["adminReplayGame"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/rooms/{room_id}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Operators: close a room
+         * @description Closes the room at once (`room.closed` with reason `operator`), game or lobby: its
+         *     deadlines never fire again, its commands are refused with `409 room_closed`. Closing
+         *     a closed room changes nothing.
+         */
+        post: operations["adminCloseRoom"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -495,7 +697,9 @@ export interface components {
              *     `dependency_unavailable` (readiness); the game's: `not_enough_players`,
              *     `invalid_roles`, `game_not_in_progress`, `phase_closed`, `player_dead`,
              *     `cannot_act`, `not_a_player`, `invalid_target`, `idempotency_key_reused`;
-             *     `room_closed` (409: the room closed, idle or abandoned; it takes no command).
+             *     `room_closed` (409: the room closed, idle or abandoned; it takes no command);
+             *     `spectator` (403: a spectator's token only reads), `game_not_finished`
+             *     (409: a rematch while the game runs), `game_not_found`.
              * @example room_full
              */
             code: string;
@@ -710,6 +914,8 @@ export interface components {
             /** @description `null` once the room is closed. */
             host_player_id: string | null;
             player_count: number;
+            /** @description Which game of the room is played or was last played; 0 before the first starts, 1 for the first, one more with each rematch. */
+            game: number;
             /** @description 0 in the lobby. */
             round: number;
             phase: components["schemas"]["Phase"] | null;
@@ -734,6 +940,10 @@ export interface components {
             /** @description `null` once the room is closed. */
             host_player_id: string | null;
             player_count: number;
+            /** @description How many spectators are watching now (with a stream open), across workers. */
+            spectator_count: number;
+            /** @description Which game of the room is played or was last played; 0 before the first starts, 1 for the first, one more with each rematch. */
+            game: number;
             /** @description 0 in the lobby. */
             round: number;
             phase: components["schemas"]["Phase"] | null;
@@ -831,7 +1041,8 @@ export interface components {
             room: components["schemas"]["Room"];
             /** @description Present players by seat. */
             players: components["schemas"]["Player"][];
-            me: components["schemas"]["Player"];
+            /** @description The caller; `null` for a spectator (`watchRoom`), who sees only what is public. */
+            me: components["schemas"]["Player"] | null;
             /** @description Ids of the players the caller knows to share their team. */
             teammates: string[];
             /** @description The votes the caller may see now. */
@@ -917,6 +1128,8 @@ export interface components {
         };
         /** RoundList */
         RoundList: {
+            /** @description Which game of the room these rounds are of (0 before the first game). */
+            game: number;
             rounds: components["schemas"]["Round"][];
         };
         /**
@@ -1072,6 +1285,144 @@ export interface components {
             rejections: number;
             missions: components["schemas"]["MissionResult"][];
         };
+        /** QuickJoinRequest */
+        QuickJoinRequest: {
+            ruleset: components["schemas"]["Ruleset"];
+            nickname: components["schemas"]["Nickname"];
+        };
+        /** WatchRoomRequest */
+        WatchRoomRequest: {
+            nickname?: components["schemas"]["Nickname"];
+            code?: components["schemas"]["JoinCode"];
+        };
+        /**
+         * Spectator
+         * @description Someone watching a room; not a player.
+         */
+        Spectator: {
+            /** Format: uuid */
+            id: string;
+            nickname: string | null;
+        };
+        /**
+         * SpectatorSession
+         * @description The answer to `watchRoom`; `token` is shown only this once.
+         */
+        SpectatorSession: {
+            room: components["schemas"]["RoomSummary"];
+            spectator: components["schemas"]["Spectator"];
+            /** @description Bearer token of this spectator in this room; it watches, it never acts. */
+            token: string;
+        };
+        /**
+         * EventVisibility
+         * @description Who may see an event: the whole room; one team (`audience` is the team); one player
+         *     (`audience` is their id); nobody until its phase closes (`sealed`, `audience` is the
+         *     phase); nobody ever (`nobody`, kept for replay and operators).
+         * @enum {string}
+         */
+        EventVisibility: "room" | "team" | "player" | "sealed" | "nobody";
+        /**
+         * AdminRoom
+         * @description A room as operators see it.
+         */
+        AdminRoom: {
+            /** Format: uuid */
+            id: string;
+            code: components["schemas"]["JoinCode"];
+            name: string;
+            ruleset: components["schemas"]["Ruleset"];
+            status: components["schemas"]["RoomStatus"];
+            game: number;
+            round: number;
+            phase: components["schemas"]["Phase"] | null;
+            phase_ends_at: string | null;
+            winner: components["schemas"]["Team"] | null;
+            host_player_id: string | null;
+            /** @description Present players by seat, roles and teams included. */
+            players: components["schemas"]["Player"][];
+            /** @description Players' open streams (SSE and WebSocket), across workers. */
+            streams: number;
+            /** @description Spectators watching now (with a stream open), across workers. */
+            spectator_count: number;
+            last_seq: number;
+            /** @description When the newest event was written; `null` before any. */
+            last_event_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** AdminRoomPage */
+        AdminRoomPage: {
+            items: components["schemas"]["AdminRoom"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            next_cursor: string | null;
+        };
+        /** AdminRoomDetail */
+        AdminRoomDetail: {
+            room: components["schemas"]["AdminRoom"];
+            settings: components["schemas"]["RoomSettings"];
+            /** @description The game's state as its ruleset stores it, hidden information included; `null` in the lobby. */
+            state: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /**
+         * AdminEvent
+         * @description One event of the log with its audience.
+         */
+        AdminEvent: {
+            seq: number;
+            type: string;
+            /** Format: date-time */
+            at: string;
+            data: {
+                [key: string]: unknown;
+            };
+            visibility: components["schemas"]["EventVisibility"];
+            audience: string | null;
+            /** @description `true` when not every player may see it (visibility other than `room`): hidden information. */
+            hidden: boolean;
+        };
+        /** AdminEventPage */
+        AdminEventPage: {
+            items: components["schemas"]["AdminEvent"][];
+            /** @description Pass as `after` for the next page; `null` on the last page. */
+            next_after: number | null;
+        };
+        /** ReplayPlayer */
+        ReplayPlayer: {
+            /** Format: uuid */
+            id: string;
+            nickname: string;
+            role: components["schemas"]["Role"] | null;
+            team: components["schemas"]["Team"] | null;
+            alive: boolean;
+        };
+        /**
+         * ReplayStep
+         * @description The game as its log tells it right after one event.
+         */
+        ReplayStep: {
+            seq: number;
+            /** @description The event's type. */
+            type: string;
+            /** @description Whether the event is hidden information. */
+            hidden: boolean;
+            status: components["schemas"]["RoomStatus"];
+            round: number;
+            phase: components["schemas"]["Phase"] | null;
+            winner: components["schemas"]["Team"] | null;
+            players: components["schemas"]["ReplayPlayer"][];
+        };
+        /** AdminReplay */
+        AdminReplay: {
+            /** Format: uuid */
+            room_id: string;
+            game: number;
+            /** @description Whether this game has ended. */
+            finished: boolean;
+            steps: components["schemas"]["ReplayStep"][];
+        };
         /**
          * RoomStreamEvent
          * @description One Server-Sent Event of a room's stream, as an EventSource reads it: `id` is the
@@ -1185,6 +1536,24 @@ export interface components {
                  *       "status": 404,
                  *       "detail": "No room with this id.",
                  *       "code": "room_not_found"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The server has no `ADMIN_TOKEN` (then every `/admin/` path is 404, `not_found`), or no such room or game. */
+        AdminNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "Not Found",
+                 *       "code": "not_found"
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -1388,6 +1757,35 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+        };
+    };
+    quickJoin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuickJoinRequest"];
+            };
+        };
+        responses: {
+            /** @description The room joined (or created), the new player and the player's token. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomSession"];
+                };
+            };
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     listRooms: {
@@ -1641,6 +2039,7 @@ export interface operations {
                      *       },
                      *       "host_player_id": "0b7e4a52-1f2d-4c3a-8e9b-5d6f7a8b9c0d",
                      *       "player_count": 6,
+                     *       "game": 1,
                      *       "round": 1,
                      *       "phase": "night",
                      *       "phase_ends_at": "2026-11-26T12:01:00Z",
@@ -1702,6 +2101,7 @@ export interface operations {
                      *       },
                      *       "host_player_id": "0b7e4a52-1f2d-4c3a-8e9b-5d6f7a8b9c0d",
                      *       "player_count": 6,
+                     *       "game": 1,
                      *       "round": 1,
                      *       "phase": "day",
                      *       "phase_ends_at": "2026-11-26T12:03:00Z",
@@ -1822,7 +2222,10 @@ export interface operations {
     };
     listRounds: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Which game of the room (1 for the first); the newest when omitted. */
+                game?: number;
+            };
             header?: never;
             path: {
                 /** @description The room's id. */
@@ -1840,6 +2243,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
+                     *       "game": 1,
                      *       "rounds": [
                      *         {
                      *           "round": 1,
@@ -1986,6 +2390,217 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    watchRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WatchRoomRequest"];
+            };
+        };
+        responses: {
+            /** @description The room, the spectator and the spectator's token (shown only this once). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpectatorSession"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    rematchGame: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room with the new game's first phase open. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Room"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminListRooms: {
+        parameters: {
+            query?: {
+                /** @description Only rooms in this status. */
+                status?: components["schemas"]["RoomStatus"];
+                /** @description Page size. */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page; opaque. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of rooms. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminRoomPage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["AdminNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminGetRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminRoomDetail"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["AdminNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminListEvents: {
+        parameters: {
+            query?: {
+                /** @description Only events with a larger seq. */
+                after?: number;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminEventPage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["AdminNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminReplayGame: {
+        parameters: {
+            query?: {
+                /** @description Which game of the room (1 for the first); the newest when omitted. */
+                game?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The steps, oldest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminReplay"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["AdminNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminCloseRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The room's id. */
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room, closed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminRoom"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["AdminNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
 }
 
 // One name per schema.
@@ -2051,5 +2666,18 @@ export type TeamProposal = components["schemas"]["TeamProposal"];
 export type ApprovalVote = components["schemas"]["ApprovalVote"];
 export type ApprovalResult = components["schemas"]["ApprovalResult"];
 export type MissionsBoard = components["schemas"]["MissionsBoard"];
+export type QuickJoinRequest = components["schemas"]["QuickJoinRequest"];
+export type WatchRoomRequest = components["schemas"]["WatchRoomRequest"];
+export type Spectator = components["schemas"]["Spectator"];
+export type SpectatorSession = components["schemas"]["SpectatorSession"];
+export type EventVisibility = components["schemas"]["EventVisibility"];
+export type AdminRoom = components["schemas"]["AdminRoom"];
+export type AdminRoomPage = components["schemas"]["AdminRoomPage"];
+export type AdminRoomDetail = components["schemas"]["AdminRoomDetail"];
+export type AdminEvent = components["schemas"]["AdminEvent"];
+export type AdminEventPage = components["schemas"]["AdminEventPage"];
+export type ReplayPlayer = components["schemas"]["ReplayPlayer"];
+export type ReplayStep = components["schemas"]["ReplayStep"];
+export type AdminReplay = components["schemas"]["AdminReplay"];
 export type RoomStreamEvent = components["schemas"]["RoomStreamEvent"];
 export type RoomStreamEnvelope = components["schemas"]["RoomStreamEnvelope"];

@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Literal
 from uuid import UUID
 
+from pydantic import StrictInt
 from roundtable.contract import api
 
 from ... import _operations
@@ -21,6 +22,7 @@ from ...types.game import (
     CastVoteResponse,
     ListRoundsResponse,
     PerformActionResponse,
+    RematchGameResponse,
     StartGameResponse,
 )
 
@@ -58,7 +60,7 @@ class GameResource:
         Call POST /v1/rooms/{room_id}/start.
         """
         return self._core.execute(
-            _operations.OPERATION_10,
+            _operations.OPERATION_11,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -77,7 +79,7 @@ class GameResource:
         Call POST /v1/rooms/{room_id}/advance.
         """
         return self._core.execute(
-            _operations.OPERATION_11,
+            _operations.OPERATION_12,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -99,7 +101,7 @@ class GameResource:
         Call POST /v1/rooms/{room_id}/actions.
         """
         return self._core.execute(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -121,7 +123,7 @@ class GameResource:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.execute(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -132,6 +134,7 @@ class GameResource:
     def list_rounds(
         self,
         *,
+        game: StrictInt | UNSET = UNSET,
         room_id: UUID,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -140,7 +143,24 @@ class GameResource:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.execute(
-            _operations.OPERATION_14,
+            _operations.OPERATION_15,
+            (game, room_id),
+            options=options,
+            response_media_type=response_media_type,
+        ).data
+
+    def rematch_game(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> RematchGameResponse:
+        """
+        Call POST /v1/rooms/{room_id}/rematch.
+        """
+        return self._core.execute(
+            _operations.OPERATION_20,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -165,7 +185,7 @@ class GameWithResponse:
         Call POST /v1/rooms/{room_id}/start.
         """
         return self._core.execute(
-            _operations.OPERATION_10,
+            _operations.OPERATION_11,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -184,7 +204,7 @@ class GameWithResponse:
         Call POST /v1/rooms/{room_id}/advance.
         """
         return self._core.execute(
-            _operations.OPERATION_11,
+            _operations.OPERATION_12,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -206,7 +226,7 @@ class GameWithResponse:
         Call POST /v1/rooms/{room_id}/actions.
         """
         return self._core.execute(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -228,7 +248,7 @@ class GameWithResponse:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.execute(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -239,6 +259,7 @@ class GameWithResponse:
     def list_rounds(
         self,
         *,
+        game: StrictInt | UNSET = UNSET,
         room_id: UUID,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -247,7 +268,24 @@ class GameWithResponse:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.execute(
-            _operations.OPERATION_14,
+            _operations.OPERATION_15,
+            (game, room_id),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    def rematch_game(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[RematchGameResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/rematch.
+        """
+        return self._core.execute(
+            _operations.OPERATION_20,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -272,7 +310,7 @@ class GameWithRawResponse:
         Call POST /v1/rooms/{room_id}/start.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_10,
+            _operations.OPERATION_11,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -291,7 +329,7 @@ class GameWithRawResponse:
         Call POST /v1/rooms/{room_id}/advance.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_11,
+            _operations.OPERATION_12,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -313,7 +351,7 @@ class GameWithRawResponse:
         Call POST /v1/rooms/{room_id}/actions.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -335,7 +373,7 @@ class GameWithRawResponse:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -346,6 +384,7 @@ class GameWithRawResponse:
     def list_rounds(
         self,
         *,
+        game: StrictInt | UNSET = UNSET,
         room_id: UUID,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -354,7 +393,24 @@ class GameWithRawResponse:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_14,
+            _operations.OPERATION_15,
+            (game, room_id),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    def rematch_game(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> RawResponse:
+        """
+        Call POST /v1/rooms/{room_id}/rematch.
+        """
+        return self._core.execute_raw(
+            _operations.OPERATION_20,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -379,7 +435,7 @@ class GameWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/start.
         """
         return self._core.stream(
-            _operations.OPERATION_10,
+            _operations.OPERATION_11,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -398,7 +454,7 @@ class GameWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/advance.
         """
         return self._core.stream(
-            _operations.OPERATION_11,
+            _operations.OPERATION_12,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -420,7 +476,7 @@ class GameWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/actions.
         """
         return self._core.stream(
-            _operations.OPERATION_12,
+            _operations.OPERATION_13,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -442,7 +498,7 @@ class GameWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/votes.
         """
         return self._core.stream(
-            _operations.OPERATION_13,
+            _operations.OPERATION_14,
             (idempotency_key, room_id),
             body=body,
             media_type=media_type,
@@ -453,6 +509,7 @@ class GameWithStreamingResponse:
     def list_rounds(
         self,
         *,
+        game: StrictInt | UNSET = UNSET,
         room_id: UUID,
         response_media_type: Literal['application/json'] | None = None,
         options: RequestOptions | None = None,
@@ -461,7 +518,24 @@ class GameWithStreamingResponse:
         Call GET /v1/rooms/{room_id}/rounds.
         """
         return self._core.stream(
-            _operations.OPERATION_14,
+            _operations.OPERATION_15,
+            (game, room_id),
+            options=options,
+            response_media_type=response_media_type,
+        )
+
+    def rematch_game(
+        self,
+        *,
+        room_id: UUID,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractContextManager[RawResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/rematch.
+        """
+        return self._core.stream(
+            _operations.OPERATION_20,
             (room_id,),
             options=options,
             response_media_type=response_media_type,

@@ -16,7 +16,12 @@ from ... import _operations
 from ..._runtime.client.client import AsyncClientCore
 from ...options import RequestOptions
 from ...responses import AsyncRawResponse, Response
-from ...types.players import JoinRoomResponse, RemovePlayerResponse
+from ...types.players import (
+    JoinRoomResponse,
+    QuickJoinResponse,
+    RemovePlayerResponse,
+    WatchRoomResponse,
+)
 
 
 class AsyncPlayersResource:
@@ -41,6 +46,26 @@ class AsyncPlayersResource:
         """The same operations, returning blocks that send each call on entry and stream its response."""
         return AsyncPlayersWithStreamingResponse(self._core)
 
+    async def quick_join(
+        self,
+        *,
+        body: api.QuickJoinRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> QuickJoinResponse:
+        """
+        Call POST /v1/quick-join.
+        """
+        return (await self._core.execute(
+            _operations.OPERATION_3,
+            (),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )).data
+
     async def join_room(
         self,
         *,
@@ -54,7 +79,7 @@ class AsyncPlayersResource:
         Call POST /v1/rooms/{room_id}/players.
         """
         return (await self._core.execute(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -73,9 +98,30 @@ class AsyncPlayersResource:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return (await self._core.execute(
-            _operations.OPERATION_8,
+            _operations.OPERATION_9,
             (room_id, player_id),
             options=options,
+        )).data
+
+    async def watch_room(
+        self,
+        *,
+        room_id: UUID,
+        body: api.WatchRoomRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> WatchRoomResponse:
+        """
+        Call POST /v1/rooms/{room_id}/spectators.
+        """
+        return (await self._core.execute(
+            _operations.OPERATION_19,
+            (room_id,),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
         )).data
 
 
@@ -85,6 +131,26 @@ class AsyncPlayersWithResponse:
     def __init__(self, core: AsyncClientCore) -> None:
         """Keep the client core the operations send through."""
         self._core = core
+
+    async def quick_join(
+        self,
+        *,
+        body: api.QuickJoinRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[QuickJoinResponse]:
+        """
+        Call POST /v1/quick-join.
+        """
+        return await self._core.execute(
+            _operations.OPERATION_3,
+            (),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )
 
     async def join_room(
         self,
@@ -99,7 +165,7 @@ class AsyncPlayersWithResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return await self._core.execute(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -118,9 +184,30 @@ class AsyncPlayersWithResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return await self._core.execute(
-            _operations.OPERATION_8,
+            _operations.OPERATION_9,
             (room_id, player_id),
             options=options,
+        )
+
+    async def watch_room(
+        self,
+        *,
+        room_id: UUID,
+        body: api.WatchRoomRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Response[WatchRoomResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/spectators.
+        """
+        return await self._core.execute(
+            _operations.OPERATION_19,
+            (room_id,),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
         )
 
 
@@ -130,6 +217,26 @@ class AsyncPlayersWithRawResponse:
     def __init__(self, core: AsyncClientCore) -> None:
         """Keep the client core the operations send through."""
         self._core = core
+
+    async def quick_join(
+        self,
+        *,
+        body: api.QuickJoinRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AsyncRawResponse:
+        """
+        Call POST /v1/quick-join.
+        """
+        return await self._core.execute_raw(
+            _operations.OPERATION_3,
+            (),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )
 
     async def join_room(
         self,
@@ -144,7 +251,7 @@ class AsyncPlayersWithRawResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -163,9 +270,30 @@ class AsyncPlayersWithRawResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_8,
+            _operations.OPERATION_9,
             (room_id, player_id),
             options=options,
+        )
+
+    async def watch_room(
+        self,
+        *,
+        room_id: UUID,
+        body: api.WatchRoomRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AsyncRawResponse:
+        """
+        Call POST /v1/rooms/{room_id}/spectators.
+        """
+        return await self._core.execute_raw(
+            _operations.OPERATION_19,
+            (room_id,),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
         )
 
 
@@ -175,6 +303,26 @@ class AsyncPlayersWithStreamingResponse:
     def __init__(self, core: AsyncClientCore) -> None:
         """Keep the client core the operations send through."""
         self._core = core
+
+    def quick_join(
+        self,
+        *,
+        body: api.QuickJoinRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractAsyncContextManager[AsyncRawResponse]:
+        """
+        Call POST /v1/quick-join.
+        """
+        return self._core.stream(
+            _operations.OPERATION_3,
+            (),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
+        )
 
     def join_room(
         self,
@@ -189,7 +337,7 @@ class AsyncPlayersWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/players.
         """
         return self._core.stream(
-            _operations.OPERATION_7,
+            _operations.OPERATION_8,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -208,7 +356,28 @@ class AsyncPlayersWithStreamingResponse:
         Call DELETE /v1/rooms/{room_id}/players/{player_id}.
         """
         return self._core.stream(
-            _operations.OPERATION_8,
+            _operations.OPERATION_9,
             (room_id, player_id),
             options=options,
+        )
+
+    def watch_room(
+        self,
+        *,
+        room_id: UUID,
+        body: api.WatchRoomRequest,
+        media_type: Literal['application/json'] | None = None,
+        response_media_type: Literal['application/json'] | None = None,
+        options: RequestOptions | None = None,
+    ) -> AbstractAsyncContextManager[AsyncRawResponse]:
+        """
+        Call POST /v1/rooms/{room_id}/spectators.
+        """
+        return self._core.stream(
+            _operations.OPERATION_19,
+            (room_id,),
+            body=body,
+            media_type=media_type,
+            options=options,
+            response_media_type=response_media_type,
         )

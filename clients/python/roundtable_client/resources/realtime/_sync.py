@@ -59,7 +59,7 @@ class RealtimeResource:
         Call GET /v1/rooms/{room_id}/events.
         """
         return self._core.execute(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -76,7 +76,7 @@ class RealtimeResource:
         Call POST /v1/rooms/{room_id}/stream-tickets.
         """
         return self._core.execute(
-            _operations.OPERATION_16,
+            _operations.OPERATION_17,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -95,7 +95,7 @@ class RealtimeResource:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.execute(
-            _operations.OPERATION_17,
+            _operations.OPERATION_18,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -124,7 +124,7 @@ class RealtimeWithResponse:
         Call GET /v1/rooms/{room_id}/events.
         """
         return self._core.execute(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -141,7 +141,7 @@ class RealtimeWithResponse:
         Call POST /v1/rooms/{room_id}/stream-tickets.
         """
         return self._core.execute(
-            _operations.OPERATION_16,
+            _operations.OPERATION_17,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -160,7 +160,7 @@ class RealtimeWithResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.execute(
-            _operations.OPERATION_17,
+            _operations.OPERATION_18,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -189,7 +189,7 @@ class RealtimeWithRawResponse:
         Call GET /v1/rooms/{room_id}/events.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -206,7 +206,7 @@ class RealtimeWithRawResponse:
         Call POST /v1/rooms/{room_id}/stream-tickets.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_16,
+            _operations.OPERATION_17,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -225,7 +225,7 @@ class RealtimeWithRawResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.execute_raw(
-            _operations.OPERATION_17,
+            _operations.OPERATION_18,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -254,7 +254,7 @@ class RealtimeWithStreamingResponse:
         Call GET /v1/rooms/{room_id}/events.
         """
         return self._core.stream(
-            _operations.OPERATION_15,
+            _operations.OPERATION_16,
             (after, last_event_id, room_id),
             options=options,
             response_media_type=response_media_type,
@@ -271,7 +271,7 @@ class RealtimeWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/stream-tickets.
         """
         return self._core.stream(
-            _operations.OPERATION_16,
+            _operations.OPERATION_17,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -290,7 +290,7 @@ class RealtimeWithStreamingResponse:
         Call POST /v1/rooms/{room_id}/messages.
         """
         return self._core.stream(
-            _operations.OPERATION_17,
+            _operations.OPERATION_18,
             (room_id,),
             body=body,
             media_type=media_type,

@@ -60,7 +60,7 @@ class AsyncRoomsResource:
         Call POST /v1/rooms.
         """
         return (await self._core.execute(
-            _operations.OPERATION_3,
+            _operations.OPERATION_4,
             (),
             body=body,
             media_type=media_type,
@@ -82,7 +82,7 @@ class AsyncRoomsResource:
         Call GET /v1/rooms.
         """
         return (await self._core.execute(
-            _operations.OPERATION_4,
+            _operations.OPERATION_5,
             (status, code, limit, cursor),
             options=options,
             response_media_type=response_media_type,
@@ -99,7 +99,7 @@ class AsyncRoomsResource:
         Call GET /v1/rooms/{room_id}.
         """
         return (await self._core.execute(
-            _operations.OPERATION_5,
+            _operations.OPERATION_6,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -118,7 +118,7 @@ class AsyncRoomsResource:
         Call PATCH /v1/rooms/{room_id}.
         """
         return (await self._core.execute(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -137,7 +137,7 @@ class AsyncRoomsResource:
         Call GET /v1/rooms/{room_id}/state.
         """
         return (await self._core.execute(
-            _operations.OPERATION_9,
+            _operations.OPERATION_10,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -163,7 +163,7 @@ class AsyncRoomsWithResponse:
         Call POST /v1/rooms.
         """
         return await self._core.execute(
-            _operations.OPERATION_3,
+            _operations.OPERATION_4,
             (),
             body=body,
             media_type=media_type,
@@ -185,7 +185,7 @@ class AsyncRoomsWithResponse:
         Call GET /v1/rooms.
         """
         return await self._core.execute(
-            _operations.OPERATION_4,
+            _operations.OPERATION_5,
             (status, code, limit, cursor),
             options=options,
             response_media_type=response_media_type,
@@ -202,7 +202,7 @@ class AsyncRoomsWithResponse:
         Call GET /v1/rooms/{room_id}.
         """
         return await self._core.execute(
-            _operations.OPERATION_5,
+            _operations.OPERATION_6,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -221,7 +221,7 @@ class AsyncRoomsWithResponse:
         Call PATCH /v1/rooms/{room_id}.
         """
         return await self._core.execute(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -240,7 +240,7 @@ class AsyncRoomsWithResponse:
         Call GET /v1/rooms/{room_id}/state.
         """
         return await self._core.execute(
-            _operations.OPERATION_9,
+            _operations.OPERATION_10,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -266,7 +266,7 @@ class AsyncRoomsWithRawResponse:
         Call POST /v1/rooms.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_3,
+            _operations.OPERATION_4,
             (),
             body=body,
             media_type=media_type,
@@ -288,7 +288,7 @@ class AsyncRoomsWithRawResponse:
         Call GET /v1/rooms.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_4,
+            _operations.OPERATION_5,
             (status, code, limit, cursor),
             options=options,
             response_media_type=response_media_type,
@@ -305,7 +305,7 @@ class AsyncRoomsWithRawResponse:
         Call GET /v1/rooms/{room_id}.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_5,
+            _operations.OPERATION_6,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -324,7 +324,7 @@ class AsyncRoomsWithRawResponse:
         Call PATCH /v1/rooms/{room_id}.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -343,7 +343,7 @@ class AsyncRoomsWithRawResponse:
         Call GET /v1/rooms/{room_id}/state.
         """
         return await self._core.execute_raw(
-            _operations.OPERATION_9,
+            _operations.OPERATION_10,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -369,7 +369,7 @@ class AsyncRoomsWithStreamingResponse:
         Call POST /v1/rooms.
         """
         return self._core.stream(
-            _operations.OPERATION_3,
+            _operations.OPERATION_4,
             (),
             body=body,
             media_type=media_type,
@@ -391,7 +391,7 @@ class AsyncRoomsWithStreamingResponse:
         Call GET /v1/rooms.
         """
         return self._core.stream(
-            _operations.OPERATION_4,
+            _operations.OPERATION_5,
             (status, code, limit, cursor),
             options=options,
             response_media_type=response_media_type,
@@ -408,7 +408,7 @@ class AsyncRoomsWithStreamingResponse:
         Call GET /v1/rooms/{room_id}.
         """
         return self._core.stream(
-            _operations.OPERATION_5,
+            _operations.OPERATION_6,
             (room_id,),
             options=options,
             response_media_type=response_media_type,
@@ -427,7 +427,7 @@ class AsyncRoomsWithStreamingResponse:
         Call PATCH /v1/rooms/{room_id}.
         """
         return self._core.stream(
-            _operations.OPERATION_6,
+            _operations.OPERATION_7,
             (room_id,),
             body=body,
             media_type=media_type,
@@ -446,7 +446,7 @@ class AsyncRoomsWithStreamingResponse:
         Call GET /v1/rooms/{room_id}/state.
         """
         return self._core.stream(
-            _operations.OPERATION_9,
+            _operations.OPERATION_10,
             (room_id,),
             options=options,
             response_media_type=response_media_type,

@@ -8,11 +8,13 @@ from ._operations import (
     CastVoteResponse,
     ListRoundsResponse,
     PerformActionResponse,
+    RematchGameResponse,
     StartGameResponse,
     decode_advance_phase_header,
     decode_cast_vote_header,
     decode_list_rounds_header,
     decode_perform_action_header,
+    decode_rematch_game_header,
     decode_start_game_header,
 )
 
@@ -21,10 +23,12 @@ __all__ = [
     'CastVoteResponse',
     'ListRoundsResponse',
     'PerformActionResponse',
+    'RematchGameResponse',
     'StartGameResponse',
     'decode_advance_phase_header',
     'decode_cast_vote_header',
     'decode_list_rounds_header',
     'decode_perform_action_header',
+    'decode_rematch_game_header',
     'decode_start_game_header',
 ]

@@ -5,14 +5,22 @@
 
 from ._operations import (
     JoinRoomResponse,
+    QuickJoinResponse,
     RemovePlayerResponse,
+    WatchRoomResponse,
     decode_join_room_header,
+    decode_quick_join_header,
     decode_remove_player_header,
+    decode_watch_room_header,
 )
 
 __all__ = [
     'JoinRoomResponse',
+    'QuickJoinResponse',
     'RemovePlayerResponse',
+    'WatchRoomResponse',
     'decode_join_room_header',
+    'decode_quick_join_header',
     'decode_remove_player_header',
+    'decode_watch_room_header',
 ]

@@ -15,13 +15,32 @@ from ..._runtime.model_codecs.parameters import ParameterPlan
 from ...options import UNSET
 from ...responses import ResponseInfo
 
+QuickJoinResponse: TypeAlias = api.RoomSession
+
+
+_QUICK_JOIN_HEADERS: Final[ResponseHeaders[api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'quickJoin',
+    frozenset({'201', '409', '413', '422', '429', '503'}),
+    (('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_11, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_13, missing=optional_header)))),),
+)
+
+
+def decode_quick_join_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of quick_join from a response's metadata."""
+    return _QUICK_JOIN_HEADERS.decode(info, name)
+
+
 JoinRoomResponse: TypeAlias = api.RoomSession
 
 
 _JOIN_ROOM_HEADERS: Final[ResponseHeaders[api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'joinRoom',
     frozenset({'201', '403', '404', '409', '413', '422', '429', '503'}),
-    (('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_51, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_53, missing=optional_header)))),),
+    (('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_60, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_62, missing=optional_header)))),),
 )
 
 
@@ -40,7 +59,7 @@ RemovePlayerResponse: TypeAlias = None
 _REMOVE_PLAYER_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'removePlayer',
     frozenset({'204', '401', '403', '404', '409', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_57, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_63, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_65, missing=optional_header))))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_66, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_72, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_74, missing=optional_header))))),
 )
 
 
@@ -65,3 +84,22 @@ def decode_remove_player_header(
 ) -> api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
     """Decode one declared response header of remove_player from a response's metadata."""
     return _REMOVE_PLAYER_HEADERS.decode(info, name)
+
+
+WatchRoomResponse: TypeAlias = api.SpectatorSession
+
+
+_WATCH_ROOM_HEADERS: Final[ResponseHeaders[api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
+    'watchRoom',
+    frozenset({'201', '403', '404', '409', '413', '422', '429', '503'}),
+    (('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_195, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_197, missing=optional_header)))),),
+)
+
+
+def decode_watch_room_header(
+    info: ResponseInfo,
+    *,
+    name: Literal['Retry-After'],
+) -> api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader | UNSET:
+    """Decode one declared response header of watch_room from a response's metadata."""
+    return _WATCH_ROOM_HEADERS.decode(info, name)

@@ -21,7 +21,7 @@ CreateRoomResponse: TypeAlias = api.RoomSession
 _CREATE_ROOM_HEADERS: Final[ResponseHeaders[api.V1RoomsPostResponse201LocationHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'createRoom',
     frozenset({'201', '413', '422', '429', '503'}),
-    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_7, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_11, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_13, missing=optional_header))))),
+    (('Location', (('201', HeaderBranch(plan=ParameterPlan(location='header', name='Location', style='simple'), codec=model_bindings.codec_16, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_20, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_22, missing=optional_header))))),
 )
 
 
@@ -54,7 +54,7 @@ ListRoomsResponse: TypeAlias = api.RoomPage
 _LIST_ROOMS_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'listRooms',
     frozenset({'200', '422', '503'}),
-    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_21, missing=optional_header)),)),),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_30, missing=optional_header)),)),),
 )
 
 
@@ -73,7 +73,7 @@ GetRoomResponse: TypeAlias = api.RoomSummary
 _GET_ROOM_HEADERS: Final[ResponseHeaders[api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'getRoom',
     frozenset({'200', '404', '422', '503'}),
-    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_27, missing=optional_header)),)),),
+    (('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_36, missing=optional_header)),)),),
 )
 
 
@@ -92,7 +92,7 @@ UpdateRoomResponse: TypeAlias = api.Room
 _UPDATE_ROOM_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.TooManyRequestsResponseRetryAfterHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'updateRoom',
     frozenset({'200', '401', '403', '404', '409', '413', '422', '429', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_32, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_39, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_41, missing=optional_header))))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_41, missing=optional_header)),)), ('Retry-After', (('429', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_48, missing=optional_header)), ('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_50, missing=optional_header))))),
 )
 
 
@@ -125,7 +125,7 @@ GetRoomStateResponse: TypeAlias = api.RoomState
 _GET_ROOM_STATE_HEADERS: Final[ResponseHeaders[api.UnauthorizedResponseWWWAuthenticateHeader | api.ServiceUnavailableResponseRetryAfterHeader, UNSET]] = ResponseHeaders(
     'getRoomState',
     frozenset({'200', '401', '403', '404', '422', '503'}),
-    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_69, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_74, missing=optional_header)),))),
+    (('WWW-Authenticate', (('401', HeaderBranch(plan=ParameterPlan(location='header', name='WWW-Authenticate', style='simple'), codec=model_bindings.codec_78, missing=optional_header)),)), ('Retry-After', (('503', HeaderBranch(plan=ParameterPlan(location='header', name='Retry-After', style='simple', kind='integer'), codec=model_bindings.codec_83, missing=optional_header)),))),
 )
 
 
