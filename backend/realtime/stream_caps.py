@@ -22,6 +22,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 log = logging.getLogger(__name__)
 
 PREFIX = "roundtable:streams:"
+# A room's spectator streams, counted the same way (no cap): how many are watching.
+WATCH_PREFIX = "roundtable:watching:"
 WORKER_PREFIX = "roundtable:stream-worker:"
 ALIVE_SECONDS = 30
 RENEW_SECONDS = 10
@@ -48,6 +50,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return total + 1
 """
 
+# KEYS the hashes to sum; ARGV[1] worker key prefix. Each hash's living workers' counts.
+_TOTALS = """
+local out = {}
+for k = 1, #KEYS do
+  local total = 0
+  local fields = redis.call('HGETALL', KEYS[k])
+  for i = 1, #fields, 2 do
+    if redis.call('EXISTS', ARGV[1] .. fields[i]) == 1 then
+      total = total + tonumber(fields[i + 1])
+    end
+  end
+  out[k] = total
+end
+return out
+"""
+
 # KEYS[1] the player's hash; ARGV[1] worker id.
 _RELEASE = """
 local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
@@ -61,7 +79,16 @@ return left
 class SharedStreamCounts:
     """Players' open streams across workers (see the module's docstring)."""
 
-    def __init__(self, url: str, worker_id: uuid.UUID, cap: int, hash_ttl: int, timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        worker_id: uuid.UUID,
+        cap: int,
+        hash_ttl: int,
+        timeout: float = 0.5,
+        prefix: str = PREFIX,
+    ) -> None:
+        self.prefix = prefix
         self.worker = str(worker_id)
         self.cap = cap
         self.hash_ttl = hash_ttl
@@ -75,6 +102,7 @@ class SharedStreamCounts:
         self._redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self._admit = self._redis.register_script(_ADMIT)
         self._release = self._redis.register_script(_RELEASE)
+        self._totals = self._redis.register_script(_TOTALS)
         self._alive: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         # What this worker's fields hold, as far as it knows, and the players whose field
@@ -103,7 +131,7 @@ class SharedStreamCounts:
 
     async def _set_right(self) -> None:
         for player_id in list(self._dirty):
-            key, held = PREFIX + str(player_id), self.mine.get(player_id, 0)
+            key, held = self.prefix + str(player_id), self.mine.get(player_id, 0)
             try:
                 async with asyncio.timeout(self.timeout):
                     if held > 0:
@@ -129,7 +157,7 @@ class SharedStreamCounts:
         try:
             async with asyncio.timeout(self.timeout):
                 count = await self._admit(
-                    keys=[PREFIX + str(player_id)],
+                    keys=[self.prefix + str(player_id)],
                     args=[self.worker, self.cap, WORKER_PREFIX, self.hash_ttl],
                 )
         except Exception as exc:
@@ -139,6 +167,18 @@ class SharedStreamCounts:
             return False
         self.mine[player_id] = self.mine.get(player_id, 0) + 1
         return True
+
+    async def totals(self, ids: list[uuid.UUID]) -> list[int] | None:
+        """Return each id's open streams across living workers, or None when Redis did not answer."""
+        if not ids:
+            return []
+        try:
+            async with asyncio.timeout(self.timeout):
+                counts = await self._totals(keys=[self.prefix + str(i) for i in ids], args=[WORKER_PREFIX])
+        except Exception as exc:
+            log.warning("stream counts: not read (%s)", type(exc).__name__)
+            return None
+        return [int(c) for c in counts]
 
     def give_back(self, player_id: uuid.UUID) -> None:
         """Forget one stream of the player counted by `take` (never waits)."""
@@ -157,7 +197,7 @@ class SharedStreamCounts:
     async def _give_back(self, player_id: uuid.UUID) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                await self._release(keys=[PREFIX + str(player_id)], args=[self.worker])
+                await self._release(keys=[self.prefix + str(player_id)], args=[self.worker])
         except Exception as exc:
             self._failed(exc, "not given back")
             self._dirty.add(player_id)  # set right from `mine` when Redis answers again

@@ -23,7 +23,7 @@ from backend.realtime import metrics
 from backend.realtime.broker import Broker, InMemoryBroker, RedisBroker
 from backend.realtime.hub import LIFETIME, SHUTDOWN, Closed, Connection, Hub, Outgoing, prepare
 from backend.realtime.presence import Presence
-from backend.realtime.stream_caps import ALIVE_SECONDS, SharedStreamCounts
+from backend.realtime.stream_caps import ALIVE_SECONDS, WATCH_PREFIX, SharedStreamCounts
 from backend.rooms import repository, service
 from backend.rooms.service import Actor, Committed
 
@@ -106,6 +106,19 @@ class Realtime:
             if settings.redis_url
             else None
         )
+        # Spectators' open streams per room, in this process and (with Redis) across workers.
+        self.watching_here: dict[uuid.UUID, int] = {}
+        self.shared_watching = (
+            SharedStreamCounts(
+                settings.redis_url,
+                self.worker_id,
+                2**31,
+                hash_ttl=2 * int(settings.stream_max_seconds) + ALIVE_SECONDS,
+                prefix=WATCH_PREFIX,
+            )
+            if settings.redis_url
+            else None
+        )
         # Set once the server is told to exit: streams end cleanly rather than hold it up.
         self.exiting = False
         self.exit_signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -123,6 +136,8 @@ class Realtime:
         await self.broker.start()
         if self.shared_streams is not None:
             await self.shared_streams.start()
+        if self.shared_watching is not None:
+            await self.shared_watching.start()
 
     async def _exit_on_signal(self) -> None:
         # sse-starlette's shutdown signal (it hooks uvicorn's exit), heard once per process
@@ -161,12 +176,48 @@ class Realtime:
         await self.limits.close()
         if self.shared_streams is not None:
             await self.shared_streams.stop()
+        if self.shared_watching is not None:
+            await self.shared_watching.stop()
         try:
             # Its players are swept to disconnected by whichever process runs next.
             async with self.db.transaction() as session:
                 await repository.drop_worker_leases(session, self.worker_id)
         except Exception as exc:
             log_failure(log, exc, "stream leases not dropped; they lapse")
+
+    async def open_streams(self, ids: list[uuid.UUID]) -> int:
+        """Return how many streams these players (or spectators) hold open: across workers
+        when Redis counts them, else in this process."""
+        if self.shared_streams is not None:
+            counts = await self.shared_streams.totals(ids)
+            if counts is not None:
+                return sum(counts)
+        return sum(self.slots.held.get(i, 0) for i in ids)
+
+    async def watching(self, room_id: uuid.UUID) -> int:
+        """Return how many spectator streams are open on the room: across workers when Redis
+        counts them, else in this process."""
+        if self.shared_watching is not None:
+            counts = await self.shared_watching.totals([room_id])
+            if counts is not None:
+                return counts[0]
+        return self.watching_here.get(room_id, 0)
+
+    async def watch(self, room_id: uuid.UUID) -> bool:
+        """Count a spectator stream opened on the room; return whether Redis counted it too
+        (then `unwatch(room_id, shared=True)` when it ends)."""
+        self.watching_here[room_id] = self.watching_here.get(room_id, 0) + 1
+        return self.shared_watching is not None and await self.shared_watching.take(room_id) is True
+
+    def unwatch(self, room_id: uuid.UUID, *, shared: bool) -> None:
+        """Forget a spectator stream counted by `watch` (never waits)."""
+        left = self.watching_here.get(room_id, 0) - 1
+        if left > 0:
+            self.watching_here[room_id] = left
+        else:
+            self.watching_here.pop(room_id, None)
+        if shared and self.shared_watching is not None:
+            self.shared_watching.give_back(room_id)
 
     def committed(self, committed: Committed | None) -> None:
         """Ring the doorbell for what a command committed (never waits: see Broker.publish)."""

@@ -38,11 +38,13 @@ from backend.rooms.views import player_view, public_room_view, room_view, state_
 
 @dataclass(frozen=True)
 class Actor:
-    """The authenticated caller: a present player of `room_id`, and their team once dealt."""
+    """The authenticated caller: a present player of `room_id`, and their team once dealt; or a
+    spectator (`spectator`, `player_id` is the spectator's id), who only reads."""
 
     player_id: uuid.UUID
     room_id: uuid.UUID
     team: str | None = None
+    spectator: bool = False
 
 
 @dataclass(frozen=True)
