@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 
 import pytest
-from roundtable import Conflict, Forbidden, RoomSession, RoundtableError
+from roundtable import (
+    Bot,
+    Conflict,
+    Forbidden,
+    GameNotFinished,
+    GameNotFound,
+    RandomStrategy,
+    RoomSession,
+    RoundtableError,
+    Spectating,
+)
 from roundtable.contract import api, events
 from roundtable.session import jittered
 
@@ -146,3 +158,139 @@ async def test_a_session_creates_a_room_of_either_ruleset(server_url: str) -> No
         assert mafia.room.ruleset is api.Ruleset.mafia
     with pytest.raises(ValueError, match="MafiaSettingsInput"):
         await RoomSession.create(server_url, name="M", nickname="Ada", ruleset="mafia", settings=settings)
+
+
+async def test_a_spectator_reads_the_public_game_and_is_refused_every_command(server_url: str) -> None:
+    """`spectate` gives a session whose state has no `me` and no hidden role, whose stream
+    carries only what every player sees (no role, no options, no mafia chat at night),
+    and whose commands are refused with `Spectating` (403 `spectator`), over HTTP and the socket."""
+    host = await RoomSession.create(server_url, name="Watched", nickname="Ada")
+    guests = [
+        await RoomSession.join(server_url, nickname=n, room_id=host.room_id) for n in ("Bo", "Cy", "Di")
+    ]
+    fan = await RoomSession.spectate(server_url, host.room_id, nickname="Fan")
+    async with host, fan:
+        assert fan.is_spectator
+        assert not host.is_spectator
+        with pytest.raises(Spectating):
+            _ = fan.player_id
+        stream = fan.events()
+        snapshot = await asyncio.wait_for(anext(stream), 10)
+        assert isinstance(snapshot, events.Snapshot)
+        assert snapshot.data.me is None
+        assert snapshot.data.options == []
+
+        await host.start()
+        state = await fan.state()
+        assert state.me is None
+        assert state.room.status is api.RoomStatus.in_progress
+        assert [p.nickname for p in state.players] == ["Ada", "Bo", "Cy", "Di"]
+        assert all(p.role is None for p in state.players)  # nobody's role is public yet
+
+        for player in [host, *guests]:
+            me = (await player.state()).me
+            if me is not None and me.team is api.Team.mafia:
+                await player.chat("the plan")  # at night: to the mafia only
+                break
+        await host.advance()  # night closes; day opens
+        await host.chat("good morning")
+
+        seen: list[events.RoomEvent] = []
+        while True:
+            item = await asyncio.wait_for(anext(stream), 10)
+            assert not isinstance(item, events.Snapshot)
+            seen.append(item)
+            if isinstance(item, events.ChatMessageEvent) and item.data.text == "good morning":
+                break
+        await stream.aclose()
+        kinds = {e.type for e in seen}
+        assert {"game.started", "phase.started"} <= kinds
+        assert not kinds & {"role.assigned", "options.changed"}
+        said = [e.data.text for e in seen if isinstance(e, events.ChatMessageEvent)]
+        assert said == ["good morning"]
+
+        with pytest.raises(Spectating) as refused:
+            await fan.chat("hello from the stands")
+        assert (refused.value.status, refused.value.code) == (403, "spectator")
+        with pytest.raises(Spectating):
+            await fan.act({"type": "vote", "target_player_id": None})
+        with pytest.raises(Spectating):
+            await fan.vote(None)
+        async with fan.socket() as socket:
+            with pytest.raises(Spectating):
+                await socket.chat("over the socket")
+            assert (await socket.ping()).request_id is not None
+        assert isinstance((await fan.rounds()).rounds, list)
+    for guest in guests:
+        await guest.aclose()
+
+
+async def test_quick_join_seats_two_callers_in_one_lobby(server_url: str) -> None:
+    """Two quick joins of a ruleset, one after the other, end up in the same public lobby."""
+    first = await RoomSession.quick_join(server_url, "missions", f"Q{uuid.uuid4().hex[:6]}")
+    second = await RoomSession.quick_join(server_url, api.Ruleset.missions, f"R{uuid.uuid4().hex[:6]}")
+    async with first, second:
+        assert first.room.ruleset is api.Ruleset.missions
+        assert second.room_id == first.room_id
+        state = await second.state()
+        assert state.room.status is api.RoomStatus.lobby
+        assert state.me is not None
+        assert state.me.id == second.player_id
+        ids = {p.id for p in state.players}
+        assert {first.player_id, second.player_id} <= ids
+
+
+async def test_sdk_bots_play_a_rematch_with_the_roles_it_deals(server_url: str) -> None:
+    """Bots playing two games: the host's bot starts the rematch; game 2 finishes; each bot
+    held, at each game's end, the role that game revealed for it; both games' rounds stay
+    readable and a game not played is `GameNotFound`."""
+    settings = api.MafiaSettingsInput(max_players=6, night_seconds=1, day_seconds=1, vote_seconds=1)
+    host = await RoomSession.create(server_url, name="Rematch", nickname="bot-1", settings=settings)
+    sessions = [host] + [
+        await RoomSession.join(server_url, nickname=f"bot-{i}", room_id=host.room_id) for i in range(2, 7)
+    ]
+    fan = await RoomSession.spectate(server_url, host.room_id)
+    bots = [Bot(s, RandomStrategy(seed=17 + i)) for i, s in enumerate(sessions)]
+    try:
+        with pytest.raises(GameNotFinished):
+            await host.rematch()  # no game has been played yet
+        finals: list[events.GameFinishedEvent] = []
+        started: list[int] = []
+
+        async def watch() -> None:
+            async for item in fan.events():
+                if isinstance(item, events.GameStartedEvent):
+                    started.append(item.data.room.game)
+                elif isinstance(item, events.GameFinishedEvent):
+                    finals.append(item)
+                    if len(finals) == 2:
+                        return
+
+        watching = asyncio.create_task(watch())
+        games = [asyncio.create_task(bot.run(games=2)) for bot in bots]
+        await asyncio.wait_for(asyncio.gather(*(b.ready.wait() for b in bots)), 20)
+        await host.start()
+        await asyncio.wait_for(asyncio.gather(*games), 120)
+        await asyncio.wait_for(watching, 20)
+
+        assert started == [1, 2]
+        for bot in bots:
+            assert len(bot.played) == 2
+            for (role, winner), final in zip(bot.played, finals, strict=True):
+                revealed = {p.id: p.role for p in final.data.players}
+                assert role is not None
+                assert role == revealed[bot.session.player_id]
+                assert winner == final.data.winner
+            assert bot.view.game == 2
+        state = await host.state()
+        assert (state.room.game, state.room.status) == (2, api.RoomStatus.finished)
+        assert (await host.rounds()).game == 2
+        first = await host.rounds(game=1)
+        assert first.game == 1
+        assert first.rounds
+        with pytest.raises(GameNotFound):
+            await host.rounds(game=3)
+    finally:
+        for session in [*sessions, fan]:
+            with contextlib.suppress(RoundtableError):
+                await session.aclose()

@@ -32,6 +32,8 @@ class View:
     role: api.Role | None = None
     teammates: set[uuid.UUID] = field(default_factory=set)
     alive: set[uuid.UUID] = field(default_factory=set)
+    present: set[uuid.UUID] = field(default_factory=set)
+    """The players in the room now: who is alive when a new game (a rematch) starts."""
     nicknames: dict[uuid.UUID, str] = field(default_factory=dict)
     status: api.RoomStatus = api.RoomStatus.lobby
     round: int = 0
@@ -42,6 +44,17 @@ class View:
     options: list[api.Option] = field(default_factory=list)
     """What this player may do now, as the server last said: the only source of a bot's moves."""
     winner: api.Team | None = None
+    game: int = 0
+    """Which game of the room this is (1 for the first, one more with each rematch)."""
+
+    def new_game(self, game: int) -> None:
+        """Forget the last game's deal: a rematch deals roles, teams and lives again."""
+        self.game = game
+        self.status = api.RoomStatus.in_progress
+        self.role, self.teammates = None, set()
+        self.alive = set(self.present)
+        self.round, self.phase, self.attempt, self.leader = 0, None, None, None
+        self.options, self.winner = [], None
 
 
 def action_for(option: api.Option, *, targets: Sequence[uuid.UUID] = (), choice: str | None = None) -> Action:
@@ -113,6 +126,8 @@ class Bot:
 
     Subclass and override `on_options` or `on_phase` (or give another Strategy) to play
     differently. `on_progress` receives a line per phase and per result (for a CLI's output).
+    `run(games=N)` plays N games in the room: a host bot starts each next one with a rematch,
+    and every bot plays it with the role it is dealt then.
     """
 
     def __init__(
@@ -131,15 +146,32 @@ class Bot:
         # The options already taken, by phase opening: the server keeps listing an option after
         # it was taken where the action may still be changed, and one move is enough.
         self._taken: set[tuple[int, api.Phase | None, int | None, api.ActionType]] = set()
+        self.played: list[tuple[api.Role | None, api.Team]] = []
+        """Each finished game: the role this bot held at its end, and the winner."""
 
-    async def run(self) -> api.Team:
-        """Play until the game is finished; return the winner."""
+    async def run(self, games: int = 1) -> api.Team:
+        """Play until `games` games are finished (as host, start each next one with a
+        rematch); return the last winner."""
         async for item in self.session.events():
             await self.handle(item)
             self.ready.set()
-            if self.view.winner is not None:
-                return self.view.winner
+            if len(self.played) >= games:
+                return self.played[-1][1]
+            if isinstance(item, events.GameFinishedEvent) and self.view.host:
+                await self.rematch()
         raise RuntimeError("the event stream ended")  # pragma: no cover - events() never ends by itself
+
+    async def rematch(self) -> None:
+        """Start the next game in the room, through a server restart; a rematch someone else
+        already started (409) is fine."""
+        for attempt in range(20):
+            try:
+                await self.session.rematch()
+                return
+            except Conflict:
+                return
+            except (ServerUnreachable, Unavailable):
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
 
     async def handle(self, item: events.Snapshot | events.RoomEvent) -> None:
         """Update the view from one event; act when the options change, chat when a phase opens."""
@@ -147,7 +179,9 @@ class Bot:
         if isinstance(item, events.Snapshot):
             state = item.data
             v.alive = {p.id for p in state.players if p.alive}
+            v.present = {p.id for p in state.players}
             v.nicknames = {p.id: p.nickname for p in state.players}
+            v.game = state.room.game
             v.status, v.round, v.phase = state.room.status, state.room.round, state.room.phase
             v.host = state.room.host_player_id == v.me
             v.role = state.me.role if state.me is not None else None
@@ -156,6 +190,8 @@ class Bot:
                 v.attempt, v.leader = state.board.attempt, state.board.leader_player_id
             if v.status is api.RoomStatus.finished and state.room.winner is not None:
                 v.winner = state.room.winner
+                if not self.played:
+                    self.played.append((v.role, v.winner))
                 return
             if v.phase is not None:
                 self.progress_phase()
@@ -165,13 +201,19 @@ class Bot:
                 await self.on_options(list(item.data.options))
         elif isinstance(item, events.PlayerJoinedEvent):
             v.alive.add(item.data.player.id)
+            v.present.add(item.data.player.id)
             v.nicknames[item.data.player.id] = item.data.player.nickname
         elif isinstance(item, events.PlayerLeftEvent):
             v.alive.discard(item.data.player_id)
+            v.present.discard(item.data.player_id)
         elif isinstance(item, events.RoomUpdatedEvent):
             v.host = item.data.room.host_player_id == v.me
         elif isinstance(item, events.GameStartedEvent):
-            v.status = api.RoomStatus.in_progress
+            v.new_game(item.data.room.game)
+            v.host = item.data.room.host_player_id == v.me
+            self._taken.clear()  # game 2's night 1 is not game 1's
+            if v.game > 1:
+                self.on_progress(f"game {v.game}")
         elif isinstance(item, events.RoleAssignedEvent):
             v.role, v.teammates = item.data.role, set(item.data.teammates)
         elif isinstance(item, events.LeaderChangedEvent):
@@ -187,6 +229,8 @@ class Bot:
                 v.alive.discard(item.data.player_id)
             elif isinstance(item, events.GameFinishedEvent):
                 v.status, v.winner = api.RoomStatus.finished, item.data.winner
+                v.options = []
+                self.played.append((v.role, item.data.winner))
 
     def progress_phase(self) -> None:
         v = self.view

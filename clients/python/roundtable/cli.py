@@ -1,4 +1,5 @@
-"""`roundtable-bots`: fill a room with bots (or create one) and play a game to the end."""
+"""`roundtable-bots`: fill a room with bots (or create one) and play a game to the end, and
+with `--rematch N` N more games in the same room."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="random")
     parser.add_argument("--phase-seconds", type=int, default=5, help="phase length of a room the bots create")
     parser.add_argument("--seed", type=int, default=None, help="make the strategies repeatable")
+    parser.add_argument(
+        "--rematch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="play N more games in the same room after the first (the room's host starts each)",
+    )
     args = parser.parse_args(argv)
     # What a room of each ruleset holds; the server refuses the rest, this only says it sooner.
     least, most = {"mafia": (4, 20), "missions": (5, 10)}[args.ruleset]
@@ -39,11 +47,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         )
     if not 1 <= args.phase_seconds <= 3600:
         parser.error("--phase-seconds must be 1-3600")
+    if not 0 <= args.rematch <= 100:
+        parser.error("--rematch must be 0-100")
     return args
 
 
-async def play(args: argparse.Namespace) -> api.Team:
-    """Create or join, start when everyone is in (as host), play to the end; return the winner."""
+async def play(args: argparse.Namespace) -> list[api.Team]:
+    """Create or join, start when everyone is in (as host), play to the end (and the
+    rematches); return each game's winner."""
     tag = uuid.uuid4().hex[:4]
     sessions: list[RoomSession] = []
     try:
@@ -82,13 +93,13 @@ async def play(args: argparse.Namespace) -> api.Team:
             Bot(s, make(None if args.seed is None else args.seed + i), on_progress=print if i == 0 else None)
             for i, s in enumerate(sessions)
         ]
-        games = [asyncio.create_task(bot.run()) for bot in bots]
+        games = [asyncio.create_task(bot.run(games=1 + args.rematch)) for bot in bots]
         if args.room is None:
             # Start only when every bot is listening, or a slow stream misses the first night.
             await until_ready(bots, games)
             await sessions[0].start()
-        winners = await asyncio.gather(*games)
-        return winners[0]
+        await asyncio.gather(*games)
+        return [winner for _, winner in bots[0].played]
     finally:
         for s in sessions:
             await s.aclose()
@@ -106,16 +117,17 @@ async def until_ready(bots: list[Bot], games: list[asyncio.Task[api.Team]]) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the bots; exit 0 with the winner printed, 1 when the server refused."""
+    """Run the bots; exit 0 with each game's winner printed, 1 when the server refused."""
     args = parse(argv)
     try:
-        winner = asyncio.run(play(args))
+        winners = asyncio.run(play(args))
     except RoundtableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    print(f"winner: {winner.value}", flush=True)
+    for winner in winners:
+        print(f"winner: {winner.value}", flush=True)
     return 0
 
 

@@ -143,6 +143,12 @@ class NotAPlayer(Forbidden):
     code = "not_a_player"
 
 
+class Spectating(Forbidden):
+    """The token is a spectator's (`RoomSession.spectate`): it reads the room, it never acts."""
+
+    code = "spectator"
+
+
 class RoomNotFound(NotFound):
     """No such room."""
 
@@ -203,6 +209,18 @@ class InvalidTarget(Conflict):
     code = "invalid_target"
 
 
+class GameNotFinished(Conflict):
+    """A rematch while the room's game still runs (or before the first one)."""
+
+    code = "game_not_finished"
+
+
+class GameNotFound(NotFound):
+    """No such game in the room (`rounds(game=N)` of a game not played)."""
+
+    code = "game_not_found"
+
+
 class DatabaseUnavailable(Unavailable):
     """The server's database cannot serve now; nothing was written, send it again."""
 
@@ -218,9 +236,11 @@ _STATUS_OF_CODE: dict[str, int] = {
     "not_host": 403,
     "room_code_required": 403,
     "not_a_player": 403,
+    "spectator": 403,
     "not_found": 404,
     "room_not_found": 404,
     "player_not_found": 404,
+    "game_not_found": 404,
     "method_not_allowed": 405,
     "not_acceptable": 406,
     "rule_error": 409,
@@ -233,6 +253,7 @@ _STATUS_OF_CODE: dict[str, int] = {
     "nickname_taken": 409,
     "nickname_confusable": 409,
     "game_not_in_progress": 409,
+    "game_not_finished": 409,
     "phase_closed": 409,
     "not_enough_players": 409,
     "invalid_roles": 409,
@@ -270,6 +291,7 @@ _BY_CODE: dict[str, type[RoundtableError]] = {
         NotHost,
         NotAMember,
         NotAPlayer,
+        Spectating,
         RoomNotFound,
         PlayerNotFound,
         RoomFull,
@@ -277,6 +299,8 @@ _BY_CODE: dict[str, type[RoundtableError]] = {
         RoomClosed,
         NicknameTaken,
         GameNotInProgress,
+        GameNotFinished,
+        GameNotFound,
         PhaseClosed,
         CannotAct,
         InvalidTarget,

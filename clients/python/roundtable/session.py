@@ -25,6 +25,7 @@ from roundtable.errors import (
     RoomNotFound,
     RoundtableError,
     ServerUnreachable,
+    Spectating,
     from_problem_body,
     from_socket_error,
     unreachable_reason,
@@ -65,28 +66,38 @@ async def _call(awaitable: Awaitable[T], url: str) -> T:
 
 
 class RoomSession:
-    """One player in one room.
+    """One player, or one spectator, in one room.
 
-    Create or join with `RoomSession.create` / `RoomSession.join`; the session keeps the
-    bearer token (shown by the server only once). `events()` iterates the room's events
-    over SSE for as long as you like, reconnecting by itself with `Last-Event-ID`, so you
-    see every event you may see exactly once, in order, across network errors and server
-    restarts. `socket()` does the same over a WebSocket and lets you send commands.
+    Create or join with `RoomSession.create` / `RoomSession.join` / `RoomSession.quick_join`,
+    or watch with `RoomSession.spectate`; the session keeps the bearer token (shown by the
+    server only once). A spectator's session reads (`state`, `rounds`, `events`, `socket`)
+    and sees only what is public; its commands are refused with `Spectating` (403).
+
+    `events()` iterates the room's events over SSE for as long as you like, reconnecting by
+    itself with `Last-Event-ID`, so you see every event you may see exactly once, in order,
+    across network errors and server restarts. `socket()` does the same over a WebSocket
+    and lets you send commands.
     """
 
     def __init__(
         self,
         base_url: str,
         room: api.Room,
-        player: api.Player,
+        player: api.Player | None,
         token: str,
         *,
+        spectator: api.Spectator | None = None,
         reconnect_delay: float = 0.25,
         max_reconnect_delay: float = 5.0,
     ) -> None:
+        if (player is None) == (spectator is None):
+            raise ValueError("a session is a player's or a spectator's: give exactly one")
         self.base_url = base_url.rstrip("/")
         self.room = room
         self.player = player
+        """The player of this session; None for a spectator's."""
+        self.spectator = spectator
+        """The spectator of this session (`spectate`); None for a player's."""
         self.token = token
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -101,7 +112,16 @@ class RoomSession:
         return self.room.id
 
     @property
+    def is_spectator(self) -> bool:
+        """Whether this session watches (`spectate`) rather than plays."""
+        return self.spectator is not None
+
+    @property
     def player_id(self) -> uuid.UUID:
+        """This player's id; a spectator has none, and asking raises `Spectating` at once
+        (rather than a None that would turn up later as a confusing mismatch)."""
+        if self.player is None:
+            raise Spectating(403, "spectator", "This session watches the room: it has no player.")
         return self.player.id
 
     @classmethod
@@ -154,6 +174,46 @@ class RoomSession:
                 body.code = code.upper()
             answer = await _call(anonymous.players.join_room(room_id=room_id, body=body), base_url)
         return cls(base_url, answer.room, answer.player, answer.token)
+
+    @classmethod
+    async def quick_join(cls, base_url: str, ruleset: api.Ruleset | str, nickname: str) -> RoomSession:
+        """Join the fullest open public lobby of `ruleset`, or a new one the server creates
+        with this player as its host (`POST /v1/quick-join`)."""
+        body = api.QuickJoinRequest(ruleset=api.Ruleset(ruleset), nickname=nickname)
+        async with AsyncClient(base_url=base_url) as anonymous:
+            answer = await _call(anonymous.players.quick_join(body=body), base_url)
+        return cls(base_url, answer.room, answer.player, answer.token)
+
+    @classmethod
+    async def spectate(
+        cls,
+        base_url: str,
+        room_id: uuid.UUID | None = None,
+        *,
+        code: str | None = None,
+        nickname: str | None = None,
+    ) -> RoomSession:
+        """Watch a room as a spectator: a public room by its id, a private one with its code
+        (by the code alone, too). The session reads what every player may see; `me` is None
+        in its state and snapshot, and every command is refused with `Spectating`."""
+        async with AsyncClient(base_url=base_url) as anonymous:
+            if room_id is None:
+                if code is None:
+                    raise ValueError("spectate needs room_id or code")
+                page = await _call(anonymous.rooms.list_rooms(code=code.upper()), base_url)
+                if not page.items:
+                    raise RoomNotFound(404, "room_not_found", f"No open room has the code {code}.")
+                room_id = page.items[0].id
+            body = api.WatchRoomRequest()
+            if code is not None:
+                body.code = code.upper()
+            if nickname is not None:
+                body.nickname = nickname
+            answer = await _call(anonymous.players.watch_room(room_id=room_id, body=body), base_url)
+        # The summary hides a private room's code; the spectator was given it, so keep it.
+        summary = answer.room.model_dump(exclude={"spectator_count"})
+        room = api.Room.model_validate({**summary, "code": answer.room.code or (code or "").upper()})
+        return cls(base_url, room, None, answer.token, spectator=answer.spectator)
 
     async def __aenter__(self) -> Self:
         return self
@@ -238,9 +298,20 @@ class RoomSession:
             self.client.realtime.send_chat_message(room_id=self.room_id, body=body), self.base_url
         )
 
-    async def rounds(self) -> api.RoundList:
-        """Return every round's votes and results this player may see."""
-        return await _call(self.client.game.list_rounds(room_id=self.room_id), self.base_url)
+    async def rematch(self) -> api.Room:
+        """Start another game in the room once its game is finished (host only); the new
+        game's `game.started` comes on the open streams."""
+        self.room = await _call(self.client.game.rematch_game(room_id=self.room_id), self.base_url)
+        return self.room
+
+    async def rounds(self, game: int | None = None) -> api.RoundList:
+        """Return every round's votes and results this caller may see, of the newest game or
+        of `game` (1 for the room's first)."""
+        if game is None:
+            call = self.client.game.list_rounds(room_id=self.room_id)
+        else:
+            call = self.client.game.list_rounds(room_id=self.room_id, game=game)
+        return await _call(call, self.base_url)
 
     async def leave(self) -> None:
         """Leave the room; the token stops working."""
@@ -289,14 +360,23 @@ class RoomSession:
         return SocketSession(self, after)
 
     def saw(self, item: Incoming) -> None:
-        """Note what a streamed item tells the session: where to resume, and this player's options."""
+        """Note what a streamed item tells the session: where to resume, the room, and this
+        player's options (a new game, a rematch's included, starts with none)."""
         if isinstance(item, events.Snapshot):
             self.last_seq = item.data.last_seq
             self.options = list(item.data.options)
             self.room = item.data.room
         else:
             self.last_seq = item.seq
-            if isinstance(item, events.OptionsChangedEvent) and item.data.player_id == self.player_id:
+            if isinstance(item, events.GameStartedEvent | events.RoomUpdatedEvent):
+                self.room = item.data.room
+            if isinstance(item, events.GameStartedEvent):
+                self.options = []
+            elif (
+                isinstance(item, events.OptionsChangedEvent)
+                and self.player is not None
+                and item.data.player_id == self.player.id
+            ):
                 self.options = list(item.data.options)
 
 
