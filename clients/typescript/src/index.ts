@@ -33,6 +33,15 @@ export {
   type OptionAnswer,
 } from "./actions.js";
 export {
+  isSpectatorState,
+  listRounds,
+  playersForNewGame,
+  quickJoin,
+  rematchGame,
+  startsNewGame,
+  watchRoom,
+} from "./rooms.js";
+export {
   dispatchRoomEvent,
   isRoomEventType,
   type MessageName,
