@@ -1,4 +1,7 @@
-// The page: create or join a room (mafia or missions), then play it live over the room's SSE stream.
+// The page: create or join a room (mafia or missions), or quick play, then play it live over the
+// room's SSE stream; or watch a room as a spectator (the same stream, public events only, no
+// controls). When a game is over its host may play again: the rematch's game.started comes on the
+// same stream and every page moves on to the new game without a reload.
 //
 // It acts only from the server's options (the state's, then each options.changed): every button
 // is one of them, sent to POST /actions. No game rule is restated here or in model.ts.
@@ -14,19 +17,24 @@ import {
   createRoundtableClient,
   openRoomStream,
   performAction,
+  quickJoin,
+  rematchGame,
   RoundtableError,
+  startsNewGame,
   streamTicketSource,
   unwrap,
+  watchRoom,
   type ActionRequest,
   type CreateRoomRequest,
   type Option,
+  type Room,
   type RoomEvent,
   type RoomState,
   type RoomStream,
   type Snapshot,
 } from "@roundtable/client";
 
-import { byId } from "./dom.js";
+import { byId, fill, h } from "./dom.js";
 import {
   apply,
   describe,
@@ -38,7 +46,7 @@ import {
   type Model,
   type Sent,
 } from "./model.js";
-import { appendLog, clearLog, invalidate, render, tick, type Answer } from "./view.js";
+import { appendLog, clearLog, invalidate, render, renderWatching, tick, type Answer } from "./view.js";
 
 interface Seat {
   roomId: string;
@@ -135,6 +143,7 @@ function showHome(message?: string): void {
   byId("home").hidden = false;
   setConnection("idle", "");
   if (message) showError(message);
+  void listRooms().catch(() => undefined); // the forms work without the list
 }
 
 function showRoom(): void {
@@ -161,6 +170,7 @@ function onSnapshot(snapshot: Snapshot): void {
   history.through = Math.max(history.through, snapshot.data.last_seq);
   save();
   redraw();
+  void pollWatching().catch(() => undefined);
   void loadInvestigations();
 }
 
@@ -172,7 +182,10 @@ function onEvent(event: RoomEvent): void {
     history.through = event.seq;
   }
   if (event.seq > model.lastSeq) {
-    if (event.type === "game.started") boardAsked = false;
+    if (event.type === "game.started") {
+      boardAsked = false;
+      if (startsNewGame(event, model.room.game)) investigations = []; // the last game's findings
+    }
     apply(model, event);
     if (event.type === "night.result" && event.data.detective_id === model.meId) {
       const { round, target_player_id, team } = event.data;
@@ -233,7 +246,7 @@ async function checkSeat(checked: Seat): Promise<void> {
 }
 
 async function loadInvestigations(): Promise<void> {
-  if (!seat || !model || model.room.status === "lobby") return;
+  if (!seat || !model || model.room.status === "lobby" || model.meId === null) return;
   const loaded = model;
   const result = await api.GET("/v1/rooms/{room_id}/rounds", { params: { path: { room_id: seat.roomId } } });
   if (!result.data || model !== loaded) return;
@@ -261,6 +274,7 @@ function enter(roomId: string, token: string): void {
   history = { roomId, through: 0, lines: [] };
   save();
   clearLog();
+  renderWatching(null);
   showRoom();
   openStream();
 }
@@ -313,6 +327,12 @@ const actions = {
     const roomId = seat.roomId;
     void run(async () => unwrap(await api.POST("/v1/rooms/{room_id}/start", { params: { path: { room_id: roomId } } })));
   },
+  rematch(): void {
+    if (!seat) return;
+    const roomId = seat.roomId;
+    // The new game arrives on the stream (game.started) like any event: nothing to draw here.
+    void run(async () => rematchGame(api, roomId));
+  },
   advance(): void {
     if (!seat || !model?.room.phase) return;
     const roomId = seat.roomId;
@@ -357,7 +377,7 @@ async function chat(form: HTMLFormElement): Promise<void> {
 }
 
 async function leave(): Promise<void> {
-  if (seat && model && model.room.status === "lobby") {
+  if (seat && model && model.room.status === "lobby" && model.meId !== null) {
     const roomId = seat.roomId;
     const playerId = model.meId;
     await api.DELETE("/v1/rooms/{room_id}/players/{player_id}", {
@@ -410,6 +430,65 @@ async function joinRoom(form: HTMLFormElement): Promise<void> {
   enter(session.room.id, session.token);
 }
 
+async function quickPlay(form: HTMLFormElement): Promise<void> {
+  const ruleset = field(form, "ruleset") === "missions" ? "missions" : "mafia";
+  const session = await quickJoin(api, { ruleset, nickname: field(form, "nickname") });
+  enter(session.room.id, session.token);
+}
+
+/** Watch a room as a spectator: a public one by its id, any by its code. */
+async function watch(roomId: string, code?: string): Promise<void> {
+  const session = await watchRoom(api, roomId, code ? { code } : {});
+  enter(session.room.id, session.token);
+}
+
+async function watchByCode(form: HTMLFormElement): Promise<void> {
+  const code = field(form, "code").toUpperCase();
+  const page = unwrap(await api.GET("/v1/rooms", { params: { query: { code } } }));
+  const room = page.items[0];
+  if (!room) throw new Error(`No open room has the code ${code}.`);
+  await watch(room.id, code);
+}
+
+/** The public rooms not over yet, each with "Watch" (and a lobby's code to join it). */
+async function listRooms(): Promise<void> {
+  const list = byId("room-list");
+  const result = await api.GET("/v1/rooms", { params: { query: { limit: 20 } } });
+  const rooms = (result.data?.items ?? []).filter((r: Room) => r.status === "lobby" || r.status === "in_progress");
+  if (rooms.length === 0) {
+    fill(list, h("li", { class: "room-meta" }, "No open room right now."));
+    return;
+  }
+  fill(
+    list,
+    ...rooms.map((room: Room) => {
+      const button = h("button", { type: "button", class: "quiet", "data-testid": "watch-room", "data-room-id": room.id }, "Watch");
+      button.addEventListener("click", () => {
+        button.disabled = true;
+        watch(room.id)
+          .catch(showError)
+          .finally(() => {
+            button.disabled = false;
+          });
+      });
+      const where = room.status === "lobby" ? `lobby, code ${room.code}` : `round ${room.round}`;
+      return h(
+        "li",
+        { "data-testid": "open-room", "data-room-id": room.id, "data-status": room.status },
+        h("span", {}, room.name, " ", h("span", { class: "room-meta" }, `${room.ruleset} · ${room.player_count} players · ${where}`)),
+        button,
+      );
+    }),
+  );
+}
+
+/** "Watching N" in the room's header: the spectators the server counts, read now and then. */
+async function pollWatching(): Promise<void> {
+  if (!seat || byId("room").hidden) return;
+  const result = await api.GET("/v1/rooms/{room_id}", { params: { path: { room_id: seat.roomId } } });
+  renderWatching(result.data ? result.data.spectator_count : null);
+}
+
 function onSubmit(id: string, handler: (form: HTMLFormElement) => Promise<void>): void {
   const form = byId<HTMLFormElement>(id);
   form.addEventListener("submit", (event) => {
@@ -432,9 +511,13 @@ byId<HTMLFormElement>("create-form").addEventListener("change", (event) => {
   if (target.name === "ruleset") byId("seconds-hint").textContent = SECONDS_HINTS[target.value] ?? "";
 });
 onSubmit("join-form", joinRoom);
+onSubmit("quick-form", quickPlay);
+onSubmit("watch-form", watchByCode);
+byId("rooms-refresh").addEventListener("click", () => void listRooms().catch(showError));
 onSubmit("chat-form", chat);
 byId("leave-button").addEventListener("click", () => void leave());
 setInterval(() => tick(model), 250);
+setInterval(() => void pollWatching().catch(() => undefined), 5000);
 
 const saved = read<Seat>(SEAT_KEY);
 if (saved?.roomId && saved.token) {

@@ -1,11 +1,25 @@
-// The page's model of one room as this player sees it: built from a snapshot (or GET /state),
-// then moved forward by each event in seq order. Pure: no DOM, no network.
+// The page's model of one room as this player (or a spectator) sees it: built from a snapshot
+// (or GET /state), then moved forward by each event in seq order. Pure: no DOM, no network.
+//
+// A spectator's state has no `me` (meId is null): it sees only what is public, and has no
+// options. A rematch comes as a new `game.started` (its `room.game` one higher): the last
+// game's roles, teams, deaths and reveal are dropped there, and the new deal comes as events.
 //
 // It knows no game's rules: what this player may do now is the server's `options` (the state's,
 // then each `options.changed`), and a missions game's public state is the server's `board`, moved
 // on by the events that tell its changes.
 
-import type { ActionRequest, MissionsBoard, Option, Player, Room, RoomEvent, RoomState } from "@roundtable/client";
+import {
+  playersForNewGame,
+  startsNewGame,
+  type ActionRequest,
+  type MissionsBoard,
+  type Option,
+  type Player,
+  type Room,
+  type RoomEvent,
+  type RoomState,
+} from "@roundtable/client";
 
 export type Vote = RoomState["votes"][number];
 export type Phase = NonNullable<Room["phase"]>;
@@ -48,7 +62,8 @@ export interface Model {
   room: Room;
   /** Present players by seat. */
   players: Player[];
-  meId: string;
+  /** This player's id; null for a spectator, who watches and never acts. */
+  meId: string | null;
   teammates: string[];
   /** The votes of the open phase this player may see. */
   votes: Vote[];
@@ -78,7 +93,7 @@ export function fromState(state: RoomState, sent: Sent | null = null): Model {
   const m: Model = {
     room: state.room,
     players,
-    meId: state.me.id,
+    meId: state.me?.id ?? null,
     teammates: [...state.teammates],
     votes: [...state.votes],
     options: [...state.options],
@@ -101,7 +116,12 @@ export function phaseKey(m: Model): string {
 }
 
 export function me(m: Model): Player | undefined {
-  return m.players.find((p) => p.id === m.meId);
+  return m.meId === null ? undefined : m.players.find((p) => p.id === m.meId);
+}
+
+/** Whether the page watches the room as a spectator (no seat, no action, no chat). */
+export function spectating(m: Model): boolean {
+  return m.meId === null;
 }
 
 export function nickname(m: Model, id: string | null | undefined): string {
@@ -110,7 +130,7 @@ export function nickname(m: Model, id: string | null | undefined): string {
 }
 
 export function isHost(m: Model): boolean {
-  return m.room.host_player_id === m.meId;
+  return m.meId !== null && m.room.host_player_id === m.meId;
 }
 
 /** True in a game that needs a board the model lacks (it started after the snapshot): read the state again. */
@@ -122,6 +142,7 @@ export function needsBoard(m: Model): boolean {
 export function myAction(m: Model): ActionRequest | undefined {
   const key = phaseKey(m);
   if (!key) return undefined;
+  if (m.meId === null) return undefined;
   const vote = m.votes.find((v) => v.voter_id === m.meId && v.round === m.room.round && v.phase === m.room.phase);
   if (vote && vote.choice === undefined) return { type: "vote", target_player_id: vote.target_player_id };
   return m.sent?.key === key ? m.sent.action : undefined;
@@ -172,7 +193,8 @@ export function describe(m: Model, event: RoomEvent): LogLine | null {
     case "game.started": {
       const r = event.data.roles;
       const dealt = r ? ` (${r.mafia} mafia, ${r.doctor} doctor, ${r.detective} detective)` : "";
-      return { seq, kind: "game", text: `The game started${dealt}` };
+      const which = event.data.room.game > 1 ? `Game ${event.data.room.game} started` : "The game started";
+      return { seq, kind: "game", text: `${which}${dealt}` };
     }
     case "role.assigned":
       return { seq, kind: "game", text: `You are ${article(event.data.role)} ${event.data.role}` };
@@ -225,7 +247,12 @@ export function describe(m: Model, event: RoomEvent): LogLine | null {
     case "game.finished":
       return { seq, kind: "finish", text: `Game over: ${event.data.winner} wins` };
     case "room.closed": {
-      const why = event.data.reason === "idle" ? "nobody was here" : "everyone had left the game";
+      const why =
+        event.data.reason === "idle"
+          ? "nobody was here"
+          : event.data.reason === "operator"
+            ? "an operator closed it"
+            : "everyone had left the game";
       return { seq, kind: "finish", text: `The room closed: ${why}` };
     }
     default:
@@ -302,6 +329,15 @@ export function apply(m: Model, event: RoomEvent): void {
       break;
     }
     case "game.started":
+      if (startsNewGame(event, m.room.game) && m.room.game > 0) {
+        // A rematch: nobody's role of the last game holds in this one, everyone lives again.
+        m.players = playersForNewGame(m.players);
+        m.teammates = [];
+        m.final = null;
+        m.approval = null;
+        m.board = null; // a missions board is dealt anew: read with the state (needsBoard)
+        m.investigations = [];
+      }
       m.room = event.data.room;
       m.votes = [];
       m.options = [];

@@ -13,6 +13,7 @@ import {
   myAction,
   nickname,
   phaseKey,
+  spectating,
   type Investigation,
   type LogLine,
   type Model,
@@ -26,6 +27,8 @@ export interface Actions {
   start(): void;
   advance(): void;
   act(option: Option, answer: Answer): void;
+  /** Start another game in the room (host, once the game is finished). */
+  rematch(): void;
   /** Draw again (a local change: a player picked or unpicked for a team). */
   redraw(): void;
 }
@@ -77,7 +80,9 @@ export function render(m: Model, investigations: Investigation[], actions: Actio
     round: String(m.room.round),
     phase: m.room.phase ?? "",
     attempt: String(m.board?.attempt ?? ""),
-    meId: m.meId,
+    meId: m.meId ?? "",
+    spectating: String(spectating(m)),
+    game: String(m.room.game),
     alive: String(self?.alive ?? false),
     role: self?.role ?? "",
     host: String(isHost(m)),
@@ -94,6 +99,12 @@ export function render(m: Model, investigations: Investigation[], actions: Actio
   status.textContent = m.room.status.replace("_", " ");
   status.dataset.status = m.room.status;
 
+  // A spectator watches: no chat (the server refuses it), a badge instead of a seat.
+  const watching = spectating(m);
+  byId("chat-form").hidden = watching;
+  byId("spectating").hidden = !watching;
+  byId("leave-button").textContent = watching ? "Stop watching" : "Leave";
+
   // Mafia chat at night goes mafia to mafia; the rest of the town sleeps (the server refuses them).
   const chat = byId<HTMLInputElement>("chat-input");
   const asleep = m.room.status === "in_progress" && m.room.phase === "night" && self?.role !== "mafia";
@@ -106,7 +117,7 @@ export function render(m: Model, investigations: Investigation[], actions: Actio
   renderBoard(m);
   renderMe(m, investigations);
   renderActions(m, actions);
-  renderFinal(m);
+  renderFinal(m, actions);
   tick(m);
 }
 
@@ -342,7 +353,8 @@ function optionPrompt(m: Model, option: Option): string {
 
 function renderActions(m: Model, actions: Actions): void {
   const panel = byId("action-panel");
-  panel.hidden = m.room.status !== "in_progress";
+  // A spectator has nothing to do: no prompt, no buttons.
+  panel.hidden = m.room.status !== "in_progress" || spectating(m);
   if (panel.hidden) return;
   const key = phaseKey(m);
   if (picking.key !== key) picking = { key, ids: [] };
@@ -441,10 +453,10 @@ function optionBlock(m: Model, option: Option, mine: ActionRequest | undefined, 
   );
 }
 
-function renderFinal(m: Model): void {
+function renderFinal(m: Model, actions: Actions): void {
   const panel = byId("final-panel");
   panel.hidden = m.final === null;
-  if (!m.final || !changed(panel, m.final, m.meId)) return;
+  if (!m.final || !changed(panel, m.final, m.meId, isHost(m), m.room.status)) return;
   const final = m.final;
   const rows = [...final.players]
     .sort((a, b) => a.seat - b.seat)
@@ -467,7 +479,31 @@ function renderFinal(m: Model): void {
       h("thead", {}, h("tr", {}, h("th", {}, "Player"), h("th", {}, "Role"), h("th", {}, "Team"), h("th", {}, "At the end"))),
       h("tbody", {}, ...rows),
     ),
+    playAgain(m, actions),
   );
+}
+
+/** The host's "Play again" (a rematch with the players present); the others wait for it. */
+function playAgain(m: Model, actions: Actions): HTMLElement | null {
+  if (m.room.status !== "finished") return null;
+  if (!isHost(m)) {
+    const who = spectating(m) ? "The host may start another game." : "Waiting for the host to play again.";
+    return h("p", { "data-testid": "rematch-waiting" }, who);
+  }
+  const again = h("button", { type: "button", "data-testid": "play-again" }, "Play again");
+  again.addEventListener("click", () => {
+    again.disabled = true;
+    actions.rematch();
+  });
+  return again;
+}
+
+/** "Watching N": how many spectators have the room open (from GET /v1/rooms/{id}). */
+export function renderWatching(count: number | null): void {
+  const el = byId("watching");
+  el.hidden = count === null || count === 0;
+  el.textContent = count ? `Watching ${count}` : "";
+  el.dataset.count = String(count ?? 0);
 }
 
 /** Update the countdown to the phase's deadline (called a few times a second). */
