@@ -244,12 +244,13 @@ async def test_sdk_bots_play_a_rematch_with_the_roles_it_deals(server_url: str) 
     """Bots playing two games: the host's bot starts the rematch; game 2 finishes; each bot
     held, at each game's end, the role that game revealed for it; both games' rounds stay
     readable and a game not played is `GameNotFound`."""
-    settings = api.MafiaSettingsInput(max_players=6, night_seconds=1, day_seconds=1, vote_seconds=1)
+    settings = api.MafiaSettingsInput(max_players=6, night_seconds=5, day_seconds=1, vote_seconds=5)
     host = await RoomSession.create(server_url, name="Rematch", nickname="bot-1", settings=settings)
     sessions = [host] + [
         await RoomSession.join(server_url, nickname=f"bot-{i}", room_id=host.room_id) for i in range(2, 7)
     ]
-    fan = await RoomSession.spectate(server_url, host.room_id)
+    # A second stream of the host's, beside its bot's: every game.started and game.finished.
+    fan = RoomSession(server_url, host.room, host.player, host.token)
     bots = [Bot(s, RandomStrategy(seed=17 + i)) for i, s in enumerate(sessions)]
     try:
         with pytest.raises(GameNotFinished):
@@ -284,7 +285,17 @@ async def test_sdk_bots_play_a_rematch_with_the_roles_it_deals(server_url: str) 
             assert bot.view.game == 2
         state = await host.state()
         assert (state.room.game, state.room.status) == (2, api.RoomStatus.finished)
-        assert (await host.rounds()).game == 2
+        second = await host.rounds()
+        assert second.game == 2
+        # Every bot game 2 woke at night acted on its first night (its round 1 is not game 1's,
+        # already taken), whatever it was in game 1.
+        night = next(p for p in second.rounds[0].phases if p.phase is api.Phase.night)
+        woken = {
+            p.id
+            for p in finals[1].data.players
+            if p.role in (api.Role.mafia, api.Role.doctor, api.Role.detective)
+        }
+        assert {v.voter_id for v in night.votes} == woken
         first = await host.rounds(game=1)
         assert first.game == 1
         assert first.rounds
