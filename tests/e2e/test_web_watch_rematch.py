@@ -12,7 +12,9 @@ game 2 is played to its end. The set-up is test_web_game.py's: Debian's Chromium
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +25,6 @@ from tests.e2e.test_web_game import (
     PLAYERS,
     STEP_MS,
     Played,
-    bots_command,
     create_room,
     join_room,
     open_page,
@@ -94,10 +95,13 @@ async def test_a_spectator_watches_and_the_host_plays_again_without_a_reload(
                 for page in (a, b, w):  # no marker survives a reload
                     await page.evaluate("window.__sameDocument = true")
 
+                # This checkout's SDK (--rematch is new), whatever the environment installed.
+                env = {**os.environ, "PYTHONPATH": str(ROOT / "clients" / "python")}
                 with bots_out.open("wb") as out:
                     bots = await asyncio.create_subprocess_exec(
-                        *bots_command(), "--url", server.url, "--room", code, "--count", "4", "--seed", "17",
-                        "--rematch", "1", cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                        sys.executable, "-m", "roundtable.cli", "--url", server.url, "--room", code,
+                        "--count", "4", "--seed", "17", "--rematch", "1",
+                        cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
                     )  # fmt: skip
                 stop = asyncio.Event()
                 sampling = asyncio.create_task(watch_for_leaks(w, leaks, stop))
