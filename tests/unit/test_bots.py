@@ -169,3 +169,85 @@ async def test_a_bot_without_options_does_nothing_whatever_the_phase() -> None:
             started(1, phase, attempt=1 if phase in (api.Phase.propose, api.Phase.approve) else None)
         )
     assert session.actions == []
+
+
+def room(game: int, status: str = "in_progress") -> api.Room:
+    settings = {
+        "ruleset": "mafia",
+        "max_players": 10,
+        "roles": None,
+        "night_seconds": 60,
+        "day_seconds": 120,
+        "vote_seconds": 60,
+        "reveal_on_death": True,
+        "private": False,
+    }
+    return api.Room.model_validate(
+        {
+            "id": str(ROOM),
+            "code": "K7QXMB",
+            "name": "Rematch",
+            "ruleset": "mafia",
+            "status": status,
+            "settings": settings,
+            "host_player_id": str(PLAYERS[1]),
+            "player_count": len(PLAYERS),
+            "game": game,
+            "round": 0,
+            "phase": None,
+            "phase_ends_at": None,
+            "winner": None,
+            "created_at": NOW.isoformat(),
+        }
+    )
+
+
+async def test_a_rematch_deals_the_bot_a_new_role_and_its_first_night_again() -> None:
+    """At a rematch's game.started a bot forgets game 1's role, teammates, deaths and the moves
+    it made: game 2's night 1 offer is taken although game 1's night 1 was, and the bot holds
+    the role game 2 deals it."""
+    session = FakeSession()
+    bot = Bot(session, RandomStrategy(seed=1))  # type: ignore[arg-type]
+    bot.view.present = set(PLAYERS)
+    night = [option(api.ActionType.vote, targets=PLAYERS[1:], pick=1)]
+
+    def game_started(game: int, seq: int) -> events.GameStartedEvent:
+        data = events.GameStartedData(room=room(game), roles=None)
+        return events.GameStartedEvent(seq=seq, room_id=ROOM, type="game.started", at=NOW, data=data)
+
+    def dealt(role: api.Role, team: api.Team, seq: int) -> events.RoleAssignedEvent:
+        data = events.RoleAssignedData(player_id=PLAYERS[0], role=role, team=team, teammates=[PLAYERS[2]])
+        return events.RoleAssignedEvent(seq=seq, room_id=ROOM, type="role.assigned", at=NOW, data=data)
+
+    await bot.handle(game_started(1, 1))
+    await bot.handle(dealt(api.Role.mafia, api.Team.mafia, 2))
+    await bot.handle(started(1, api.Phase.night, seq=3))
+    await bot.handle(offered(night, seq=4))
+    eliminated = events.PlayerEliminatedData(
+        round=1, player_id=PLAYERS[3], cause=events.EliminationCause.killed, role=None
+    )
+    await bot.handle(
+        events.PlayerEliminatedEvent(seq=5, room_id=ROOM, type="player.eliminated", at=NOW, data=eliminated)
+    )
+    finished = events.GameFinishedData(winner=api.Team.town, players=[], votes=[])
+    await bot.handle(
+        events.GameFinishedEvent(seq=6, room_id=ROOM, type="game.finished", at=NOW, data=finished)
+    )
+    assert bot.played == [(api.Role.mafia, api.Team.town)]
+    assert PLAYERS[3] not in bot.view.alive
+
+    await bot.handle(game_started(2, 7))
+    v = bot.view
+    assert (v.game, v.role, v.teammates, v.winner, v.status) == (
+        2,
+        None,
+        set(),
+        None,
+        api.RoomStatus.in_progress,
+    )
+    assert v.alive == set(PLAYERS)
+    await bot.handle(dealt(api.Role.doctor, api.Team.town, 8))
+    await bot.handle(started(1, api.Phase.night, seq=9))
+    await bot.handle(offered(night, seq=10))
+    assert len(session.actions) == 2
+    assert bot.view.role is api.Role.doctor
