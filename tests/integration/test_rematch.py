@@ -12,10 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.core.database_url import to_async_url
+from backend.core.db import Database
+from backend.core.problems import RoomNotFound
+from backend.game import service
+from backend.games.errors import GameNotFound
+from backend.rooms.service import Actor
 from tests.game_support import Seat, new_room, start, state
 from tests.integration.test_game_live import room_log
 from tests.integration.test_lobby import assert_problem
@@ -341,3 +347,54 @@ async def test_games_one_after_another_keep_their_own_votes_results_and_players(
     assert role is None  # undealt by the first rematch, never dealt again
     assert sorted(per_game) == list(range(1, game + 1))
     assert voted_in == list(range(1, game + 1))
+
+
+async def test_a_spectator_reads_each_games_rounds_as_every_player_may(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """`list_rounds` for a spectator (no player of the room): what every player may see of the
+    running game, everything but what nobody sees once it is over, each game its own."""
+    room_id, seats = await new_room(client, 4)
+    await start(client, room_id, seats)
+    room = (await state(client, room_id, seats[0]))["room"]
+    await night_kill(client, room_id, seats, room)
+    mafia = next(s for s in seats if s.role == "mafia")
+    db: Database = app.state.db
+    watcher = Actor(uuid.uuid4(), uuid.UUID(room_id), spectator=True)
+
+    async def watched(game: int | None = None) -> dict[str, Any]:
+        async with db.snapshot() as session:
+            return (await service.list_rounds(session, uuid.UUID(room_id), watcher, game)).model_dump(
+                mode="json"
+            )
+
+    running = await watched()
+    night = running["rounds"][0]["phases"][0]
+    assert (running["game"], night["phase"], night["closed"]) == (1, "night", True)
+    assert night["votes"] == []  # the mafia's kill is the mafia's
+    assert night["eliminated_player_id"] is not None  # who died is public
+    mafia_view = (await rounds(client, room_id, mafia)).json()
+    assert len(mafia_view["rounds"][0]["phases"][0]["votes"]) == 1
+
+    await play_to_the_end(client, room_id, seats)
+    over = await watched()
+    assert over == (await rounds(client, room_id, seats[1])).json()
+    assert len(over["rounds"][0]["phases"][0]["votes"]) == 1
+    assert (await rematch(client, room_id, seats[0])).status_code == 200
+    assert await watched(1) == over
+    newest = await watched()
+    assert newest["game"] == 2
+    assert [p["phase"] for r in newest["rounds"] for p in r["phases"]] == ["night"]
+    with pytest.raises(GameNotFound):
+        await watched(3)
+    with pytest.raises(RoomNotFound):
+        async with db.snapshot() as session:
+            await service.list_rounds(session, uuid.uuid4(), watcher)
+
+
+async def test_a_lobby_has_game_zero_and_no_rounds(client: httpx.AsyncClient) -> None:
+    room_id, seats = await new_room(client, 2)
+    listed = await rounds(client, room_id, seats[1])
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {"game": 0, "rounds": []}
+    assert_problem(await rounds(client, room_id, seats[1], 1), 404, "game_not_found")
