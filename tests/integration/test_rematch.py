@@ -398,3 +398,27 @@ async def test_a_lobby_has_game_zero_and_no_rounds(client: httpx.AsyncClient) ->
     assert listed.status_code == 200, listed.text
     assert listed.json() == {"game": 0, "rounds": []}
     assert_problem(await rounds(client, room_id, seats[1], 1), 404, "game_not_found")
+
+
+async def test_a_rematch_the_players_left_cannot_fill_changes_nothing(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Too few players left for a deal: 409 not_enough_players, and the finished game stays as
+    it ended (winner, roles, game number); a closed room takes no rematch."""
+    room_id, seats = await new_room(client, 4)
+    await start(client, room_id, seats)
+    await play_to_the_end(client, room_id, seats)
+    ended = await state(client, room_id, seats[0])
+    left = await client.delete(f"/v1/rooms/{room_id}/players/{seats[3].id}", headers=seats[3].auth)
+    assert left.status_code == 204, left.text
+    assert_problem(await rematch(client, room_id, seats[0]), 409, "not_enough_players")
+    after = await state(client, room_id, seats[0])
+    assert after["room"] == {**ended["room"], "player_count": 3}
+    assert after["players"] == [p for p in ended["players"] if p["id"] != seats[3].id]
+
+    db: Database = app.state.db
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE rooms SET status = 'closed' WHERE id = :r"), {"r": uuid.UUID(room_id)}
+        )
+    assert_problem(await rematch(client, room_id, seats[0]), 409, "room_closed")
