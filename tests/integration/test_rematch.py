@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from backend.core.database_url import to_async_url
 from backend.core.db import Database
 from backend.core.problems import RoomNotFound
-from backend.game import service
+from backend.game import lifecycle, service
 from backend.games.errors import GameNotFound
 from backend.rooms.service import Actor
 from tests.game_support import Seat, new_room, start, state
@@ -422,3 +422,27 @@ async def test_a_rematch_the_players_left_cannot_fill_changes_nothing(
             text("UPDATE rooms SET status = 'closed' WHERE id = :r"), {"r": uuid.UUID(room_id)}
         )
     assert_problem(await rematch(client, room_id, seats[0]), 409, "room_closed")
+
+
+async def test_a_rematched_room_is_not_purged_for_its_earlier_games_end(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Retention counts from the end of the room's last game: a rematch clears the end."""
+    room_id, seats = await new_room(client, 4)
+    await start(client, room_id, seats)
+    await play_to_the_end(client, room_id, seats)
+    db: Database = app.state.db
+    room = uuid.UUID(room_id)
+    async with db.engine.begin() as conn:
+        ended = "UPDATE rooms SET ended_at = now() - interval '40 days' WHERE id = :r RETURNING ended_at"
+        assert (await conn.execute(text(ended), {"r": room})).scalar() is not None
+    assert (await rematch(client, room_id, seats[0])).status_code == 200
+    month = lifecycle.Lifetimes(lobby_idle=1800, game_idle=900, retention=30 * 86400)
+    async with db.transaction() as session:
+        assert room not in [r for r, _ in await lifecycle.due_rooms(session, month)]
+        assert await lifecycle.purge_rooms(session, [room], month) == 0
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(text("SELECT status, ended_at FROM rooms WHERE id = :r"), {"r": room})
+        ).one()
+    assert tuple(row) == ("in_progress", None)
