@@ -33,6 +33,7 @@ from backend.realtime.chat_lane import ChatLane
 from backend.realtime.endpoints import on_socket_validation
 from backend.realtime.endpoints import router as realtime_router
 from backend.realtime.streams import Realtime
+from backend.rooms.endpoints import lobby_router
 from backend.rooms.endpoints import router as rooms_router
 
 OPENAPI_PATH = PROJECT_ROOT / "openapi" / "openapi.yaml"
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     # Routes are matched in order: the busiest (chat, streams) first.
     app.include_router(realtime_router)
     app.include_router(rooms_router)
+    app.include_router(lobby_router)
     app.include_router(game_router)
     app.include_router(ops_router)
     app.include_router(docs_router)

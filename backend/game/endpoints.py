@@ -1,11 +1,12 @@
-"""HTTP routes of the game: start, advance, actions (and the `/votes` alias of a `vote`), rounds."""
+"""HTTP routes of the game: start, advance, actions (and the `/votes` alias of a `vote`), rounds,
+rematch."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import MISSING, Field
 
@@ -113,8 +114,21 @@ async def cast_vote(
     return JSONResponse(answer.body, status_code=answer.status)
 
 
+@router.post("/{room_id}/rematch", response_model=api.Room)
+async def rematch_game(room_id: uuid.UUID, actor: CommandActor, db: DatabaseDep) -> api.Room:
+    """Deal another game in the same room, once its game is finished."""
+    async with db.transaction() as session:
+        room, _ = await service.rematch_game(session, room_id, actor)
+    return room
+
+
 @router.get("/{room_id}/rounds", response_model=api.RoundList)
-async def list_rounds(room_id: uuid.UUID, actor: CurrentActor, db: DatabaseDep) -> api.RoundList:
-    """Return every round's votes and results the caller may see."""
+async def list_rounds(
+    room_id: uuid.UUID,
+    actor: CurrentActor,
+    db: DatabaseDep,
+    game: Annotated[int | None, Query(ge=1, le=1_000_000, description="Which game of the room.")] = None,
+) -> api.RoundList:
+    """Return every round's votes and results of one game the caller may see."""
     async with db.snapshot() as session:
-        return await service.list_rounds(session, room_id, actor)
+        return await service.list_rounds(session, room_id, actor, game)

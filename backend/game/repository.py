@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, select
@@ -20,6 +20,7 @@ from backend.persistence.tables import (
     IdempotencyRow,
     PhaseResultRow,
     PlayerRecord,
+    PlayerRow,
     RoomRecord,
     RoomRow,
     VoteRow,
@@ -34,13 +35,15 @@ async def db_clock(session: AsyncSession) -> datetime:
 
 
 async def current_ballots(
-    session: AsyncSession, room_id: uuid.UUID, round_: int, phase: str, attempt: int
+    session: AsyncSession, room_id: uuid.UUID, game: int, round_: int, phase: str, attempt: int
 ) -> Sequence[VoteRow]:
-    """Return each voter's newest vote in one opening of a phase, in the order they were cast."""
+    """Return each voter's newest vote in one opening of a phase of game number `game`, in the
+    order they were cast."""
     latest = (
         select(VoteRow)
         .where(
             col(VoteRow.room_id) == room_id,
+            col(VoteRow.game) == game,
             col(VoteRow.round) == round_,
             col(VoteRow.phase) == phase,
             col(VoteRow.attempt) == attempt,
@@ -50,6 +53,16 @@ async def current_ballots(
     )
     rows = (await session.exec(latest)).all()
     return sorted(rows, key=lambda v: v.seq)
+
+
+async def reset_seats(session: AsyncSession, room_id: uuid.UUID) -> None:
+    """Undeal every player of the room, present or departed: no role, no team, alive."""
+    table = PlayerRow.__table__  # type: ignore[attr-defined]
+    await session.exec(
+        update(table)
+        .where(table.c.room_id == room_id, table.c.role.is_not(None))
+        .values(role=None, team=None, alive=True)
+    )
 
 
 async def insert_votes(session: AsyncSession, votes: list[dict[str, Any]]) -> None:
@@ -64,11 +77,12 @@ async def record_phase_result(session: AsyncSession, result: dict[str, Any]) -> 
     await session.exec(pg_insert(table).values(result))
 
 
-async def final_votes(session: AsyncSession, room_id: uuid.UUID) -> list[VoteRow]:
-    """Return the final vote of every voter in every phase, in the order cast."""
+async def final_votes(session: AsyncSession, room_id: uuid.UUID, game: int) -> list[VoteRow]:
+    """Return the final vote of every voter in every phase of game number `game`, in the order
+    cast (an earlier game's round 1 is another round 1)."""
     latest = (
         select(VoteRow)
-        .where(col(VoteRow.room_id) == room_id)
+        .where(col(VoteRow.room_id) == room_id, col(VoteRow.game) == game)
         .order_by(
             col(VoteRow.round),
             col(VoteRow.phase),
@@ -81,13 +95,32 @@ async def final_votes(session: AsyncSession, room_id: uuid.UUID) -> list[VoteRow
     return sorted((await session.exec(latest)).all(), key=lambda v: v.seq)
 
 
-async def game_events(session: AsyncSession, room_id: uuid.UUID, types: Sequence[str]) -> Sequence[EventRow]:
-    """Return the room's events of the given types, in order (every audience: filter them)."""
+async def game_starts(session: AsyncSession, room_id: uuid.UUID) -> list[int]:
+    """Return the seq of each `game.started` of the room, oldest first: game N's events are
+    those from the N-th up to the next."""
     result = await session.exec(
-        select(EventRow)
-        .where(col(EventRow.room_id) == room_id, col(EventRow.type).in_(types))
+        select(EventRow.seq)
+        .where(col(EventRow.room_id) == room_id, col(EventRow.type) == "game.started")
         .order_by(col(EventRow.seq))
     )
+    return list(result.all())
+
+
+async def game_events(
+    session: AsyncSession,
+    room_id: uuid.UUID,
+    types: Sequence[str],
+    after: int = 0,
+    before: int | None = None,
+) -> Sequence[EventRow]:
+    """Return the room's events of the given types with a seq above `after` (and below
+    `before`), in order (every audience: filter them)."""
+    query = select(EventRow).where(
+        col(EventRow.room_id) == room_id, col(EventRow.type).in_(types), col(EventRow.seq) > after
+    )
+    if before is not None:
+        query = query.where(col(EventRow.seq) < before)
+    result = await session.exec(query.order_by(col(EventRow.seq)))
     return result.all()
 
 
@@ -195,8 +228,9 @@ async def clock(conn: asyncpg.Connection) -> datetime:
 
 
 # A command's whole write in one statement: the room's state and seqs, its events, the votes
-# and results its facts record, the seats that changed, and its first answer under an
-# idempotency key. Each part takes arrays (unnest), empty when there is nothing to write.
+# and results its facts record (of the room's game number, $40), the seats that changed, and
+# its first answer under an idempotency key. Each part takes arrays (unnest), empty when there
+# is nothing to write.
 _WRITE = """
 WITH room AS (
   UPDATE rooms SET game = $2::text::jsonb, round = $3, phase = $4, phase_ends_at = $5,
@@ -208,16 +242,17 @@ WITH room AS (
   FROM unnest($10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[])
     AS e(seq, type, data, visibility, audience)
 ), new_votes AS (
-  INSERT INTO votes (room_id, round, phase, attempt, action, voter_id, target_player_id, choice,
-                     visibility, audience, seq)
-  SELECT $1, v.round, v.phase, v.attempt, v.action, v.voter_id, v.target, v.choice, v.visibility,
-         v.audience, v.seq
+  INSERT INTO votes (room_id, game, round, phase, attempt, action, voter_id, target_player_id,
+                     choice, visibility, audience, seq)
+  SELECT $1, $40::int, v.round, v.phase, v.attempt, v.action, v.voter_id, v.target, v.choice,
+         v.visibility, v.audience, v.seq
   FROM unnest($15::int[], $16::text[], $17::int[], $18::text[], $19::uuid[], $20::uuid[],
               $21::text[], $22::text[], $23::text[], $24::bigint[])
     AS v(round, phase, attempt, action, voter_id, target, choice, visibility, audience, seq)
 ), new_results AS (
-  INSERT INTO phase_results (room_id, round, phase, attempt, tally, eliminated_player_id, details)
-  SELECT $1, p.round, p.phase, p.attempt, p.tally::jsonb, p.eliminated, p.details::jsonb
+  INSERT INTO phase_results (room_id, game, round, phase, attempt, tally, eliminated_player_id,
+                             details)
+  SELECT $1, $40::int, p.round, p.phase, p.attempt, p.tally::jsonb, p.eliminated, p.details::jsonb
   FROM unnest($25::int[], $26::text[], $27::int[], $28::text[], $29::uuid[], $30::text[])
     AS p(round, phase, attempt, tally, eliminated, details)
 ), seats AS (
@@ -233,5 +268,5 @@ SELECT 1
 
 
 async def write_command(conn: asyncpg.Connection, args: Sequence[Any]) -> None:
-    """Run the command's one write (`_WRITE`) with its 39 arguments."""
+    """Run the command's one write (`_WRITE`) with its 40 arguments."""
     await conn.execute(_WRITE, *args)

@@ -24,12 +24,20 @@ from backend.domain.errors import RuleError
 from backend.domain.lobby import RoomNotInLobby
 from backend.game import repository
 from backend.games import history, protocol
-from backend.games.errors import GameNotInProgress, PhaseClosed
-from backend.games.projection import Viewer, may_see
+from backend.games.errors import GameNotFinished, GameNotFound, GameNotInProgress, PhaseClosed
+from backend.games.projection import Now, Viewer, may_see
 from backend.games.protocol import Position, ResultRecord, Ruleset, VoteRecord
 from backend.games.registry import ruleset
 from backend.persistence.events import NewEvent, append_events
-from backend.persistence.tables import IdempotencyRow, PlayerData, PlayerRecord, RoomData, RoomRecord
+from backend.persistence.tables import (
+    IdempotencyRow,
+    PlayerData,
+    PlayerRecord,
+    PlayerRow,
+    RoomData,
+    RoomRecord,
+    RoomRow,
+)
 from backend.rooms import repository as rooms_repository
 from backend.rooms.service import Actor, Committed, closed_room, locked_room
 from backend.rooms.views import game_view, now_of, player_view, room_view, vote_view
@@ -160,6 +168,7 @@ async def _write(
             [p.team for p in seats],
             [p.alive for p in seats],
             *_answer_args(first_answer),
+            room.game_number,
         ],
     )
     if new_events:
@@ -203,6 +212,7 @@ def _answer_args(row: IdempotencyRow | None) -> list[Any]:
 def _vote_row(room: RoomData, record: VoteRecord, audience: protocol.Audience, seq: int) -> dict[str, Any]:
     return {
         "room_id": room.id,
+        "game": room.game_number,
         "round": record.round,
         "phase": record.phase,
         "attempt": record.attempt,
@@ -236,6 +246,7 @@ def _merge(first: ResultRecord | None, more: ResultRecord) -> ResultRecord:
 def _result_row(room: RoomData, result: ResultRecord) -> dict[str, Any]:
     return {
         "room_id": room.id,
+        "game": room.game_number,
         "round": result.round,
         "phase": result.phase,
         "attempt": result.attempt,
@@ -272,7 +283,7 @@ def _options_changed(table: Table, before: Any | None, after: Any) -> list[NewEv
 async def _finished(session: AsyncSession, table: Table, position: Position) -> NewEvent:
     """Return `game.finished`: the winner, every role, every vote but those shown to nobody."""
     room = table.room
-    final = await repository.final_votes(session, room.id)
+    final = await repository.final_votes(session, room.id, room.game_number)
     everyone = {**{p.id: p for p in table.players.values()}, **{p.id: p for p in table.present}}
     assert position.winner is not None
     finished = events.GameFinishedData(
@@ -312,14 +323,47 @@ async def _running(session: AsyncSession, room: RoomData, actor: Actor) -> tuple
 
 async def start_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> tuple[api.Room, Committed]:
     """Deal the game and open its first phase: host only, in the lobby."""
+    room, players = await _hosted(session, room_id, actor, "start the game")
+    if room.status != "lobby":
+        raise RoomNotInLobby(f"The room is {room.status}; a game starts from the lobby.")
+    return await _deal(session, room, players)
+
+
+async def rematch_game(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> tuple[api.Room, Committed]:
+    """Deal another game to the players present, once the room's game is finished: host only.
+
+    Every seat of the room, those who left during the earlier game included, loses its role,
+    team and death first: the command path reads the players dealt in as those with a role
+    (repository._TABLE_PLAYERS), and a departed player must not be dealt into this game.
+    """
+    room, players = await _hosted(session, room_id, actor, "start a rematch")
+    if room.status != "finished":
+        raise GameNotFinished(f"The room is {room.status}; a rematch follows a finished game.")
+    await repository.reset_seats(session, room.id)
+    for player in players:
+        for name, value in (("role", None), ("team", None), ("alive", True)):
+            set_committed_value(player, name, value)
+    room.winner = None
+    room.ended_at = None  # no longer ended: the retention purge waits for this game's end
+    return await _deal(session, room, players)
+
+
+async def _hosted(
+    session: AsyncSession, room_id: uuid.UUID, actor: Actor, what: str
+) -> tuple[RoomRow, list[PlayerRow]]:
+    """Return the room locked (refused if closed) and its present players, the caller their host."""
     room = await locked_room(session, room_id)
     players = list(await rooms_repository.present_players(session, room.id))
     if not any(p.id == actor.player_id for p in players):
         raise Unauthorized("This token's player is no longer in the room.")
     if room.host_player_id != actor.player_id:
-        raise NotHost("Only the host may start the game.")
-    if room.status != "lobby":
-        raise RoomNotInLobby(f"The room is {room.status}; a game starts from the lobby.")
+        raise NotHost(f"Only the host may {what}.")
+    return room, players
+
+
+async def _deal(session: AsyncSession, room: RoomRow, players: list[PlayerRow]) -> tuple[api.Room, Committed]:
+    """Deal the room's next game to `players` with the room's settings and open its first
+    phase: `game.started` (the room's game number one higher), then the deal."""
     rules = ruleset(room.ruleset)
     state, facts, counts = rules.setup([str(p.id) for p in players], room.settings, _rng)
     room.status = "in_progress"
@@ -459,19 +503,45 @@ async def close_overdue_phase(session: AsyncSession) -> Committed | None:
     return Committed(room.id, last_seq)
 
 
-async def list_rounds(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> api.RoundList:
-    """Return every round's actions and results, as far as the caller may see them."""
+async def list_rounds(
+    session: AsyncSession, room_id: uuid.UUID, actor: Actor, game: int | None = None
+) -> api.RoundList:
+    """Return the rounds of one game of the room (the newest when `game` is None), as far as
+    the caller may see them: a player, or a spectator (who sees what every player may).
+
+    Game N is the events from its `game.started` up to the next game's. An earlier game is
+    over, so it reads as a finished one does (everything but what is shown to nobody).
+    """
     room = await rooms_repository.get_room(session, room_id)
-    if (
-        room is None
-        or (me := await rooms_repository.present_player(session, room_id, actor.player_id)) is None
-    ):
-        raise Unauthorized("This token's player is no longer in the room.")
-    _, state = game_view(room, str(me.id))
-    viewer, now = Viewer(str(me.id), me.team), now_of(room, state)
+    if actor.spectator:
+        if room is None:
+            raise RoomNotFound("No room with this id.")
+        viewer = Viewer(str(actor.player_id), None)
+    else:
+        if (
+            room is None
+            or (me := await rooms_repository.present_player(session, room_id, actor.player_id)) is None
+        ):
+            raise Unauthorized("This token's player is no longer in the room.")
+        viewer = Viewer(str(me.id), me.team)
+    number = room.game_number if game is None else game
+    if number > room.game_number:
+        raise GameNotFound(f"Game {number} has not been played in this room (it has had {room.game_number}).")
+    if number == 0:
+        return api.RoundList(game=0, rounds=[])
+    starts = await repository.game_starts(session, room.id)
+    if len(starts) < number:  # pragma: no cover - every dealt game began with its game.started
+        return api.RoundList(game=number, rounds=[])
+    after = starts[number - 1]
+    before = starts[number] if len(starts) > number else None
+    if number == room.game_number:
+        _, state = game_view(room, viewer.player_id)
+        now = now_of(room, state)
+    else:
+        now = Now("finished")
     seen = [
         e
-        for e in await repository.game_events(session, room.id, history.TYPES)
+        for e in await repository.game_events(session, room.id, history.TYPES, after, before)
         if may_see(viewer, e.visibility, e.audience, now)
     ]
-    return history.rounds(seen, room.game_number)
+    return history.rounds(seen, number)

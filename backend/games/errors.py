@@ -39,3 +39,16 @@ class InvalidTarget(RuleError):
 class InvalidChoice(RuleError):
     code = "invalid_choice"
     status = 409  # as InvalidTarget: a choice this player may not make now
+
+
+class GameNotFinished(RuleError):
+    """A rematch while the room's game still runs (or before any has been played)."""
+
+    code = "game_not_finished"
+
+
+class GameNotFound(RuleError):
+    """A game number the room has not reached (`/rounds?game=N`)."""
+
+    code = "game_not_found"
+    status = 404

@@ -18,6 +18,21 @@ from backend.contract import api
 from backend.rooms import service
 
 router = APIRouter(prefix="/v1/rooms")
+# The lobby's routes outside /v1/rooms.
+lobby_router = APIRouter(prefix="/v1")
+
+
+@lobby_router.post(
+    "/quick-join",
+    status_code=status.HTTP_201_CREATED,
+    response_model=api.RoomSession,
+    dependencies=[Depends(limit_joins)],
+)
+async def quick_join(body: api.QuickJoinRequest, db: DatabaseDep) -> api.RoomSession:
+    """Join the fullest open public lobby of a ruleset, or create one."""
+    async with db.transaction() as session:
+        answer, _ = await service.quick_join(session, body)
+    return answer
 
 
 @router.post(

@@ -131,6 +131,39 @@ async def lock_room_row(conn: asyncpg.Connection, room_id: uuid.UUID) -> None:
     await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR NO KEY UPDATE", room_id)
 
 
+# Quick joins of one ruleset take turns on this lock (the second key: the ruleset's hash).
+QUICK_JOIN_LOCK = 0x51C7
+
+
+async def take_quick_join_turn(session: AsyncSession, ruleset: str) -> None:
+    """Wait for the quick joins of `ruleset` before this one; the turn lasts until the
+    transaction ends (committed, so the next one sees the seat this one took)."""
+    await session.exec(select(func.pg_advisory_xact_lock(QUICK_JOIN_LOCK, func.hashtext(ruleset))))
+
+
+async def open_lobbies(session: AsyncSession, ruleset: str) -> list[uuid.UUID]:
+    """Return the public lobbies of `ruleset` with a free seat, the fullest first, then the
+    oldest (the quick join's order of preference). Unlocked: the join counts again under
+    the room's lock."""
+    players = (
+        select(func.count())
+        .where(col(PlayerRow.room_id) == col(RoomRow.id), col(PlayerRow.left_at).is_(None))
+        .correlate(RoomRow)
+        .scalar_subquery()
+    )
+    result = await session.exec(
+        select(RoomRow.id)
+        .where(
+            col(RoomRow.status) == "lobby",
+            col(RoomRow.ruleset) == ruleset,
+            RoomRow.settings["private"].as_boolean().is_(False),
+            players < RoomRow.settings["max_players"].as_integer(),
+        )
+        .order_by(players.desc(), col(RoomRow.list_key))
+    )
+    return list(result.all())
+
+
 async def insert_room(session: AsyncSession, room: RoomRow, attempts: int = 8) -> None:
     """Insert `room`, drawing a new join code while its code is held by an unfinished room."""
     for _ in range(attempts):

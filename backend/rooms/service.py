@@ -105,11 +105,18 @@ async def create_room(
     settings = dict(ruleset(body.ruleset).defaults)
     if body.settings is not MISSING:
         settings.update(body.settings.model_dump(mode="json", exclude_unset=True))
+    return await _open_room(session, body.ruleset, lobby.clean_text(body.name), settings, nickname)
+
+
+async def _open_room(
+    session: AsyncSession, ruleset_name: str, name: str, settings: dict[str, Any], nickname: str
+) -> tuple[api.RoomSession, Committed]:
+    """Create a room in the lobby with these settings and its host, seated first."""
     room = RoomRow(
         id=uuid.uuid4(),
         code=lobby.new_join_code(),
-        name=lobby.clean_text(body.name),
-        ruleset=body.ruleset,
+        name=name,
+        ruleset=ruleset_name,
         status="lobby",
         settings=settings,
     )
@@ -158,6 +165,12 @@ async def join_room(
     room = await locked_room(session, room_id)
     if room.settings.get("private") and body.code != room.code:
         raise RoomCodeRequired("This room is private; join it with its code.")
+    return await _seat(session, room, nickname)
+
+
+async def _seat(session: AsyncSession, room: RoomRow, nickname: str) -> tuple[api.RoomSession, Committed]:
+    """Seat a new player in the locked room, or refuse (not in the lobby, full, nickname taken)
+    before writing anything."""
     players = list(await repository.present_players(session, room.id))
     present = [
         lobby.Seated(p.seat, p.nickname, nicknames.NicknameKeys(p.nickname_key, p.nickname_skeleton))
@@ -171,6 +184,34 @@ async def join_room(
         room=room_view(room, len(players) + 1), player=player_view(player, room), token=token
     )
     return answer, Committed(room.id, last_seq)
+
+
+# Why a quick join passes a lobby over for the next one: it filled or started since it was
+# chosen (a plain join or a start raced in), or the nickname is taken there.
+_PASS_OVER = (lobby.RoomFull, lobby.RoomNotInLobby, nicknames.NicknameTaken, nicknames.NicknameConfusable)
+
+
+async def quick_join(session: AsyncSession, body: api.QuickJoinRequest) -> tuple[api.RoomSession, Committed]:
+    """Join the public lobby of the ruleset with the most players and a free seat (the oldest
+    among equals), or create one with default settings and the caller as host.
+
+    Quick joins of one ruleset take turns (a transaction-scoped advisory lock): each sees
+    the seats the ones before it took, so none overfills a lobby or opens a new one while
+    one has room. A plain join racing in may still fill the lobby chosen (or the host start
+    it) before its lock is taken; then the next is tried. So is a lobby where the nickname
+    is taken: the caller would rather play elsewhere than be refused.
+    """
+    nickname = _nickname(body.nickname)
+    name = body.ruleset.value
+    await repository.take_quick_join_turn(session, name)
+    for room_id in await repository.open_lobbies(session, name):
+        room = await locked_room(session, room_id, closed_ok=True)
+        try:
+            return await _seat(session, room, nickname)
+        except _PASS_OVER:
+            continue
+    # A public room with the ruleset's defaults (settings.private is false by default).
+    return await _open_room(session, name, f"Quick {name}", dict(ruleset(name).defaults), nickname)
 
 
 async def remove_player(
@@ -427,7 +468,9 @@ async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> 
     if room.status == "in_progress" and room.phase is not None and room.game is not None:
         attempt = ruleset(room.ruleset).position(ruleset(room.ruleset).load(room.game)).attempt
         ballots = list(
-            await game_repository.current_ballots(session, room.id, room.round, room.phase, attempt)
+            await game_repository.current_ballots(
+                session, room.id, room.game_number, room.round, room.phase, attempt
+            )
         )
     return state_view(room, players, me, ballots)
 

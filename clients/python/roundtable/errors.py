@@ -233,6 +233,8 @@ _STATUS_OF_CODE: dict[str, int] = {
     "nickname_taken": 409,
     "nickname_confusable": 409,
     "game_not_in_progress": 409,
+    "game_not_finished": 409,
+    "game_not_found": 404,
     "phase_closed": 409,
     "not_enough_players": 409,
     "invalid_roles": 409,
