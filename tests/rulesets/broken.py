@@ -191,8 +191,9 @@ class SpectatorsSeeEveryRole(Delegate):
 
 
 class Ballots(BaseModel):
-    """A board listing the open phase's ballots (mafia has no board in the contract yet; a
-    ruleset's board may carry anything its own model holds)."""
+    """A board listing the open phase's ballots. Not a contract board (mafia has none yet, and
+    check_events refuses it too), but what a ruleset's own board could carry: check_spectator
+    reads what a board tells, whatever its model."""
 
     ballots: list[dict[str, Any]]
 

@@ -69,8 +69,8 @@ def test_every_broken_copy_has_its_check() -> None:
 
 
 def test_the_checks_of_what_players_are_shown_judge_the_spectator_too() -> None:
-    # A view that shows every role to a viewer with no seat is caught by the role check
-    # alone: the spectator is one of the viewers every check goes over.
+    # A view that shows every role to a viewer with no seat is caught by the role check too,
+    # not only by check_spectator: the spectator is one of the viewers every check goes over.
     run = play(BROKEN["spectators see every role"], RandomDraw(0), max_prefix=300, probing=False)
     with pytest.raises(AssertionError, match=f"^role: view shows {run.spectator} the roles"):
         check_roles(run)
