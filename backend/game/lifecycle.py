@@ -6,7 +6,8 @@ has a stream open on any worker (see rooms.service.set_presence); a lobby idle f
 `GAME_IDLE_MINUTES` ends without a winner (`room.closed`, reason `abandoned`), and a room
 `finished` or `closed` for `RETENTION_DAYS` (`rooms.ended_at`) is deleted with everything
 that hangs off it (players, events, votes, results, idempotency keys, leases: ON DELETE
-CASCADE).
+CASCADE). A rematch takes a finished room back into play and clears `ended_at`: its
+retention counts from the end of its last game, and its new game idles like any other.
 
 Every worker's scheduler sweeps every `LIFECYCLE_SWEEP_SECONDS`: one indexed query finds
 the rooms due, by the database clock; each is then locked with SKIP LOCKED and checked

@@ -163,6 +163,7 @@ class Connection:
         "aborted",
         "channel",
         "close_reason",
+        "dealing",
         "held",
         "last_sent",
         "queue_size",
@@ -189,6 +190,9 @@ class Connection:
         # The room's channel once registered; replies held for its next flush (see send_control).
         self.channel: RoomChannel | None = None
         self.held: list[BaseModel] = []
+        # This player's role.assigned events queued and not yet taken: until taken, the team
+        # the viewer plays for is not settled (a rematch may deal them another).
+        self.dealing = 0
 
     def pending(self) -> int:
         """Return how many items wait to be written."""
@@ -212,15 +216,18 @@ class Connection:
         if self.close_reason is not None or item.seq <= self.last_sent:
             return
         if not may_see(self.viewer, item.visibility, item.audience) and not (
-            # Before the deal a viewer has no team yet; their own role.assigned, ahead in the
-            # queue or in the replay, settles it. Decided again when the event is taken.
-            item.visibility == Visibility.team and self.viewer.team is None
+            # Before the deal a viewer has no team yet, and after a rematch's deal, queued,
+            # another may be theirs; their own role.assigned, ahead in the queue or in the
+            # replay, settles it. Decided again when the event is taken.
+            item.visibility == Visibility.team and (self.viewer.team is None or self.dealing)
         ):
             return
         if not self._put(item):
             metrics.SLOW_CONSUMERS.inc()
             self.close(SLOW)
             return
+        if item.dealt_team is not None:
+            self.dealing += 1
         if item.removes == self.viewer.player_id:
             self.close(REMOVED)
 
@@ -397,6 +404,8 @@ class Connection:
             for _ in range(min(limit, len(queued))):
                 item = queued.popleft()
                 if isinstance(item, Outgoing):
+                    if item.dealt_team is not None:
+                        self.dealing -= 1
                     if item.seq <= self.last_sent:
                         continue  # already sent by the replay
                     if not may_see(self.viewer, item.visibility, item.audience):

@@ -598,9 +598,14 @@ def main() -> None:
     parser.add_argument("--game", choices=["mafia", "missions"], help="rooms of 8 play this game")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--until-games", type=int, default=0, help="end once this many games finished")
+    parser.add_argument("--spectators", type=int, default=0, help="watch the first room's game on SSE")
     args = parser.parse_args()
     # uvloop, as the server runs: the generator's own CPU per delivery stays out of the numbers.
-    if args.game:
+    if args.game and args.spectators:
+        from tests.bench.spectators import watched_game
+
+        result = uvloop.run(watched_game(args))
+    elif args.game:
         from tests.bench.games import rooms_playing
 
         result = uvloop.run(rooms_playing(args))

@@ -103,6 +103,11 @@ def game_plans(quick: bool) -> list[tuple[str, bool, int, list[str]]]:
             plans.append((f"{game} memory 1w http at {rate}/s", False, 1, [*http, "--rate", str(rate)]))
             plans.append((f"{game} memory 1w ws at {rate}/s", False, 1, [*ws, "--rate", str(rate)]))
         plans.append((f"{game} redis 2w http at 1000/s", True, 2, [*http, "--rate", "1000"]))
+    # A streamer's room (issue 17): one room of 8 playing, thousands watching on SSE.
+    watchers = os.environ.get("BENCH_SPECTATORS") or ("200" if quick else "5000")
+    for game in ("mafia", "missions"):
+        watch = ["--game", game, "--rooms-of-8", "1", "--until-games", "1", "--duration", "300"]
+        plans.append((f"{game} spectators 1w sse N={watchers}", False, 1, [*watch, "--spectators", watchers]))
     return plans
 
 
@@ -343,7 +348,8 @@ def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     8 playing games (each table only when it has rows)."""
     if any("game" not in r for _, r in rows):
         print_chat_tables(rows)
-    print_game_table([(label, r) for label, r in rows if "game" in r])
+    print_game_table([(label, r) for label, r in rows if "game" in r and "spectators" not in r])
+    print_spectator_table([(label, r) for label, r in rows if "spectators" in r])
 
 
 def print_chat_tables(rows: list[tuple[str, dict[str, Any]]]) -> None:
@@ -407,6 +413,33 @@ def print_game_table(games: list[tuple[str, dict[str, Any]]]) -> None:
             f"| {delivery['p50_ms']} / {delivery['p99_ms']} / {delivery['max_ms']} | {r['deliveries']} "
             f"| {cpu['server']} | {cpu['postgres']} | {cpu['redis']} | {cpu['cores busy']} "
             f"| {sum(r['refused'].values())} | {r['skipped_ticks']} | {r['lost']} |"
+        )
+
+
+def print_spectator_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """The rows of one room of 8 playing while spectators watch on SSE."""
+    if not rows:
+        return
+    print()
+    print(
+        "Spectators (one room of 8 playing one game, flat out; N spectators on SSE): delivery of "
+        "each public action's event from when the action was due, at every spectator and at the "
+        "last one; the server's memory per spectator stream; lost: public events a spectator "
+        "never received (against a spectator's replay from ?after=0)."
+    )
+    print(
+        "| run | spectators | actions/s | delivery p50 / p99 ms | last spectator p50 / p99 / max ms "
+        "| spectator deliveries | KiB per spectator | CPU ms per action: server | lost (players) "
+        "| lost (spectators) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        every, last = r["spectator_delivery"], r["last_spectator"]
+        print(
+            f"| {label} | {r['spectators']} | {r['actions_per_s']} | {every['p50_ms']} / {every['p99_ms']} "
+            f"| {last['p50_ms']} / {last['p99_ms']} / {last['max_ms']} | {r['spectator_deliveries']} "
+            f"| {r['kib_per_spectator']} | {r['cpu_ms_per_action']['server']} | {r['lost']} "
+            f"| {r['spectators_lost']} |"
         )
 
 

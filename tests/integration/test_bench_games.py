@@ -35,3 +35,19 @@ def test_rooms_of_8_play_games_back_to_back_and_lose_nothing(
     assert result["lost"] == 0, result
     assert result["extra"] == 0, result
     assert result["streams_closed"] == 0, result
+
+
+@pytest.mark.slow
+def test_spectators_watch_a_game_to_its_end_and_lose_nothing(database_url: str, tmp_path: Path) -> None:
+    """The spectator row (tests/bench/spectators.py): every spectator receives every public event."""
+    log = tmp_path / "server.log"
+    with serve(database_url, log, ENV) as server:
+        args = ["--game", "mafia", "--rooms-of-8", "1", "--until-games", "1", "--duration", "300"]
+        result = loadgen(server.url, server.process.pid, *args, "--spectators", "60")
+    assert "Traceback" not in log.read_text(), log.read_text()
+    assert result["games_finished"] >= 1, result
+    assert result["spectators"] == 60, result
+    assert result["public_events"] > 0, result
+    assert result["spectator_deliveries"] > 0, result
+    assert result["spectators_lost"] == 0, result
+    assert result["lost"] == 0, result

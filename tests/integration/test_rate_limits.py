@@ -100,6 +100,24 @@ async def test_joins_from_one_address_are_limited_and_other_addresses_are_not(ti
         assert listed["player_count"] == 1 + BURST + 1  # the refused join wrote nothing
 
 
+async def test_quick_joins_count_as_joins_of_their_address(tight_app: FastAPI) -> None:
+    """A quick join is a join: it spends the address's joins, and a plain join after them too."""
+    async with client_at(tight_app, "10.0.2.4") as busy, client_at(tight_app, "10.0.2.5") as other:
+        for i in range(BURST):
+            joined = await busy.post("/v1/quick-join", json={"ruleset": "missions", "nickname": f"Quick{i}"})
+            assert joined.status_code == 201, joined.text
+        room_id = joined.json()["room"]["id"]
+        assert_rate_limited(
+            await busy.post("/v1/quick-join", json={"ruleset": "missions", "nickname": "More"}), 50, 60
+        )
+        assert_rate_limited(
+            await busy.post(f"/v1/rooms/{room_id}/players", json={"nickname": "Plain"}), 50, 60
+        )
+        assert (
+            await other.post("/v1/quick-join", json={"ruleset": "missions", "nickname": "Other"})
+        ).status_code == 201
+
+
 async def test_a_player_changing_their_vote_again_and_again_is_limited_and_nobody_else_is(
     tight_app: FastAPI,
 ) -> None:

@@ -177,6 +177,48 @@ class TownSeesEveryRole(Delegate):
         return seen
 
 
+class SpectatorsSeeEveryRole(Delegate):
+    """(e) Mafia whose `view` of a viewer with no seat (a spectator) shows every role, and the
+    mafia as teammates, as an operator's would; every player's own view stays right."""
+
+    def view(self, state: Any, viewer_id: str) -> View:
+        if state.seat(viewer_id) is not None:
+            return self.inner.view(state, viewer_id)
+        return View(
+            roles=frozenset(s.player_id for s in state.seats),
+            teammates=tuple(s.player_id for s in state.seats if s.team is mafia.Team.mafia),
+        )
+
+
+class Ballots(BaseModel):
+    """A board listing the open phase's ballots. Not a contract board (mafia has none yet, and
+    check_events refuses it too), but what a ruleset's own board could carry: check_spectator
+    reads what a board tells, whatever its model."""
+
+    ballots: list[dict[str, Any]]
+
+
+class NightVotesOnSpectatorsBoard(Delegate):
+    """(e') Mafia whose `view` of a viewer with no seat carries the open phase's ballots on a
+    board: by night, the mafia's kill votes, which only the mafia may see."""
+
+    def view(self, state: Any, viewer_id: str) -> View:
+        seen = self.inner.view(state, viewer_id)
+        if state.seat(viewer_id) is not None or state.phase is None:
+            return seen
+        ballots = [
+            {
+                "round": state.round,
+                "phase": state.phase.value,
+                "action": b.action.value,
+                "voter_id": b.voter_id,
+                "target_player_id": b.target_id,
+            }
+            for b in state.ballots.values()
+        ]
+        return replace(seen, board=Ballots(ballots=ballots))
+
+
 BROKEN: dict[str, Ruleset[Any, Any]] = {
     "approve votes shown": ApproveVotesShown(MISSIONS),
     "approve votes sealed too short": ApproveVotesSealedTooShort(MISSIONS),
@@ -185,4 +227,6 @@ BROKEN: dict[str, Ruleset[Any, Any]] = {
     "fail offered to crew": FailOfferedToCrew(MISSIONS),
     "dead targets offered": DeadTargetsOffered(MAFIA),
     "town sees every role": TownSeesEveryRole(MAFIA),
+    "spectators see every role": SpectatorsSeeEveryRole(MAFIA),
+    "night votes on the spectators' board": NightVotesOnSpectatorsBoard(MAFIA),
 }

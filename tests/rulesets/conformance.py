@@ -7,7 +7,13 @@ takes an option each phase, at random for a while, then their first). On every o
 phase, every player's options and some actions not offered are tried on the side (probes).
 Every call is recorded in a `Run`; each `check_*` function reads a run and raises
 AssertionError, its message prefixed with what it guards (`option:`, `dump:`, `replay:`,
-`end:`, `event:`, `role:`, `sealed:`, `nobody:`, `hidden:`), when a promise is broken.
+`end:`, `event:`, `role:`, `sealed:`, `nobody:`, `hidden:`, `spectator:`), when a promise
+is broken.
+
+The viewers the checks judge are the players and a spectator (`Run.spectator`: an id no
+player has, with no seat and no team, as someone watching the room is), each live (the
+events their stream carries) and in history (what reading the room shows at each step);
+`check_spectator` holds the spectator to what every player may see.
 
 Nothing here names a game: a ruleset is checked by its registry line. What a ruleset keeps
 hidden is read from its own audiences; `PROMISES` adds the few secrets PRODUCT.md promises
@@ -155,6 +161,7 @@ class Run:
     rules: Ruleset[Any, Any]
     seed: int
     players: list[str]
+    # An id no player has: the spectator, who also tries actions (never offered any).
     stranger: str
     settings: dict[str, Any]
     probing: bool = True
@@ -166,6 +173,7 @@ class Run:
     _views: dict[tuple[int, str], View] = field(default_factory=dict)
     _seats: dict[int, dict[str, SeatState]] = field(default_factory=dict)
     _options: dict[tuple[int, str], list[api.Option]] = field(default_factory=dict)
+    _streams: dict[str, tuple[int, frozenset[int]]] = field(default_factory=dict)
     _dumped: tuple[Any, dict[str, Any]] | None = None
 
     @classmethod
@@ -196,8 +204,15 @@ class Run:
         return self.position.winner is not None
 
     @property
+    def spectator(self) -> str:
+        """Return who watches the room: no seat, no team (`Viewer(id, None)`, as the platform
+        reads a spectator), streamed live and reading history like anyone else."""
+        return self.stranger
+
+    @property
     def viewers(self) -> list[str]:
-        return [*self.players, self.stranger]
+        """Return whom every check judges: the players, then the spectator."""
+        return [*self.players, self.spectator]
 
     def options(self, player_id: str) -> list[api.Option]:
         return self.rules.options(self.state, player_id)
@@ -550,15 +565,20 @@ def play(rules: Ruleset[Any, Any], draw: Draw, *, max_prefix: int = 40, probing:
 # What a viewer may see of a run.
 
 
-def streamed(run: Run, viewer_id: str) -> set[int]:
-    """Return the events a viewer's stream carries (as the hub decides: a role.assigned deals a team)."""
+def streamed(run: Run, viewer_id: str) -> frozenset[int]:
+    """Return the events a viewer's stream carries (as the hub decides: a role.assigned deals a
+    team); read once per viewer for the events so far (every check asks for every viewer's)."""
+    known = run._streams.get(viewer_id)
+    if known is not None and known[0] == len(run.events):
+        return known[1]
     viewer, seen = Viewer(viewer_id), set()
     for event in run.events:
         if may_see(viewer, event.visibility, event.key):
             seen.add(event.index)
             dealt = event.data.get("team") if event.type == "role.assigned" else None
             viewer = viewer.after(event.type, dealt if isinstance(dealt, str) else None)
-    return seen
+    run._streams[viewer_id] = (len(run.events), frozenset(seen))
+    return run._streams[viewer_id][1]
 
 
 def reader(run: Run, step: Step, viewer_id: str) -> tuple[Viewer, Now]:
@@ -813,8 +833,9 @@ def check_roles(run: Run) -> None:
             assert mates <= view.roles, (
                 f"role: {viewer}'s teammates {mates - view.roles} are not shown {where}"
             )
-            assert all(truth[m]["team"] == truth[viewer]["team"] for m in mates), (
-                f"role: {viewer} is shown teammates of another team {where}"
+            team = truth[viewer]["team"] if viewer in truth else None  # a spectator has none
+            assert all(truth[m]["team"] == team for m in mates), (
+                f"role: {viewer} is shown teammates of another team (or none) {where}"
             )
 
 
@@ -984,6 +1005,113 @@ def check_projection(run: Run) -> None:
     check_hidden_choices_do_not_interfere(run)
 
 
+def _kept(run: Run, event: Emitted) -> str:
+    """Return whom an event is kept to: its own audience, or the one PROMISES holds it to."""
+    promised = PROMISES.get(run.rules.name, {}).get(event.type)
+    return promised.value if promised is not None else event.visibility
+
+
+def _public(kept: str, opened: str | None, step: Step) -> bool:
+    """Return whether what is kept to `kept` (cast while `opened` was open) is public at a step:
+    said to the room; sealed, once its phase closed; a team's or a player's, once the game is over."""
+    if kept == Visibility.room:
+        return True
+    if kept == Visibility.nobody:
+        return False
+    if step.after.winner is not None:
+        return True
+    return kept == Visibility.sealed and step.after.key != opened
+
+
+def check_spectator(run: Run) -> None:
+    """7. A spectator (no seat, no team) is shown what every player may see, and nothing more.
+    Live: the events every player's stream carries, none kept from the room (a team's, a
+    player's, a sealed one, one for nobody). In history, at each step: the events every player
+    may read there, each public by then. Its `view`: only roles every player's view shows, no
+    teammates, no option, and a board that tells nothing kept from it that no event it may see
+    tells too (nor a role not every player sees)."""
+    spectator, players = run.spectator, set(run.players)
+    stream = streamed(run, spectator)
+    everyone = frozenset.intersection(*(streamed(run, p) for p in run.players))
+    for event in run.events:
+        carried, every = event.index in stream, event.index in everyone
+        if carried == every and not (carried and _kept(run, event) != Visibility.room):
+            continue
+        what = f"{event.type} {event.data} (to {event.visibility}, kept to {_kept(run, event)})"
+        assert carried, f"spectator: the stream misses {what}, which every player's carries"
+        assert every, f"spectator: the stream carries {what}, which a player's does not"
+        raise AssertionError(f"spectator: the stream carries {what}")
+    # History is read per audience (and what it is kept to, and the phase it was cast in):
+    # events that share them are shown or kept together.
+    groups: dict[tuple[str, str | None, str, str | None], list[int]] = {}
+    for event in run.events:
+        audience = (event.visibility, event.key, _kept(run, event), event.opened)
+        groups.setdefault(audience, []).append(event.index)
+    said: dict[int, Said] = {}
+    boards: dict[str, tuple[Said, set[tuple[str, str, str]]]] = {}
+    twins: dict[tuple[int, str], bool] = {}
+    # Who may read an audience depends only on the readers and when they read: asked once.
+    memo: dict[tuple[Viewer, Now, tuple[Viewer, ...]], dict[tuple[str, str | None], tuple[bool, bool]]] = {}
+    for step in run.steps:
+        where = f"at step {step.index} ({step.after.key})"
+        watcher, now = reader(run, step, spectator)
+        readers = tuple(reader(run, step, p)[0] for p in run.players)
+        decided = memo.setdefault((watcher, now, readers), {})
+        kept_from: list[int] = []  # what the spectator is neither streamed nor shown in history
+        for (visibility, key, kept, opened), indices in groups.items():
+            if indices[0] > step.last_event:
+                break  # groups are in the order of their first event
+            if (visibility, key) not in decided:
+                decided[visibility, key] = (
+                    may_see(watcher, visibility, key, now),
+                    all(may_see(r, visibility, key, now) for r in readers),
+                )
+            mine, every = decided[visibility, key]
+            if mine != every or (mine and not _public(kept, opened, step)):
+                event = run.events[indices[0]]
+                what = f"{event.type} {event.data} (to {visibility}, kept to {kept}) {where}"
+                assert mine or not every, f"spectator: history hides {what}, which every player may read"
+                assert every, f"spectator: history shows {what}, which not every player may read"
+                raise AssertionError(f"spectator: history shows {what}, not public yet")
+            if not mine:
+                kept_from.extend(i for i in indices if i <= step.last_event and i not in stream)
+        view = run.view(step, spectator)
+        common = frozenset.intersection(*(run.view(step, p).roles for p in run.players))
+        assert view.roles <= common, (
+            f"spectator: view shows the roles of {set(view.roles - common)}, not every player's, {where}"
+        )
+        assert not view.teammates, f"spectator: view names teammates {view.teammates} {where}"
+        offered = run.offered(step, spectator)
+        assert not offered, f"spectator: offered {[o.model_dump(mode='json') for o in offered]} {where}"
+        if view.board is None:
+            continue
+        text = view.board.model_dump_json()
+        if text not in boards:
+            data = view.board.model_dump(mode="json")
+            boards[text] = (Said.of(data), claims(data, players))
+        board, named = boards[text]
+        truth = run.seats(step)
+        for pid, kind, value in named:
+            assert pid in common or getattr(truth[pid], kind) != value, (
+                f"spectator: the board tells the {kind} of {pid}, not every player's view shows it, {where}"
+            )
+        for index in kept_from:
+            if index not in said:
+                said[index] = Said.of(run.events[index].data)
+            if (index, text) not in twins:
+                twins[index, text] = twin(said[index], board)
+            if not twins[index, text]:
+                continue
+            # Kept from the spectator, yet on its board: only if an event it may see tells it too.
+            hidden = set(kept_from)
+            seen = [i for i in range(step.last_event + 1) if i not in hidden]
+            if not any(twin(said[index], Said.of(run.events[i].data)) for i in seen):
+                event = run.events[index]
+                raise AssertionError(
+                    f"spectator: the board carries {event.type} {event.data} (to {event.visibility}) {where}"
+                )
+
+
 def check_all(run: Run) -> None:
     """Run every check on a played game."""
     check_options(run)
@@ -992,3 +1120,4 @@ def check_all(run: Run) -> None:
     check_ends(run)
     check_events(run)
     check_projection(run)
+    check_spectator(run)

@@ -22,6 +22,7 @@ from tests.rulesets.conformance import (
     check_options,
     check_roles,
     check_sealed,
+    check_spectator,
     play,
 )
 
@@ -58,11 +59,21 @@ CAUGHT_BY: dict[str, tuple[Callable[[Run], Any], str]] = {
     "fail offered to crew": (check_options, "option:"),
     "dead targets offered": (check_options, "option:"),
     "town sees every role": (check_roles, "role:"),
+    "spectators see every role": (check_spectator, "spectator:"),
+    "night votes on the spectators' board": (check_spectator, "spectator:"),
 }
 
 
 def test_every_broken_copy_has_its_check() -> None:
     assert set(CAUGHT_BY) == set(BROKEN)
+
+
+def test_the_checks_of_what_players_are_shown_judge_the_spectator_too() -> None:
+    # A view that shows every role to a viewer with no seat is caught by the role check too,
+    # not only by check_spectator: the spectator is one of the viewers every check goes over.
+    run = play(BROKEN["spectators see every role"], RandomDraw(0), max_prefix=300, probing=False)
+    with pytest.raises(AssertionError, match=f"^role: view shows {run.spectator} the roles"):
+        check_roles(run)
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))

@@ -72,6 +72,19 @@ def expected_stream(log: Log, player_id: str, upto: int) -> list[int]:
     return seqs
 
 
+def expected_spectator_stream(log: Log, spectator_id: str, player_ids: Sequence[str], upto: int) -> list[int]:
+    """Return the seqs a spectator's stream from seq 1 carries, after checking them against the
+    stored log: exactly the events every player's stream carries, each to the room."""
+    mine = expected_stream(log, spectator_id, upto)
+    everyone = set.intersection(*(set(expected_stream(log, pid, upto)) for pid in player_ids))
+    assert set(mine) == everyone, (
+        f"a spectator's stream differs from every player's by {set(mine) ^ everyone}"
+    )
+    kept = [e for e in log if e["seq"] in everyone and e["visibility"] != Visibility.room]
+    assert not kept, f"a spectator's stream carries {kept[0]['type']} to {kept[0]['visibility']}"
+    return mine
+
+
 def votes_told(votes: Sequence[dict[str, Any]], visible: Log, where: str) -> None:
     """Each vote shown must be one that an event the viewer may see tells."""
     said = [(obj, here) for e in visible for obj, here in dicts(e["data"]) if "voter_id" in obj]
@@ -370,6 +383,10 @@ async def play_over_http(rules: Ruleset[Any, Any], client: httpx.AsyncClient, ap
             await follow(http, room_id, seat, replayed)
             assert [e["seq"] for e in replayed] == mine, f"{seat.nickname}'s replay"
             assert replayed == live[seat.id]
+
+    # The stored audiences give someone with no seat and no team (a spectator) what every
+    # player's stream carries, and only what was said to the room.
+    expected_spectator_stream(log, str(uuid.uuid4()), [seat.id for seat in seats], finished)
 
     # A refusal tells nothing the refused player may not know: no other player, no role but theirs.
     truth = {p["id"]: p for p in next(e["data"] for e in log if e["type"] == "game.finished")["players"]}

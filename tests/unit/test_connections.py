@@ -74,6 +74,31 @@ async def test_events_are_filtered_by_visibility_and_sent_once() -> None:
     assert seen == [5, 6]
 
 
+def dealt(seq: int, player: str, team: str) -> Outgoing:
+    return Outgoing(seq, "role.assigned", "player", player, f'{{"seq": {seq}}}', time.time(), dealt_team=team)
+
+
+@pytest.mark.parametrize(("was", "now"), [("town", "mafia"), ("mafia", "town")])
+async def test_a_rematchs_deal_still_queued_decides_the_team_events_behind_it(was: str, now: str) -> None:
+    """A rematch deals a player another team: the events queued behind their new role.assigned
+    follow the new team, not the one of the earlier game (none lost, none leaked)."""
+    conn = connection("p1", team=was)
+    conn.offer(event(1, "team", was))  # the earlier game's
+    conn.offer(dealt(2, "p1", now))
+    conn.offer(event(3, "team", now))
+    conn.offer(event(4, "team", was))
+    conn.offer(event(5))
+    seen = []
+    while conn.pending():
+        item = await conn.next()
+        assert isinstance(item, Outgoing)
+        seen.append(item.seq)
+    assert seen == [1, 2, 3, 5]
+    assert conn.viewer.team == now
+    conn.offer(event(6, "team", was))  # settled: filtered as it is offered
+    assert conn.pending() == 0
+
+
 async def test_the_removed_players_stream_ends_after_the_event_that_removes_them() -> None:
     conn = connection("p1")
     conn.offer(event(7, removes="p1"))
