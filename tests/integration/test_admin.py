@@ -22,13 +22,15 @@ from backend.app import create_app
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.security import hash_token, new_token
+from backend.games.protocol import Visibility
+from backend.persistence.events import NewEvent
 from backend.persistence.tables import SpectatorRow
 from tests.conftest import bearer
 from tests.game_support import Seat, new_room, play_round_of_votes, start, state
 from tests.integration.test_game import log_of
 from tests.integration.test_lobby import assert_problem
 from tests.integration.test_missions import act_all
-from tests.support import Server, check_envelope, serve, sse_events, sse_stream
+from tests.support import Server, append_to_log, check_envelope, serve, sse_events, sse_stream
 
 ADMIN_TOKEN = "operators-only-" + "7" * 32
 ADMIN = bearer(ADMIN_TOKEN)
@@ -337,6 +339,40 @@ async def test_a_finished_missions_game_replays_to_the_rooms_final_state(
 ) -> None:
     room_id, seats = await finish_missions(admin_client)
     await assert_replay_ends_in_the_final_state(admin_client, room_id, seats)
+
+
+async def test_each_game_of_a_room_replays_from_its_own_start(
+    admin_client: httpx.AsyncClient, database_url: str
+) -> None:
+    """A room holds several games after rematches: each runs from its game.started to the next."""
+    room_id, seats = await finish_mafia(admin_client, players=4, seed=2)
+    first = (await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN)).json()
+    # A second game, as a rematch writes it: dealt afresh to the same seats.
+    second = [NewEvent("game.started", {"room": {}, "roles": None})]
+    second += [
+        NewEvent(
+            "role.assigned",
+            {"player_id": s.id, "role": "citizen", "team": "town", "teammates": []},
+            Visibility.player,
+            s.id,
+        )
+        for s in seats
+    ]
+    second.append(
+        NewEvent("phase.started", {"round": 1, "phase": "night", "ends_at": "2026-12-06T00:00:00Z"})
+    )
+    last = await append_to_log(database_url, room_id, second)
+    newest = (await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN)).json()
+    assert (newest["game"], newest["finished"]) == (2, False)
+    assert [s["seq"] for s in newest["steps"]] == list(range(last - len(second) + 1, last + 1))
+    assert newest["steps"][0]["players"] == [
+        {**p, "role": None, "team": None, "alive": True} for p in first["steps"][-1]["players"]
+    ]
+    end = newest["steps"][-1]
+    assert (end["status"], end["round"], end["phase"], end["winner"]) == ("in_progress", 1, "night", None)
+    assert {p["role"] for p in end["players"]} == {"citizen"}
+    again = await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": 1})
+    assert again.json() == first
 
 
 async def test_a_lobby_has_no_game_to_replay(admin_client: httpx.AsyncClient) -> None:
