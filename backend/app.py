@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
+from backend.admin.endpoints import absent_router as no_admin_router
 from backend.admin.endpoints import page_router as admin_page_router
 from backend.admin.endpoints import router as admin_router
 from backend.core.browsers import SecurityHeaders, cors_options
@@ -128,6 +129,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     # Operators (`ADMIN_TOKEN`): without it, every /admin path answers 404.
     app.include_router(admin_router)
     app.include_router(admin_page_router)
+    if not settings.admin_token.get_secret_value():
+        app.include_router(no_admin_router)
 
     spec_body = json.dumps(load_openapi()).encode()
 

@@ -100,6 +100,18 @@ async def admin_close_room(room_id: uuid.UUID, db: DatabaseDep, realtime: Realti
         return await service.get_room(session, realtime, room_id)
 
 
+# Without ADMIN_TOKEN, a method the routes above do not take is a 404 as well, not a 405 that
+# would tell that they are there (included by the app only then, after them).
+absent_router = APIRouter(include_in_schema=False)
+EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+@absent_router.api_route("/admin", methods=EVERY_METHOD)
+@absent_router.api_route("/admin/{rest:path}", methods=EVERY_METHOD)
+async def no_admin() -> None:
+    raise StarletteHTTPException(404)
+
+
 # The operators' page: not part of the API, so not in the spec (as the game's page at `/`).
 @page_router.get("/admin", include_in_schema=False, dependencies=[Depends(admin_token)])
 async def admin_page() -> FileResponse:

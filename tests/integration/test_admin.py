@@ -122,6 +122,11 @@ async def test_without_an_admin_token_every_admin_path_is_not_found(
     # Not even a malformed request learns more: the 404 comes before the parameters are read.
     assert_problem(await client.get("/admin/api/rooms", params={"limit": 0}), 404, "not_found")
     assert_problem(await client.get("/admin/api/rooms/not-a-uuid/events"), 404, "not_found")
+    # Nor a method the routes do not take (with a token, that is a 405 naming those they take).
+    for method, path in [("DELETE", "/admin/api/rooms"), ("PUT", "/admin"), ("POST", "/admin/api/rooms")]:
+        answer = await client.request(method, path)
+        assert answer.json() == unknown.json(), (method, path)
+        assert "allow" not in answer.headers
 
 
 # Authorization, both ways.
@@ -157,6 +162,9 @@ async def test_the_admin_api_takes_the_admin_token_and_nothing_else(
         answer = await admin_client.request(method, path, headers=ADMIN)
         assert answer.status_code == 200, (path, answer.text)
         assert answer.headers["cache-control"] == "no-store"
+    wrong = await admin_client.delete("/admin/api/rooms", headers=ADMIN)
+    assert_problem(wrong, 405, "method_not_allowed")
+    assert wrong.headers["allow"] == "GET"
     # The admin's close did.
     assert (await admin_client.get(f"/v1/rooms/{room_id}")).json()["status"] == "closed"
 
