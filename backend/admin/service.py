@@ -14,19 +14,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.admin import repository
 from backend.contract import api
-from backend.core.problems import AppError, RoomNotFound
+from backend.core.problems import RoomNotFound
 from backend.game import lifecycle
 from backend.games import replay
+from backend.games.errors import GameNotFound
 from backend.games.protocol import Visibility
 from backend.persistence.tables import EventRow, PlayerRow, RoomRow
 from backend.realtime.streams import Realtime
 from backend.rooms import repository as rooms_repository
 from backend.rooms.views import player_view, room_view
-
-
-class GameNotFound(AppError):
-    status = 404
-    code = "game_not_found"
 
 
 def _admin_room(

@@ -22,15 +22,13 @@ from backend.app import create_app
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.security import hash_token, new_token
-from backend.games.protocol import Visibility
-from backend.persistence.events import NewEvent
 from backend.persistence.tables import SpectatorRow
 from tests.conftest import bearer
 from tests.game_support import Seat, new_room, play_round_of_votes, start, state
 from tests.integration.test_game import log_of
 from tests.integration.test_lobby import assert_problem
 from tests.integration.test_missions import act_all
-from tests.support import Server, append_to_log, check_envelope, serve, sse_events, sse_stream
+from tests.support import Server, check_envelope, serve, sse_events, sse_stream
 
 ADMIN_TOKEN = "operators-only-" + "7" * 32
 ADMIN = bearer(ADMIN_TOKEN)
@@ -298,15 +296,15 @@ async def test_the_log_marks_exactly_the_hidden_events(
 
 
 async def assert_replay_ends_in_the_final_state(
-    client: httpx.AsyncClient, room_id: str, seats: list[Seat]
+    client: httpx.AsyncClient, room_id: str, seats: list[Seat], game: int = 1
 ) -> None:
     replay = await client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN)
     assert replay.status_code == 200, replay.text
     body = replay.json()
-    assert (body["room_id"], body["game"], body["finished"]) == (room_id, 1, True)
+    assert (body["room_id"], body["game"], body["finished"]) == (room_id, game, True)
     steps = body["steps"]
     log = await log_of_app(client, room_id)
-    started = next(e["seq"] for e in log if e["type"] == "game.started")
+    started = [e["seq"] for e in log if e["type"] == "game.started"][game - 1]
     # One step per event of the game, every audience, from its game.started on.
     assert [(s["seq"], s["type"], s["hidden"]) for s in steps] == [
         (e["seq"], e["type"], e["hidden"]) for e in log if e["seq"] >= started
@@ -322,9 +320,9 @@ async def assert_replay_ends_in_the_final_state(
         (p["id"], p["nickname"], p["role"], p["team"], p["alive"]) for p in final["players"]
     ]
     # The same with the game named, and a game not played is not found.
-    named = await client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": 1})
+    named = await client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": game})
     assert named.json() == body
-    later = await client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": 2})
+    later = await client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": game + 1})
     assert_problem(later, 404, "game_not_found")
 
 
@@ -349,38 +347,35 @@ async def test_a_finished_missions_game_replays_to_the_rooms_final_state(
     await assert_replay_ends_in_the_final_state(admin_client, room_id, seats)
 
 
-async def test_each_game_of_a_room_replays_from_its_own_start(
-    admin_client: httpx.AsyncClient, database_url: str
-) -> None:
-    """A room holds several games after rematches: each runs from its game.started to the next."""
-    room_id, seats = await finish_mafia(admin_client, players=4, seed=2)
+async def test_each_game_of_a_room_replays_from_its_own_start(admin_client: httpx.AsyncClient) -> None:
+    """After a rematch a room holds two games: each runs from its game.started to the next, and
+    the second ends in the room's final state too."""
+    room_id, seats = await finish_mafia(admin_client, players=5, seed=2)
     first = (await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN)).json()
-    # A second game, as a rematch writes it: dealt afresh to the same seats.
-    second = [NewEvent("game.started", {"room": {}, "roles": None})]
-    second += [
-        NewEvent(
-            "role.assigned",
-            {"player_id": s.id, "role": "citizen", "team": "town", "teammates": []},
-            Visibility.player,
-            s.id,
-        )
-        for s in seats
-    ]
-    second.append(
-        NewEvent("phase.started", {"round": 1, "phase": "night", "ends_at": "2026-12-06T00:00:00Z"})
-    )
-    last = await append_to_log(database_url, room_id, second)
-    newest = (await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN)).json()
-    assert (newest["game"], newest["finished"]) == (2, False)
-    assert [s["seq"] for s in newest["steps"]] == list(range(last - len(second) + 1, last + 1))
-    assert newest["steps"][0]["players"] == [
+    rematch = await admin_client.post(f"/v1/rooms/{room_id}/rematch", headers=seats[0].auth)
+    assert rematch.status_code == 200, rematch.text
+    running = (await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN)).json()
+    assert (running["game"], running["finished"]) == (2, False)
+    assert running["steps"][0]["type"] == "game.started"
+    assert running["steps"][0]["seq"] > first["steps"][-1]["seq"]
+    # Dealt afresh: nobody's role from the first game, everybody alive again.
+    assert running["steps"][0]["players"] == [
         {**p, "role": None, "team": None, "alive": True} for p in first["steps"][-1]["players"]
     ]
-    end = newest["steps"][-1]
-    assert (end["status"], end["round"], end["phase"], end["winner"]) == ("in_progress", 1, "night", None)
-    assert {p["role"] for p in end["players"]} == {"citizen"}
+    listed_room = await listed(admin_client, room_id)
+    assert listed_room is not None
+    assert (listed_room["game"], listed_room["status"]) == (2, "in_progress")
+    for seat in seats:
+        seat.role = (await state(admin_client, room_id, seat))["me"]["role"]
+    rng = random.Random(4)
+    for _ in range(200):
+        if (await play_round_of_votes(admin_client, room_id, seats, rng))["status"] == "finished":
+            break
+    await assert_replay_ends_in_the_final_state(admin_client, room_id, seats, game=2)
     again = await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": 1})
     assert again.json() == first
+    later = await admin_client.get(f"/admin/api/rooms/{room_id}/replay", headers=ADMIN, params={"game": 3})
+    assert_problem(later, 404, "game_not_found")
 
 
 async def test_a_lobby_has_no_game_to_replay(admin_client: httpx.AsyncClient) -> None:
