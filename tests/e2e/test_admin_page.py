@@ -128,7 +128,11 @@ async def test_the_admin_page_lists_replays_marks_hidden_events_and_closes_a_roo
                         "ps => ps.map(p => p.dataset.role)"
                     )
                     assert all(roles_shown), roles_shown
+                    refreshed = await page.get_by_test_id("refreshed").text_content()
                     await page.get_by_test_id("close-room").click()
+                    # The confirmation waits through the page's next refresh.
+                    await expect(page.get_by_test_id("refreshed")).not_to_have_text(refreshed or "")
+                    await expect(page.get_by_test_id("close-room")).to_be_hidden()
                     await page.get_by_test_id("close-room-confirm").click()
                     await expect(detail).to_have_attribute("data-status", "closed")
                     closed = page.locator("[data-testid=event][data-type='room.closed']")

@@ -38,6 +38,8 @@ interface Open {
 
 let open: Open | null = null;
 let timer: number | undefined;
+/** "Close room" was clicked and waits for its confirmation (a refresh keeps it waiting). */
+let confirming = false;
 
 const tokenForm = byId<HTMLFormElement>("token-form");
 const roomsSection = byId("rooms");
@@ -103,8 +105,8 @@ async function refresh(): Promise<void> {
     const status = (statusFilter.value || undefined) as RoomStatus | undefined;
     const page = unwrap(await client.GET("/admin/api/rooms", { params: { query: { limit: 100, status } } }));
     renderRooms(page.items);
-    byId("refreshed").textContent = `refreshed ${new Date().toLocaleTimeString()}`;
     if (open !== null) await loadRoom(open.id, false);
+    byId("refreshed").textContent = `refreshed ${new Date().toLocaleTimeString()}`;
   });
 }
 
@@ -157,6 +159,7 @@ async function loadRoom(roomId: string, opening: boolean): Promise<void> {
     const events = await readEvents(roomId, 0);
     const replay = await readReplay(roomId, detail.room.game);
     open = { id: roomId, detail, events, replay, step: 0 };
+    confirming = false;
     renderGames(detail.room.game);
     renderReplay();
   } else {
@@ -188,8 +191,8 @@ function renderRoom(): void {
   byId("room-title").textContent = `${room.name} (${room.code})`;
   byId("room-facts").textContent =
     `${room.ruleset} · ${where(room)} · ${room.streams} streams · ${room.spectator_count} spectators · seq ${room.last_seq}`;
-  byId<HTMLButtonElement>("close-room").hidden = room.status === "closed";
-  byId<HTMLButtonElement>("close-room-confirm").hidden = true;
+  byId("close-room").hidden = room.status === "closed" || confirming;
+  byId("close-room-confirm").hidden = room.status === "closed" || !confirming;
   fill(
     byId("detail-players"),
     ...room.players.map((p: Player) =>
@@ -336,14 +339,15 @@ byId("back").addEventListener("click", () => {
   void refresh();
 });
 byId("close-room").addEventListener("click", () => {
-  byId("close-room").hidden = true;
-  byId("close-room-confirm").hidden = false;
+  confirming = true;
+  renderRoom();
 });
 byId("close-room-confirm").addEventListener("click", () => {
   const roomId = open?.id;
   if (!roomId) return;
   void guarded(async () => {
     unwrap(await client.POST("/admin/api/rooms/{room_id}/close", { params: { path: { room_id: roomId } } }));
+    confirming = false;
     await loadRoom(roomId, true); // the log and the replay end with room.closed now
   });
 });
