@@ -17,6 +17,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
+from backend.admin.endpoints import absent_router as no_admin_router
+from backend.admin.endpoints import page_router as admin_page_router
+from backend.admin.endpoints import router as admin_router
 from backend.core.browsers import SecurityHeaders, cors_options
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.core.db import Database, create_engine
@@ -123,6 +126,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(game_router)
     app.include_router(ops_router)
     app.include_router(docs_router)
+    # Operators (`ADMIN_TOKEN`): without it, every /admin path answers 404.
+    app.include_router(admin_router)
+    app.include_router(admin_page_router)
+    if not settings.admin_token.get_secret_value():
+        app.include_router(no_admin_router)
 
     spec_body = json.dumps(load_openapi()).encode()
 

@@ -96,12 +96,18 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+# The ADMIN_TOKEN of the `server_url` server, so the contract tests reach the operators' API
+# (tests/contract/schemathesis_hooks.py sends it on /admin/ paths); without one, every /admin/
+# path is 404 (tests/integration/test_admin.py).
+SERVER_ADMIN_TOKEN = "contract-tests-admin-" + "0123456789" * 3
+
+
 @pytest.fixture(scope="session")
 def server_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Serve the app in its own process on a free port against the test database."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     # Rate limits out of reach: the contract tests send many requests from one address.
-    with serve(database_url, log, NO_RATE_LIMITS) as server:
+    with serve(database_url, log, {**NO_RATE_LIMITS, "ADMIN_TOKEN": SERVER_ADMIN_TOKEN}) as server:
         yield server.url
     assert "Traceback" not in log.read_text(), log.read_text()
 

@@ -5,14 +5,14 @@
   not CORS). No cookies are involved (the API takes bearer tokens), so no credentials mode.
 - Every response: `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (stream
   URLs may carry a ticket or a token) and frame protection.
-- Pages (`/`, `/static/*`, `/docs*`, `/redoc`): a Content-Security-Policy. The game page
+- Pages (`/`, `/admin`, `/static/*`, `/docs*`, `/redoc`): a Content-Security-Policy. The game page
   loads only its own files; the documentation pages load their renderers from this server
   too (backend/docs/vendor) and may run their inline start-up script and styles and web
   workers from blobs (/docs/events also compiles schemas with `new Function`: 'unsafe-eval'
   there only). No other host, checked in Chromium (tests/e2e/test_docs_offline.py).
-- Every `/v1/` answer: `Cache-Control: no-store` (unless the route set its own): answers hold
-  a player's token, role, votes or private chat, and must stay out of shared caches and the
-  browser's disk cache.
+- Every `/v1/` and `/admin/api/` answer: `Cache-Control: no-store` (unless the route set its
+  own): answers hold a player's token, role, votes or private chat (an operator's, every
+  secret of a room), and must stay out of shared caches and the browser's disk cache.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ EVENTS_DOCS_HEADERS = [*BASE_HEADERS, (b"content-security-policy", EVENTS_DOCS_C
 
 def headers_for(path: str) -> list[tuple[bytes, bytes]]:
     """Return the headers every response to `path` carries (unless it set them itself)."""
-    if path.startswith("/v1/"):
+    if path.startswith(("/v1/", "/admin/api/")):
         return API_HEADERS
-    if path == "/" or path.startswith("/static/"):
+    if path in ("/", "/admin") or path.startswith("/static/"):
         return PAGE_HEADERS
     if path == "/docs/events":
         return EVENTS_DOCS_HEADERS

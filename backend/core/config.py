@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     game_idle_minutes: float = Field(default=15.0, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
     lifecycle_sweep_seconds: float = Field(default=5.0, gt=0)
+    # Operators (backend.admin): the bearer token of `/admin` (the API and the page). Unset or
+    # empty, `/admin` does not exist (404, as an unknown path). A secret: never shown in reprs.
+    admin_token: SecretStr = SecretStr("")
 
     @field_validator("allowed_origins", "cors_origins", mode="before")
     @classmethod

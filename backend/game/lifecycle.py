@@ -40,6 +40,7 @@ BATCH = 100
 
 IDLE = "idle"
 ABANDONED = "abandoned"
+OPERATOR = "operator"
 PURGE = "purge"
 
 
@@ -118,11 +119,18 @@ async def close_idle_room(
     room = result.first()
     if room is None:
         return None
+    return await close_room(session, room, reason)
+
+
+async def close_room(session: AsyncSession, room: RoomRow, reason: str) -> Committed:
+    """Close a room the caller holds locked, whatever it was doing, and tell its streams
+    (`room.closed` with `reason`): no timer fires for it again, no command is taken. A finished
+    room keeps the time it ended (its retention counts from there)."""
     room.status = "closed"
     room.phase, room.phase_ends_at = None, None  # no timer fires for it again
     room.host_player_id = None
     room.idle_since = None
-    room.ended_at = await repository.db_clock(session)
+    room.ended_at = room.ended_at or await repository.db_clock(session)
     session.add(room)
     await session.flush()
     count = await rooms_repository.count_present(session, room.id)

@@ -48,7 +48,7 @@ class GameNotFinished(RuleError):
 
 
 class GameNotFound(RuleError):
-    """A game number the room has not reached (`/rounds?game=N`)."""
+    """A game number the room has not reached (`/rounds?game=N`, the operators' replay)."""
 
     code = "game_not_found"
     status = 404

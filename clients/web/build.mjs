@@ -1,7 +1,8 @@
-// Build the page into a directory (default: backend/static): app.js (src/main.ts and the
-// @roundtable/client it imports, bundled by esbuild), style.css and index.html, which names
-// both with a content hash so a browser never runs a stale bundle. Same input, same bytes:
-// `make web-check` builds into a temporary directory and compares with the committed files.
+// Build the pages into a directory (default: backend/static): the game's page (index.html,
+// app.js from src/main.ts and the @roundtable/client it imports, style.css) and the operators'
+// page (admin.html, admin.js from src/admin.ts, admin.css), each bundled by esbuild. Each page
+// names its files with a content hash so a browser never runs a stale bundle. Same input, same
+// bytes: `make web-check` builds into a temporary directory and compares with the committed files.
 import { build } from "esbuild";
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -11,33 +12,41 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const out = resolve(process.argv[2] ?? resolve(here, "../../backend/static"));
 
-const result = await build({
-  absWorkingDir: here,
-  entryPoints: ["src/main.ts"],
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: ["es2022"],
-  minify: true,
-  legalComments: "none",
-  charset: "utf8",
-  write: false,
-  logLevel: "warning",
-});
-const [bundle] = result.outputFiles;
-const js = bundle.contents;
-const css = await readFile(resolve(here, "src/style.css"));
-const version = (bytes) => createHash("sha256").update(bytes).digest("hex").slice(0, 12);
-
-let html = await readFile(resolve(here, "src/index.html"), "utf8");
-for (const [name, bytes] of [["app.js", js], ["style.css", css]]) {
-  const reference = `"/static/${name}"`;
-  if (!html.includes(reference)) throw new Error(`src/index.html does not load ${reference}`);
-  html = html.replace(reference, `"/static/${name}?v=${version(bytes)}"`);
+async function bundle(entry) {
+  const result = await build({
+    absWorkingDir: here,
+    entryPoints: [entry],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: ["es2022"],
+    minify: true,
+    legalComments: "none",
+    charset: "utf8",
+    write: false,
+    logLevel: "warning",
+  });
+  return result.outputFiles[0].contents;
 }
 
+const version = (bytes) => createHash("sha256").update(bytes).digest("hex").slice(0, 12);
+const files = {
+  "app.js": await bundle("src/main.ts"),
+  "admin.js": await bundle("src/admin.ts"),
+  "style.css": await readFile(resolve(here, "src/style.css")),
+  "admin.css": await readFile(resolve(here, "src/admin.css")),
+};
+const pages = { "index.html": ["app.js", "style.css"], "admin.html": ["admin.js", "style.css", "admin.css"] };
+
 await mkdir(out, { recursive: true });
-await writeFile(resolve(out, "app.js"), js);
-await writeFile(resolve(out, "style.css"), css);
-await writeFile(resolve(out, "index.html"), html);
-console.log(`built ${out}: app.js ${js.length} bytes`);
+for (const [page, names] of Object.entries(pages)) {
+  let html = await readFile(resolve(here, "src", page), "utf8");
+  for (const name of names) {
+    const reference = `"/static/${name}"`;
+    if (!html.includes(reference)) throw new Error(`src/${page} does not load ${reference}`);
+    html = html.replace(reference, `"/static/${name}?v=${version(files[name])}"`);
+  }
+  await writeFile(resolve(out, page), html);
+}
+for (const [name, bytes] of Object.entries(files)) await writeFile(resolve(out, name), bytes);
+console.log(`built ${out}: app.js ${files["app.js"].length} bytes, admin.js ${files["admin.js"].length} bytes`);

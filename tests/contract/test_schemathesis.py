@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import SERVER_ADMIN_TOKEN
+
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "100")
 SEED = os.environ.get("SCHEMATHESIS_SEED", "1")
@@ -41,6 +43,7 @@ def test_the_app_conforms_to_its_hand_written_spec(server_url: str) -> None:
     env = {
         **os.environ,
         "ROUNDTABLE_URL": server_url,
+        "ROUNDTABLE_ADMIN_TOKEN": SERVER_ADMIN_TOKEN,
         "SCHEMATHESIS_HOOKS": "tests.contract.schemathesis_hooks",
         "PYTHONPATH": str(ROOT),
     }

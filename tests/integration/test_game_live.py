@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from backend.contract import events
 from backend.core.database_url import to_async_url
-from backend.games.mafia import rules as mafia
+from backend.games.replay import replay
 from tests.game_support import Seat, new_room, start, state
 from tests.support import check_envelope, serve, sse_events, sse_stream
 
@@ -243,13 +243,13 @@ async def test_bots_play_six_and_twelve_player_games_to_the_end_and_the_log_repl
                     truth.check_event(seat.id, event)
             final = await state(http, room_id, seats[0])
         # The log replayed from seq 1 reproduces the final state.
-        replay = mafia.replay(log)
-        assert replay["status"] == final["room"]["status"] == "finished"
-        assert replay["winner"] == final["room"]["winner"] == winner
-        assert replay["round"] == final["room"]["round"]
-        assert {p: (v["role"], v["alive"]) for p, v in replay["players"].items()} == {
-            p["id"]: (p["role"], p["alive"]) for p in final["players"]
-        }
+        told = replay(log)
+        assert told.status == final["room"]["status"] == "finished"
+        assert told.winner == final["room"]["winner"] == winner
+        assert told.round == final["room"]["round"]
+        assert [(p.id, p.role, p.team, p.alive) for p in told.players] == [
+            (p["id"], p["role"], p["team"], p["alive"]) for p in final["players"]
+        ]
 
 
 async def test_votes_racing_the_deadline_make_exactly_one_transition(

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -32,8 +33,10 @@ from backend.games.mafia.rules import (
     VoteCast,
     VoteClosed,
 )
+from backend.games.mafia.ruleset import RULESET as MAFIA
 from backend.games.projection import Viewer, may_see
-from backend.games.protocol import Audience, Visibility
+from backend.games.protocol import EVERYONE, Audience, Visibility
+from backend.games.replay import replay
 
 STRANGER = "stranger"  # an id that is never dealt into a game
 NEXT_PHASE = {Phase.night: Phase.day, Phase.day: Phase.vote, Phase.vote: Phase.night}
@@ -504,51 +507,45 @@ def test_hidden_facts_reach_only_their_audience(data: st.DataObject) -> None:
 
 
 def events_of(player_ids: Sequence[str], facts: Sequence[Fact]) -> list[dict[str, Any]]:
-    """Turn a game's facts into log events the way the service does, after the lobby's joins."""
-    events: list[dict[str, Any]] = [
-        {"type": "player.joined", "data": {"player": {"id": pid}}, "visibility": "room", "audience": None}
-        for pid in player_ids
+    """Turn a game's facts into log events the way the service does (the ruleset's own events,
+    each with its audience), after the lobby's joins."""
+    rules = MAFIA
+
+    def event(kind: str, data: dict[str, Any], audience: Audience = EVERYONE) -> dict[str, Any]:
+        return {"type": kind, "data": data, "visibility": audience.visibility.value, "audience": audience.key}
+
+    events = [
+        event("player.joined", {"player": {"id": pid, "nickname": f"P{seat}", "seat": seat}})
+        for seat, pid in enumerate(player_ids, 1)
     ]
-    events.append({"type": "game.started", "data": {}, "visibility": "room", "audience": None})
+    events.append(event("game.started", {}))
     for fact in facts:
-        data: dict[str, Any]
-        match fact:
-            case RoleDealt():
-                kind, data = "role.assigned", {"player_id": fact.player_id, "role": fact.role.value}
-            case PhaseBegan():
-                kind, data = "phase.started", {"round": fact.round, "phase": fact.phase.value}
-            case Eliminated():
-                kind, data = "player.eliminated", {"player_id": fact.player_id}
-            case Finished():
-                kind, data = "game.finished", {"winner": fact.winner.value}
-            case VoteCast():
-                kind, data = "vote.cast", {"voter_id": fact.voter_id, "target_player_id": fact.target_id}
-            case VoteClosed():
-                kind, data = "vote.closed", {"eliminated_player_id": fact.eliminated_player_id}
-            case Investigated() | Protected():
-                kind, data = "night.result", {"target_player_id": fact.target_id}
-        audience = mafia.audience_of(fact)
-        events.append(
-            {"type": kind, "data": data, "visibility": audience.visibility.value, "audience": audience.key}
-        )
+        audience = rules.audience(fact)
+        if isinstance(fact, Finished):
+            events.append(event("game.finished", {"winner": fact.winner.value}))
+        for emit in rules.to_events(fact, lambda _: datetime(2026, 1, 1, tzinfo=UTC)):
+            events.append(event(emit.type, emit.data.model_dump(mode="json"), audience))
     return events
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_the_event_log_replays_to_the_game(data: st.DataObject) -> None:
-    """Fold the log of a random game, midway and at the end, back into the game it tells."""
+    """Fold the log of a random game, midway and at the end, back into the game it tells (the
+    platform's one replay, which knows no ruleset)."""
     run = play(data)
     assert run.midgame is not None
     for game, facts in ((run.midgame, run.facts[: run.midgame_facts]), (run.game, run.facts)):
-        state = mafia.replay(events_of(run.player_ids, facts))
-        assert state["status"] == ("finished" if game.finished else "in_progress")
-        assert state["winner"] == (game.winner.value if game.winner else None)
-        assert state["players"] == {s.player_id: {"role": s.role.value, "alive": s.alive} for s in game.seats}
+        state = replay(events_of(run.player_ids, facts))
+        assert state.status == ("finished" if game.finished else "in_progress")
+        assert state.winner == (game.winner.value if game.winner else None)
+        assert {p.id: (p.role, p.team, p.alive) for p in state.players} == {
+            s.player_id: (s.role.value, mafia.team_of(s.role).value, s.alive) for s in game.seats
+        }
         if game.phase is not None:
-            assert (state["round"], state["phase"]) == (game.round, game.phase.value)
+            assert (state.round, state.phase) == (game.round, game.phase.value)
         else:
-            assert state["phase"] is None
+            assert state.phase is None
 
 
 # Examples of the rules on one seven-player table.

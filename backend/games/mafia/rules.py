@@ -446,31 +446,3 @@ def load(data: Mapping[str, Any]) -> Game:
         winner=Team(data["winner"]) if data["winner"] else None,
         reveal_on_death=data["reveal_on_death"],
     )
-
-
-def replay(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Fold a room's whole event log (every audience) into the state it describes.
-
-    Each event is `{"type": ..., "data": ...}`; the result has `status`, `round`, `phase`,
-    `winner`, and per player `role` and `alive`. Used to check that the log alone tells
-    the whole game.
-    """
-    state: dict[str, Any] = {"status": "lobby", "round": 0, "phase": None, "winner": None, "players": {}}
-    players: dict[str, dict[str, Any]] = state["players"]
-    for event in events:
-        kind, data = event["type"], event["data"]
-        if kind == "player.joined":
-            players[str(data["player"]["id"])] = {"role": None, "alive": True}
-        elif kind == "player.left":
-            players.pop(str(data["player_id"]), None)
-        elif kind == "game.started":
-            state["status"] = "in_progress"
-        elif kind == "role.assigned":
-            players[str(data["player_id"])]["role"] = data["role"]
-        elif kind == "phase.started":
-            state["round"], state["phase"] = data["round"], data["phase"]
-        elif kind == "player.eliminated":
-            players[str(data["player_id"])]["alive"] = False
-        elif kind == "game.finished":
-            state["status"], state["winner"], state["phase"] = "finished", data["winner"], None
-    return state
