@@ -134,14 +134,18 @@ async def test_anyone_watches_a_public_room_by_id_and_a_private_one_only_with_it
         assert_problem(await http.post(f"/v1/rooms/{room_id}/spectators", json={}), 409, "room_closed")
 
 
-async def test_spectators_take_no_seat_and_are_counted_while_they_stream(server: Server) -> None:
+async def test_spectators_take_no_seat_and_are_counted_while_they_stream(
+    server: Server, database_url: str
+) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         room_id, seats = await new_room(http, 3, max_players=4)
+        before = await last_seq(database_url, room_id)
         fans = [await watch(http, room_id, nickname=f"Fan{i}") for i in range(5)]
         summary = (await http.get(f"/v1/rooms/{room_id}")).json()
         assert summary["player_count"] == 3
         assert summary["spectator_count"] == 0  # watching means having a stream open
         # The room still fills to max_players with players, and no further.
+        assert await last_seq(database_url, room_id) == before  # watching writes no event
         last = await http.post(f"/v1/rooms/{room_id}/players", json={"nickname": "P4"})
         assert last.status_code == 201, last.text
         assert_problem(
@@ -181,6 +185,19 @@ async def test_spectators_take_no_seat_and_are_counted_while_they_stream(server:
                     assert await count() == 2
             await until(1)
         await until(0)
+        # Spectators are not players: their streams opened and closed and no presence changed;
+        # the player's stream, opened and closed among theirs, shows (connected, then not).
+        log: list[dict[str, Any]] = []
+        for _ in range(250):
+            log, _ = await room_log(database_url, room_id)
+            if [e["data"].get("connected") for e in log if e["type"] == "presence.changed"] == [True, False]:
+                break
+            await asyncio.sleep(0.02)
+        news = [(e["type"], e["data"].get("player_id") or e["data"]["player"]["id"]) for e in log[before:]]
+        p4 = last.json()["player"]["id"]
+        assert sorted(news) == sorted(
+            [("player.joined", p4), ("presence.changed", seats[0].id), ("presence.changed", seats[0].id)]
+        )
 
 
 async def test_every_command_of_a_spectator_is_refused_and_writes_nothing(
