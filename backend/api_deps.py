@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.core.db import Database
-from backend.core.problems import Unauthorized
+from backend.core.problems import SpectatorRefused, Unauthorized
 from backend.realtime import tickets
 from backend.realtime.streams import Realtime
 from backend.rooms import service
@@ -44,13 +44,13 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 async def authenticate(db: Database, token: str, room_id: uuid.UUID) -> Actor:
-    """Return the player a token stands for in `room_id`, in one short read."""
+    """Return the player (or spectator) a token stands for in `room_id`, in one short read."""
     async with db.driver(transaction=False) as conn:
         return await service.authenticate(conn, token, room_id)
 
 
 async def current_actor(room_id: uuid.UUID, db: DatabaseDep, credentials: Credentials) -> Actor:
-    """Return the caller, a present player of the room in the path."""
+    """Return the caller, a present player or a spectator of the room in the path."""
     return await authenticate(db, bearer_token(credentials), room_id)
 
 
@@ -92,7 +92,10 @@ StreamActor = Annotated[Actor, Depends(stream_actor)]
 
 
 async def command_actor(actor: CurrentActor, realtime: RealtimeDep) -> Actor:
-    """Return the caller of a command, counted against their commands' rate limit."""
+    """Return the caller of a command, counted against their commands' rate limit; a
+    spectator's token only reads (refused before it costs the limit anything)."""
+    if actor.spectator:
+        raise SpectatorRefused()
     await realtime.limits.check(realtime.limits.commands, actor.player_id)
     return actor
 

@@ -63,6 +63,15 @@ class RoomCodeRequired(Forbidden):
     code = "room_code_required"
 
 
+class SpectatorRefused(Forbidden):
+    """A spectator's token reads; every command with it is refused."""
+
+    code = "spectator"
+
+    def __init__(self, detail: str = "Spectators watch; they cannot act.") -> None:
+        super().__init__(detail)
+
+
 class RoomNotFound(AppError):
     status = 404
     code = "room_not_found"

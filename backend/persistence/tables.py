@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -299,14 +300,21 @@ class IdempotencyRow(SQLModel, table=True):
 
 
 class StreamTicketRow(SQLModel, table=True):
-    """A single-use ticket that opens one stream of a player: stored only as a hash, deleted
-    when used (whichever worker takes it), useless after `expires_at` (database clock)."""
+    """A single-use ticket that opens one stream of a player or a spectator (exactly one of
+    the two is set): stored only as a hash, deleted when used (whichever worker takes it),
+    useless after `expires_at` (database clock)."""
 
     __tablename__ = "stream_tickets"
+    __table_args__ = (CheckConstraint("num_nonnulls(player_id, spectator_id) = 1", name="one_holder"),)
 
     ticket_hash: str = Field(primary_key=True, max_length=64)
-    player_id: uuid.UUID = Field(
-        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=False, index=True)
+    player_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("players.id", ondelete="CASCADE"), nullable=True, index=True),
+    )
+    spectator_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("spectators.id", ondelete="CASCADE"), nullable=True, index=True),
     )
     room_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True)

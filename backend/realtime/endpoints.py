@@ -24,6 +24,7 @@ from backend.core.problems import (
     DatabaseUnavailable,
     RoomNotFound,
     ServerBusy,
+    SpectatorRefused,
     TooManyStreams,
     Unauthorized,
     database_down,
@@ -618,6 +619,15 @@ async def _read_commands(websocket: WebSocket, realtime: Realtime, stream: Strea
             continue
         if isinstance(command, events.PingCommand):
             conn.send_control(events.SocketAck(type="ack", request_id=command.request_id))
+            continue
+        if stream.actor.spectator:
+            # A spectator watches: every command but ping is refused, and the socket stays open.
+            refused = SpectatorRefused()
+            conn.send_control(
+                events.SocketError(
+                    type="error", request_id=command.request_id, code=refused.code, detail=refused.detail
+                )
+            )
             continue
         stream.commanding = True
         try:

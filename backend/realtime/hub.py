@@ -99,9 +99,21 @@ class Batch:
     # Connections written every event of the batch: their latency is observed once per event
     # for all of them, when the batch is done (see Hub._flush).
     whole: int = 0
+    # The events every member of the room sees (see `public`), when not all of them.
+    _public: Batch | None = None
+
+    def public(self) -> Batch:
+        """Return the batch's events whose audience is the whole room: what every spectator
+        of the room is written, encoded once for all of them however many there are."""
+        if self._public is None:
+            items = [item for item in self.items if item.visibility == Visibility.room]
+            self._public = self if len(items) == len(self.items) else Batch(items)
+        return self._public
 
     def observe_whole(self) -> None:
         """Observe the delivery latency of every event for each connection written all of them."""
+        if self._public is not None and self._public is not self:
+            self._public.observe_whole()
         if self.whole:
             now = time.time()
             for item in self.items:
@@ -154,6 +166,10 @@ class Connection:
 
     A plain deque and a single waiter future rather than an asyncio.Queue: thousands of
     these stay open, and each queue, lock and event costs memory and time per delivery.
+
+    A spectator's (`spectator`) sees exactly the events whose audience is the whole room:
+    every spectator of a room sees the same, so the fan-out filters and encodes a batch
+    for all of them once (`Batch.public`), and no event waits in their queue for a deal.
     """
 
     __slots__ = (
@@ -169,13 +185,17 @@ class Connection:
         "queue_size",
         "room_id",
         "sink",
+        "spectator",
         "transport",
         "viewer",
     )
 
-    def __init__(self, room_id: uuid.UUID, viewer: Viewer, transport: str, queue_size: int) -> None:
+    def __init__(
+        self, room_id: uuid.UUID, viewer: Viewer, transport: str, queue_size: int, *, spectator: bool = False
+    ) -> None:
         self.room_id = room_id
         self.viewer = viewer
+        self.spectator = spectator
         self.transport = transport
         self.queue_size = queue_size
         self.last_sent = 0
@@ -218,8 +238,11 @@ class Connection:
         if not may_see(self.viewer, item.visibility, item.audience) and not (
             # Before the deal a viewer has no team yet, and after a rematch's deal, queued,
             # another may be theirs; their own role.assigned, ahead in the queue or in the
-            # replay, settles it. Decided again when the event is taken.
-            item.visibility == Visibility.team and (self.viewer.team is None or self.dealing)
+            # replay, settles it. Decided again when the event is taken. A spectator is dealt
+            # nothing.
+            item.visibility == Visibility.team
+            and not self.spectator
+            and (self.viewer.team is None or self.dealing)
         ):
             return
         if not self._put(item):
@@ -266,6 +289,10 @@ class Connection:
         sink = self._idle_sink()
         if sink is None:
             return None
+        if self.spectator:
+            public = batch.public()
+            if not public.items or public.items[0].seq > self.last_sent:
+                return self._write_public(sink, public)
         viewer, last_sent, me = self.viewer, self.last_sent, self.viewer.player_id
         visible: list[Outgoing] = []
         removed = False
@@ -296,6 +323,20 @@ class Connection:
         if removed:
             self.close(REMOVED)
         return len(visible)
+
+    def _write_public(self, sink: Sink, public: Batch) -> int | None:
+        """Write a spectator the room's public events of a batch (nothing of them sent yet):
+        the same bytes for every spectator of the room, filtered and encoded once."""
+        held = self.held
+        if public.items or held:
+            replies = [reply.model_dump_json() for reply in held] if held else ()
+            if not sink.events(public, replies):
+                return None
+            held.clear()
+        if public.items:
+            self.last_sent = public.items[-1].seq
+            public.whole += 1
+        return len(public.items)
 
     def has_work(self) -> bool:
         """Return whether items wait to be written or the stream's end is to be handled."""

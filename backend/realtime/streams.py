@@ -271,17 +271,23 @@ class Realtime:
 
 
 class Stream:
-    """One player's stream: history first (replay or snapshot), then live events."""
+    """One player's (or spectator's) stream: history first (replay or snapshot), then live events."""
 
     def __init__(self, realtime: Realtime, actor: Actor, transport: str, resume: int | None) -> None:
         self.rt = realtime
         self.actor = actor
         self.resume = resume
         viewer = Viewer(player_id=str(actor.player_id), team=actor.team)
-        self.conn = Connection(actor.room_id, viewer, transport, realtime.settings.stream_queue_size)
+        self.conn = Connection(
+            actor.room_id, viewer, transport, realtime.settings.stream_queue_size, spectator=actor.spectator
+        )
         # Its slot in realtime.slots (and in realtime.shared_streams when `shared`), until released.
         self._counted = True
         self.shared = False
+        # A spectator's stream is counted in the room's watchers while it is open (see
+        # Realtime.watch); `watched_shared` when Redis counted it too.
+        self._watched = False
+        self.watched_shared = False
         # Set while a command read from this stream (a WebSocket's) is being carried out.
         self.commanding = False
         self._ended = False
@@ -300,7 +306,12 @@ class Stream:
         self._lifetime = loop.call_later(self.rt.settings.stream_max_seconds, self.conn.close, LIFETIME)
         # Registered before the history is read: whatever commits after the read is queued.
         await self.rt.hub.register(self.conn)
-        await self.rt.presence.opened(self.actor.room_id, self.actor.player_id)
+        if self.actor.spectator:
+            # Not a player: no presence, no lease; counted among the room's watchers instead.
+            self._watched = True
+            self.watched_shared = await self.rt.watch(self.actor.room_id)
+        else:
+            await self.rt.presence.opened(self.actor.room_id, self.actor.player_id)
         return self
 
     async def __aexit__(
@@ -316,7 +327,12 @@ class Stream:
         self._lifetime.cancel()
         self.release()
         self.rt.hub.unregister(self.conn)
-        self.rt.presence.closed(self.actor.room_id, self.actor.player_id)
+        if self.actor.spectator:
+            if self._watched:
+                self._watched = False
+                self.rt.unwatch(self.actor.room_id, shared=self.watched_shared)
+        else:
+            self.rt.presence.closed(self.actor.room_id, self.actor.player_id)
 
     async def history(self) -> AsyncIterator[Outgoing | api.RoomState]:
         """Yield the snapshot (no resume point) or every visible event after the resume point."""

@@ -11,6 +11,7 @@ from backend.api_deps import (
     CommandActor,
     CurrentActor,
     DatabaseDep,
+    RealtimeDep,
     limit_joins,
     limit_room_creation,
 )
@@ -67,10 +68,11 @@ async def list_rooms(
 
 
 @router.get("/{room_id}", response_model=api.RoomSummary)
-async def get_room(room_id: uuid.UUID, db: DatabaseDep) -> api.RoomSummary:
+async def get_room(room_id: uuid.UUID, db: DatabaseDep, realtime: RealtimeDep) -> api.RoomSummary:
     """Return a room's public summary; a private room's join code only its members see."""
+    watching = await realtime.watching(room_id)
     async with db.read() as session:
-        return await service.get_public_room(session, room_id)
+        return await service.get_public_room(session, room_id, watching)
 
 
 @router.patch("/{room_id}", response_model=api.Room)
@@ -97,6 +99,21 @@ async def join_room(room_id: uuid.UUID, body: api.JoinRoomRequest, db: DatabaseD
     async with db.transaction() as session:
         answer, _ = await service.join_room(session, room_id, body)
     return answer
+
+
+@router.post(
+    "/{room_id}/spectators",
+    status_code=status.HTTP_201_CREATED,
+    response_model=api.SpectatorSession,
+    dependencies=[Depends(limit_joins)],
+)
+async def watch_room(
+    room_id: uuid.UUID, body: api.WatchRoomRequest, db: DatabaseDep, realtime: RealtimeDep
+) -> api.SpectatorSession:
+    """Watch a room as a spectator: a token that reads, never acts."""
+    watching = await realtime.watching(room_id)
+    async with db.transaction() as session:
+        return await service.watch_room(session, room_id, body, watching)
 
 
 @router.delete("/{room_id}/players/{player_id}", status_code=status.HTTP_204_NO_CONTENT)

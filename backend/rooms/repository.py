@@ -78,17 +78,32 @@ async def others_connected(session: AsyncSession, room_id: uuid.UUID, player_id:
     return int(result.one()) > 0
 
 
+# A token is a present player's or a spectator's (never both: each is 32 random bytes).
+_HOLDER = (
+    "SELECT id, room_id, team, false FROM players WHERE token_hash = $1 AND left_at IS NULL"
+    " UNION ALL SELECT id, room_id, NULL, true FROM spectators WHERE token_hash = $1"
+    " LIMIT 1"
+)
+
+
 async def token_holder(
     conn: asyncpg.Connection, token_hash: str
-) -> tuple[uuid.UUID, uuid.UUID, str | None] | None:
-    """Return (player, room, team) of the present player holding the token with this hash.
+) -> tuple[uuid.UUID, uuid.UUID, str | None, bool] | None:
+    """Return (player or spectator, room, team, is a spectator) of the token with this hash.
 
-    Every authenticated request asks this: one prepared statement on the driver.
+    Every authenticated request asks this: one prepared statement on the driver, over players
+    and spectators alike (two unique-index lookups).
     """
-    row = await conn.fetchrow(
-        "SELECT id, room_id, team FROM players WHERE token_hash = $1 AND left_at IS NULL", token_hash
+    row = await conn.fetchrow(_HOLDER, token_hash)
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+async def spectator_room(conn: asyncpg.Connection, token_hash: str) -> uuid.UUID | None:
+    """Return the room of the spectator holding the token with this hash, if one does."""
+    room_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT room_id FROM spectators WHERE token_hash = $1", token_hash
     )
-    return None if row is None else (row[0], row[1], row[2])
+    return room_id
 
 
 @dataclass(frozen=True, slots=True)

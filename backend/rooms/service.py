@@ -20,6 +20,7 @@ from backend.core.problems import (
     RateLimited,
     RoomCodeRequired,
     RoomNotFound,
+    SpectatorRefused,
     Unauthorized,
     ValidationFailed,
 )
@@ -30,7 +31,7 @@ from backend.game import repository as game_repository
 from backend.games.protocol import Chatter, Visibility
 from backend.games.registry import ruleset
 from backend.persistence.events import GroupCommit, NewEvent, StoredEvent, append_event, append_events
-from backend.persistence.tables import PlayerRow, RoomRow, VoteRow
+from backend.persistence.tables import PlayerRow, RoomRow, SpectatorRow, VoteRow
 from backend.rooms import repository
 from backend.rooms.repository import Speaker
 from backend.rooms.views import player_view, public_room_view, room_view, state_view
@@ -214,6 +215,37 @@ async def quick_join(session: AsyncSession, body: api.QuickJoinRequest) -> tuple
     return await _open_room(session, name, f"Quick {name}", dict(ruleset(name).defaults), nickname)
 
 
+async def watch_room(
+    session: AsyncSession, room_id: uuid.UUID, body: api.WatchRoomRequest, watching: int
+) -> api.SpectatorSession:
+    """Let someone watch a room: a public room by its id, a private one with its code.
+
+    The room's row is not locked: a spectator writes no event and takes no seat, so a crowd
+    arriving at once never queues behind the game's commands (the spectator's foreign key
+    only shares the row's key lock). `watching` is how many spectators are watching now.
+    """
+    nickname = _nickname(body.nickname) if body.nickname is not MISSING else None
+    room = await repository.get_room(session, room_id)
+    if room is None:
+        raise RoomNotFound("No room with this id.")
+    if room.status == "closed":
+        raise closed_room()
+    if room.settings.get("private") and body.code != room.code:
+        raise RoomCodeRequired("This room is private; watch it with its code.")
+    token = new_token()
+    spectator = SpectatorRow(
+        id=uuid.uuid4(), room_id=room.id, nickname=nickname, token_hash=hash_token(token)
+    )
+    session.add(spectator)
+    await session.flush()
+    players = await repository.count_present(session, room.id)
+    return api.SpectatorSession(
+        room=public_room_view(room, players, watching),
+        spectator=api.Spectator(id=spectator.id, nickname=nickname),
+        token=token,
+    )
+
+
 async def remove_player(
     session: AsyncSession, room_id: uuid.UUID, actor: Actor, player_id: uuid.UUID
 ) -> Committed:
@@ -326,7 +358,12 @@ async def _read_speaker(conn: asyncpg.Connection, room_id: uuid.UUID, key: str |
     if isinstance(key, str):
         speaker = await repository.speaker_by_token(conn, key)
         if speaker is None:
-            raise Unauthorized("The token is unknown or no longer valid.")
+            watched = await repository.spectator_room(conn, key)
+            if watched is None:
+                raise Unauthorized("The token is unknown or no longer valid.")
+            if watched != room_id:
+                raise NotAMember("This token belongs to another room.")
+            raise SpectatorRefused()
         if speaker.room_id != room_id:
             raise NotAMember("This token belongs to another room.")
         return speaker
@@ -358,6 +395,8 @@ async def send_chat(
     transaction block, no lock held across a round trip. After a few lost races it locks
     the room, so it always gets through.
     """
+    if isinstance(caller, Actor) and caller.spectator:
+        raise SpectatorRefused()
     key = hash_token(caller) if isinstance(caller, str) else caller.player_id
     speaker = known.get(key)
     try:
@@ -449,21 +488,23 @@ async def set_presence(
     return Committed(room.id, last_seq)
 
 
-async def get_public_room(session: AsyncSession, room_id: uuid.UUID) -> api.RoomSummary:
-    """Return a room's public summary (a private room's without its join code)."""
+async def get_public_room(session: AsyncSession, room_id: uuid.UUID, watching: int = 0) -> api.RoomSummary:
+    """Return a room's public summary (a private room's without its join code), with how many
+    spectators are `watching`."""
     room = await repository.get_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
-    return public_room_view(room, await repository.count_present(session, room.id))
+    return public_room_view(room, await repository.count_present(session, room.id), watching)
 
 
 async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> api.RoomState:
-    """Return the caller's view of the room, with the seq it is current as of."""
+    """Return the caller's view of the room, with the seq it is current as of: a spectator's
+    (`me` null) is what the ruleset shows someone who is not a player."""
     room = await repository.get_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
     players = list(await repository.present_players(session, room.id))
-    me = _me(players, actor)
+    me = None if actor.spectator else _me(players, actor)
     ballots: list[VoteRow] = []
     if room.status == "in_progress" and room.phase is not None and room.game is not None:
         attempt = ruleset(room.ruleset).position(ruleset(room.ruleset).load(room.game)).attempt
@@ -472,18 +513,19 @@ async def get_state(session: AsyncSession, room_id: uuid.UUID, actor: Actor) -> 
                 session, room.id, room.game_number, room.round, room.phase, attempt
             )
         )
-    return state_view(room, players, me, ballots)
+    return state_view(room, players, me, ballots, viewer_id=str(actor.player_id))
 
 
 async def authenticate(conn: asyncpg.Connection, token: str, room_id: uuid.UUID) -> Actor:
-    """Return the actor a token stands for, if it belongs to a present player of `room_id`."""
+    """Return the actor a token stands for, if it belongs to a present player of `room_id` or
+    to a spectator of it (who reads; `command_actor` refuses their commands)."""
     holder = await repository.token_holder(conn, hash_token(token))
     if holder is None:
         raise Unauthorized("The token is unknown or no longer valid.")
-    player_id, player_room, team = holder
-    if player_room != room_id:
+    holder_id, holder_room, team, spectator = holder
+    if holder_room != room_id:
         raise NotAMember("This token belongs to another room.")
-    return Actor(player_id=player_id, room_id=player_room, team=team)
+    return Actor(player_id=holder_id, room_id=holder_room, team=team, spectator=spectator)
 
 
 async def list_rooms(

@@ -89,19 +89,32 @@ def now_of(room: RoomData, state: Any) -> Now:
 
 
 def state_view(
-    room: RoomRow, players: Sequence[PlayerRow], me: PlayerRow, ballots: Sequence[VoteRow] = ()
+    room: RoomRow,
+    players: Sequence[PlayerRow],
+    me: PlayerRow | None,
+    ballots: Sequence[VoteRow] = (),
+    *,
+    viewer_id: str | None = None,
 ) -> api.RoomState:
-    """Return everything `me` may see of the room now: one projection for /state and snapshots."""
-    view, state = game_view(room, str(me.id))
-    viewer = Viewer(str(me.id), me.team)
+    """Return everything `me` may see of the room now: one projection for /state and snapshots.
+
+    `me` None is a spectator (`viewer_id`, their own id, which no seat has): the ruleset's
+    `view` then shows what it shows someone who is not in the game, their votes are those
+    every player may see, and they have no options.
+    """
+    if me is not None:
+        viewer_id = str(me.id)
+    assert viewer_id is not None
+    view, state = game_view(room, viewer_id)
+    viewer = Viewer(viewer_id, me.team if me is not None else None)
     now = now_of(room, state)
     options: list[api.Option] = []
-    if state is not None and room.status == "in_progress":
-        options = ruleset(room.ruleset).options(state, str(me.id))
+    if me is not None and state is not None and room.status == "in_progress":
+        options = ruleset(room.ruleset).options(state, viewer_id)
     return api.RoomState(
         room=room_view(room, len(players)),
         players=[player_view(p, room, visible=str(p.id) in view.roles) for p in players],
-        me=player_view(me, room, visible=True),
+        me=player_view(me, room, visible=True) if me is not None else None,
         teammates=[p.id for p in players if str(p.id) in view.teammates],
         votes=[vote_view(v) for v in ballots if may_see(viewer, v.visibility, v.audience, now)],
         options=options,

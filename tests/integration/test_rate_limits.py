@@ -118,6 +118,32 @@ async def test_quick_joins_count_as_joins_of_their_address(tight_app: FastAPI) -
         ).status_code == 201
 
 
+async def test_watching_a_room_draws_on_the_addresss_joins(tight_app: FastAPI, database_url: str) -> None:
+    """A spectator's token is a join's worth of work: one address cannot mint them without end."""
+    async with (
+        client_at(tight_app, "10.0.2.7") as host,
+        client_at(tight_app, "10.0.2.8") as busy,
+        client_at(tight_app, "10.0.2.9") as other,
+    ):
+        room = (await host.post("/v1/rooms", json={**create_body(), "settings": {"max_players": 10}})).json()
+        room_id = room["room"]["id"]
+        watch, players = f"/v1/rooms/{room_id}/spectators", f"/v1/rooms/{room_id}/players"
+        for _ in range(BURST - 1):
+            assert (await busy.post(watch, json={})).status_code == 201
+        assert (await busy.post(players, json={"nickname": "Busy"})).status_code == 201
+        assert_rate_limited(await busy.post(watch, json={}), 50, 60)
+        assert_rate_limited(await busy.post(players, json={"nickname": "Later"}), 50, 60)
+        assert (await other.post(watch, json={})).status_code == 201
+    conn = await asyncpg.connect(database_url)
+    try:
+        watching = await conn.fetchval(
+            "SELECT count(*) FROM spectators WHERE room_id = $1", uuid.UUID(room_id)
+        )
+    finally:
+        await conn.close()
+    assert watching == BURST - 1 + 1  # the refused one wrote nothing
+
+
 async def test_a_player_changing_their_vote_again_and_again_is_limited_and_nobody_else_is(
     tight_app: FastAPI,
 ) -> None:

@@ -336,3 +336,64 @@ async def test_every_delivery_is_timed_once_per_event_and_connection() -> None:
     assert sum(DELIVERY_LATENCY.counts) - before == 4
     for writer in writers:
         writer.cancel()
+
+
+class KeepingSink(Sink):
+    """A Sink that also keeps each batch it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[Batch] = []
+
+    def events(self, batch: Batch, replies: Sequence[str] = ()) -> bool:
+        self.batches.append(batch)
+        return super().events(batch, replies)
+
+
+async def test_a_rooms_spectators_share_one_filtered_and_encoded_batch_of_its_public_events() -> None:
+    """Thousands of spectators see the same thing: the fan-out picks the room's events out of
+    a batch once and every spectator is written that one batch (its bytes encoded once),
+    never a team's, a player's or a sealed event."""
+    hub = Hub(db=None, catchup_seconds=1.0, heartbeat_seconds=15.0)  # type: ignore[arg-type]
+    spectators = [
+        Connection(ROOM, Viewer(player_id=str(uuid.uuid4())), "sse", 8, spectator=True) for _ in range(50)
+    ]
+    sinks = [KeepingSink() for _ in spectators]
+    for conn, sink in zip(spectators, sinks, strict=True):
+        conn.sink = sink
+    writers = [await waiting_writer(conn) for conn in spectators]
+    hub.rooms[ROOM] = RoomChannel(ROOM, set(spectators), last_read=0, wanted=0)
+    before = sum(DELIVERY_LATENCY.counts)
+    base = stored(1)
+    hub.handoff(
+        ROOM,
+        [
+            base,
+            StoredEvent(2, "chat.message", base.data, "team", "mafia", base.at),
+            StoredEvent(3, "chat.message", base.data, "player", spectators[0].viewer.player_id, base.at),
+            StoredEvent(4, "chat.message", base.data, "sealed", "1:vote:1", base.at),
+            StoredEvent(5, "chat.message", base.data, "room", None, base.at),
+        ],
+    )
+    await asyncio.sleep(0)
+    assert all(sink.writes == [[1, 5]] for sink in sinks)
+    shared = sinks[0].batches[0]
+    assert all(sink.batches[0] is shared for sink in sinks)  # one batch, encoded once for all
+    assert all(conn.last_sent == 5 for conn in spectators)
+    assert sum(DELIVERY_LATENCY.counts) - before == 2 * len(spectators)
+    for writer in writers:
+        assert not writer.done()  # written by the fan-out, not woken
+        writer.cancel()
+
+
+async def test_a_spectators_queue_takes_no_team_event_waiting_for_a_deal() -> None:
+    """A player without a team yet queues team events until their own deal settles them; a
+    spectator is dealt nothing, so they never take room in its queue."""
+    spectator = Connection(ROOM, Viewer(player_id="s1"), "sse", 8, spectator=True)
+    player = connection("p1")
+    for conn in (spectator, player):
+        conn.offer(event(1, "team", "mafia"))
+        conn.offer(event(2))
+    assert player.pending() == 2
+    assert spectator.pending() == 1
+    assert [item.seq for item in await spectator.next_batch() if isinstance(item, Outgoing)] == [2]
