@@ -218,8 +218,10 @@ async def check_reads(
     told: Told,
     turn: int,
     snapshot_of: Seat | None = None,
+    watcher: Seat | None = None,
 ) -> None:
-    """Hold every player's /state and /rounds (and one player's snapshot) against the log."""
+    """Hold every player's /state and /rounds (and one player's snapshot) against the log, and
+    a spectator's (`watcher`) as someone with no seat and no team: `me` null."""
     log = await log_of(app, room_id)
     status, game = await stored(app, room_id)
     told.read(log)
@@ -246,6 +248,18 @@ async def check_reads(
         reads.check_rounds(rounds.json(), f"turn {turn}: {seat.nickname}'s /rounds")
         if seat is snapshot_of:
             reads.check_state(await snapshot(http, room_id, seat), f"turn {turn}: {seat.nickname}'s snapshot")
+    if watcher is not None:
+        view = await state(client, room_id, watcher)
+        assert view["me"] is None, view["me"]
+        assert view["options"] == [], view["options"]
+        reads = Reads(told, rules, log, status, game, {"id": watcher.id, "team": None})
+        reads.check_state(view, f"turn {turn}: the spectator's /state")
+        rounds = await client.get(f"/v1/rooms/{room_id}/rounds", headers=watcher.auth)
+        assert rounds.status_code == 200, rounds.text
+        reads.check_rounds(rounds.json(), f"turn {turn}: the spectator's /rounds")
+        watched = await snapshot(http, room_id, watcher)
+        assert watched["me"] is None, watched["me"]
+        reads.check_state(watched, f"turn {turn}: the spectator's snapshot")
 
 
 async def refuse(
@@ -337,6 +351,9 @@ async def play_over_http(rules: Ruleset[Any, Any], client: httpx.AsyncClient, ap
     player's reads as it goes, their streams and replays at the end, and every refusal."""
     name = rules.name
     room_id, seats = await new_room(client, players_for(rules), ruleset=name)
+    watching = await client.post(f"/v1/rooms/{room_id}/spectators", json={"nickname": "Fan"})
+    assert watching.status_code == 201, watching.text
+    watcher = Seat(watching.json()["spectator"]["id"], watching.json()["token"], "Fan")
     rng, told = random.Random(SEED), Told(rules)
     refused = []
     # The server deals from its own random: seeded here, the deal (by seat) is the same each run.
@@ -344,18 +361,23 @@ async def play_over_http(rules: Ruleset[Any, Any], client: httpx.AsyncClient, ap
         transport=StreamingTransport(app), base_url="http://roundtable.test", timeout=30
     ) as http:
         live: dict[str, Log] = {seat.id: [] for seat in seats}
-        streams = [asyncio.create_task(follow(http, room_id, seat, live[seat.id])) for seat in seats]
+        live[watcher.id] = []
+        streams = [
+            asyncio.create_task(follow(http, room_id, seat, live[seat.id])) for seat in [*seats, watcher]
+        ]
         with mock.patch.object(service, "_rng", random.Random(SEED)):
             await start(client, room_id, seats)
         for turn in range(MAX_TURNS):
-            await check_reads(client, http, app, rules, room_id, seats, told, turn, seats[turn % len(seats)])
+            await check_reads(
+                client, http, app, rules, room_id, seats, told, turn, seats[turn % len(seats)], watcher
+            )
             room = (await state(client, room_id, seats[0]))["room"]
             if room["status"] == "finished":
                 break
             refused.append(await refuse(client, room_id, seats, rng))
 
             async def halfway(turn: int = turn) -> None:
-                await check_reads(client, http, app, rules, room_id, seats, told, turn)
+                await check_reads(client, http, app, rules, room_id, seats, told, turn, watcher=watcher)
 
             await act(client, room_id, seats, rng, turn, halfway)
             after = (await state(client, room_id, seats[0]))["room"]
@@ -384,9 +406,13 @@ async def play_over_http(rules: Ruleset[Any, Any], client: httpx.AsyncClient, ap
             assert [e["seq"] for e in replayed] == mine, f"{seat.nickname}'s replay"
             assert replayed == live[seat.id]
 
-    # The stored audiences give someone with no seat and no team (a spectator) what every
-    # player's stream carries, and only what was said to the room.
-    expected_spectator_stream(log, str(uuid.uuid4()), [seat.id for seat in seats], finished)
+        # The spectator's stream, live and replayed, is what every player's stream carries and
+        # only what was said to the room.
+        watched = expected_spectator_stream(log, watcher.id, [seat.id for seat in seats], finished)
+        assert [e["seq"] for e in live[watcher.id]] == watched, "the spectator's live stream"
+        replayed = []
+        await follow(http, room_id, watcher, replayed)
+        assert replayed == live[watcher.id], "the spectator's replay"
 
     # A refusal tells nothing the refused player may not know: no other player, no role but theirs.
     truth = {p["id"]: p for p in next(e["data"] for e in log if e["type"] == "game.finished")["players"]}
