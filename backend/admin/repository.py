@@ -77,16 +77,6 @@ async def events_after(
     return result.all()
 
 
-async def game_starts(session: AsyncSession, room_id: uuid.UUID) -> list[int]:
-    """Return the seq of each `game.started` of the room, oldest first: where each game begins."""
-    result = await session.exec(
-        select(EventRow.seq)
-        .where(col(EventRow.room_id) == room_id, col(EventRow.type) == "game.started")
-        .order_by(col(EventRow.seq))
-    )
-    return list(result.all())
-
-
 async def game_log(
     session: AsyncSession, room_id: uuid.UUID, start: int, end: int | None, before: Sequence[str]
 ) -> Sequence[EventRow]:

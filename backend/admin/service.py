@@ -16,6 +16,7 @@ from backend.admin import repository
 from backend.contract import api
 from backend.core.problems import RoomNotFound
 from backend.game import lifecycle
+from backend.game import repository as game_repository
 from backend.games import replay
 from backend.games.errors import GameNotFound
 from backend.games.protocol import Visibility
@@ -171,7 +172,7 @@ async def replay_game(session: AsyncSession, room_id: uuid.UUID, game: int | Non
     room = await rooms_repository.get_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
-    starts = await repository.game_starts(session, room_id)
+    starts = await game_repository.game_starts(session, room_id)
     number = game if game is not None else len(starts)
     if not 1 <= number <= len(starts):
         raise GameNotFound(f"Game {number} has not been played in this room (it has had {len(starts)}).")
