@@ -502,6 +502,7 @@ class Game:
             "transport": args.transport,
             "streams": 8 * args.rooms_of_8,
             "offered_per_s": args.rate or None,
+            "actions": self.done,
             "actions_per_s": round(self.done / elapsed),
             "games_finished": self.games_finished,
             "answer": percentiles(self.answered),

@@ -429,7 +429,7 @@ def print_spectator_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     )
     print(
         "| run | spectators | actions/s | delivery p50 / p99 ms | last spectator p50 / p99 / max ms "
-        "| spectator deliveries | KiB per spectator | CPU ms per action: server | lost (players) "
+        "| spectator deliveries | KiB per spectator | server CPU µs per delivery | lost (players) "
         "| lost (spectators) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -438,7 +438,7 @@ def print_spectator_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
         print(
             f"| {label} | {r['spectators']} | {r['actions_per_s']} | {every['p50_ms']} / {every['p99_ms']} "
             f"| {last['p50_ms']} / {last['p99_ms']} / {last['max_ms']} | {r['spectator_deliveries']} "
-            f"| {r['kib_per_spectator']} | {r['cpu_ms_per_action']['server']} | {r['lost']} "
+            f"| {r['kib_per_spectator']} | {r['server_us_per_delivery']} | {r['lost']} "
             f"| {r['spectators_lost']} |"
         )
 

@@ -131,6 +131,11 @@ class Watched(Game):
             watcher.close()
         result["spectators"] = len(self.watchers)
         result["kib_per_spectator"] = self.kib_per_spectator
+        # The server's CPU while the game was played, per event written to a stream (players'
+        # deliveries included, a few hundred beside the spectators' hundreds of thousands).
+        server_ms = result["cpu_ms_per_action"]["server"] * result["actions"]
+        writes = result["spectator_deliveries"] + result["deliveries"]
+        result["server_us_per_delivery"] = round(1000 * server_ms / max(1, writes), 2)
         return result
 
     async def spectators_measured(self, http: httpx.AsyncClient, table: Table) -> dict[str, Any]:
