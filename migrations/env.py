@@ -9,11 +9,14 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import backend.persistence.tables  # noqa: F401  (registers the tables on the metadata)
+from backend.core.config import get_settings
 from backend.core.database_url import to_async_url
+from backend.core.db import engine_connect_args
 
 target_metadata = SQLModel.metadata
 
@@ -55,7 +58,14 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(to_async_url(_url()))
+    # One connection, every migration in one transaction (PostgreSQL's DDL is transactional),
+    # no session state (no advisory lock, no SET): through a pooler in transaction mode as
+    # well, with the app's statement settings for it (DATABASE_POOLER, backend/core/db.py).
+    engine = create_async_engine(
+        to_async_url(_url()),
+        poolclass=NullPool,
+        connect_args=engine_connect_args(get_settings().database_pooler),
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

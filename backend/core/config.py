@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # and closing overflow connections costs more than the wait.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    # A connection pooler between the servers and PostgreSQL (issue 18): "transaction" when it
+    # hands a server connection out per transaction (PgBouncer's pool_mode = transaction), so
+    # nothing may outlive a transaction on it: no named prepared statements (see
+    # backend/core/db.py). "none" for PostgreSQL itself or a pooler in session mode.
+    database_pooler: Literal["none", "transaction"] = "none"
     # Database faults (dbfaults): a 503 `database_unavailable` tells the client to retry after
     # this long (Retry-After); a restart of PostgreSQL takes about a second.
     db_retry_after_seconds: int = Field(default=1, ge=1)

@@ -14,9 +14,45 @@ from backend.core.config import Settings
 from backend.core.database_url import to_async_url
 from backend.core.problems import DatabaseUnavailable, database_down
 
+# Through a pooler in transaction mode (DATABASE_POOLER=transaction, PgBouncer's
+# pool_mode = transaction) each transaction, and each statement run outside one, may get
+# another server connection. A named prepared statement lives on the server connection that
+# prepared it, so none may be used: asyncpg's statement cache (names `__asyncpg_stmt_N__`,
+# counted per client connection, so two clients collide on one server, and a name prepared on
+# one server is missing on the next) and SQLAlchemy's cache of asyncpg prepared statements
+# are off, and SQLAlchemy prepares every statement unnamed (`""`; with no name it would ask
+# asyncpg for one, numbered). asyncpg then sends an unnamed statement's Parse again with its
+# Bind, Execute and Sync, one batch the pooler hands to one server connection: a statement
+# needs no transaction to keep its prepare and its execution together, and nothing outlives
+# it on the server (unique names would, until the pooler closes that connection).
+# `statement_cache_size` is an int here: in the URL it would reach asyncpg as a string.
+POOLER_ASYNCPG_ARGS: dict[str, Any] = {"statement_cache_size": 0}
+
+
+def unnamed_statement() -> str:
+    """Name every statement SQLAlchemy prepares on asyncpg `""`: the unnamed statement."""
+    return ""
+
+
+def asyncpg_args(pooler: str) -> dict[str, Any]:
+    """Return the extra arguments of a raw `asyncpg.connect()` for DATABASE_POOLER."""
+    return dict(POOLER_ASYNCPG_ARGS) if pooler == "transaction" else {}
+
+
+def engine_connect_args(pooler: str) -> dict[str, Any]:
+    """Return the extra `connect_args` of a SQLAlchemy asyncpg engine for DATABASE_POOLER."""
+    if pooler != "transaction":
+        return {}
+    return {
+        **POOLER_ASYNCPG_ARGS,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": unnamed_statement,
+    }
+
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
-    """Create the pooled async engine for `database_url`."""
+    """Create the pooled async engine for `database_url` (through a pooler if
+    DATABASE_POOLER says so: see `engine_connect_args`)."""
     return create_async_engine(
         to_async_url(database_url),
         pool_size=settings.db_pool_size,
@@ -29,7 +65,7 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         # rotating through every connection a burst opened (each one's first chat ~10 ms).
         pool_use_lifo=True,
         pool_timeout=10,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={"timeout": 5, "command_timeout": 30, **engine_connect_args(settings.database_pooler)},
     )
 
 
@@ -50,7 +86,11 @@ def unavailable_when_down() -> Iterator[None]:
 
 @asynccontextmanager
 async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection for single-statement reads: no BEGIN/ROLLBACK round trips."""
+    """A pooled connection for single-statement reads: no BEGIN/ROLLBACK round trips.
+
+    Through a pooler in transaction mode each statement may run on another server connection:
+    so does each here, and each is whole on one (prepared unnamed, its Parse sent again with
+    its Bind, Execute and Sync: see `engine_connect_args`)."""
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
@@ -133,7 +173,9 @@ class Database:
         Same pool, same transaction rules, but plain prepared statements: no ORM, no statement
         compilation, no greenlet hop per statement (about half of a chat message's CPU).
         A connection that fails is dropped from the pool, and the error reads as the database
-        being unreachable.
+        being unreachable. Through a pooler in transaction mode, a statement in autocommit is
+        sent whole, Parse to Sync, to one server connection (asyncpg without its statement
+        cache: see `POOLER_ASYNCPG_ARGS`).
         """
         with unavailable_when_down():  # no connection to be had: refused, starting up, pool timeout
             raw = await self.engine.raw_connection()

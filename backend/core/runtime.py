@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from backend.core.config import PROJECT_ROOT, get_settings
 from backend.core.database_url import with_database
+from backend.core.db import asyncpg_args
 from backend.core.embedded import embedded_database_url
 
 
@@ -61,7 +62,8 @@ def check_migrations(database_url: str, scratch_name: str | None = None) -> None
 
 def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
     """Return asyncpg.connect()'s arguments for a database URL (a socket directory in
-    `?host=` included, as the embedded server's URL has)."""
+    `?host=` included, as the embedded server's URL has), and no statement cache through a
+    pooler in transaction mode (DATABASE_POOLER, see backend/core/db.py)."""
     url = make_url(database_url)
     return {
         "user": url.username,
@@ -69,6 +71,7 @@ def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
         "host": url.query.get("host", url.host),
         "port": url.port,
         "database": url.database,
+        **asyncpg_args(get_settings().database_pooler),
     }
 
 
