@@ -1,0 +1,122 @@
+"""A PgBouncer of the test's own (Debian's, /usr/sbin/pgbouncer, 1.18 on bookworm), pooling by
+transaction in front of the tests' PostgreSQL, on a free port, its config in a scratch directory.
+
+PgBouncer refuses to run as root: as root it is started with `-u nobody` (it drops to that user
+once it has read its config), so the scratch directory is readable by everyone and the log goes
+to its stderr, into a file the test opens. Missing, the tests that need it skip, but fail in CI
+(`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support import free_port
+
+PGBOUNCER = Path("/usr/sbin/pgbouncer")
+
+
+def require_pgbouncer() -> None:
+    """Skip without PgBouncer on this machine; fail in CI, whose `.ci/run` installs it."""
+    if PGBOUNCER.exists():
+        return
+    message = f"{PGBOUNCER} is missing: apt-get install -y pgbouncer (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class PgBouncer:
+    """One PgBouncer process listening on 127.0.0.1:`port`, its output in `log`."""
+
+    port: int
+    workdir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+    pool_size: int
+
+    def url(self, database: str, user: str = "postgres") -> str:
+        """The URL of `database` through this PgBouncer."""
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _config(server_url: str, port: int, workdir: Path, pool_size: int) -> tuple[str, str]:
+    """Return pgbouncer.ini and its auth file for a PgBouncer in front of `server_url`'s server."""
+    url = make_url(server_url)
+    host = url.query.get("host", url.host) or "127.0.0.1"
+    server = f"host={host} port={url.port or 5432} user={url.username or 'postgres'}"
+    if url.password:
+        server += f" password={url.password}"
+    ini = f"""\
+[databases]
+* = {server}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir / "userlist.txt"}
+pool_mode = transaction
+max_client_conn = 2000
+default_pool_size = {pool_size}
+reserve_pool_size = 0
+logfile =
+pidfile =
+"""
+    users = f'"{url.username or "postgres"}" ""\n'
+    return ini, users
+
+
+@contextmanager
+def pgbouncer(server_url: str, log: Path, pool_size: int = 5) -> Iterator[PgBouncer]:
+    """Run PgBouncer in transaction mode in front of the PostgreSQL server of `server_url`
+    (any database on it, the client's user), `pool_size` server connections per database."""
+    require_pgbouncer()
+    workdir = Path(tempfile.mkdtemp(prefix="roundtable-pgbouncer-"))
+    workdir.chmod(0o755)  # read by `nobody` when started as root
+    port = free_port()
+    ini, users = _config(server_url, port, workdir, pool_size)
+    (workdir / "pgbouncer.ini").write_text(ini)
+    (workdir / "userlist.txt").write_text(users)
+    command = [str(PGBOUNCER), str(workdir / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        command[1:1] = ["-u", "nobody"]  # "PgBouncer should not run as root"
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    bouncer = PgBouncer(port, workdir, log, process, pool_size)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pgbouncer did not start\n{bouncer.log_text()}")
+            time.sleep(0.05)
+        yield bouncer
+    finally:
+        if process.poll() is None:
+            process.terminate()  # SIGTERM: PgBouncer closes its connections and exits
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
