@@ -3,6 +3,9 @@ PostgreSQL, and a database of the suite's own behind it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from backend.core.runtime import recreate_database
 from tests.conftest import TEST_DATABASE, postgres_server_url
 from tests.scale.pgbouncer import PgBouncer, pgbouncer
+from tests.support import ROOT
 
 POOLED_DATABASE = f"{TEST_DATABASE}_pgbouncer"
 
@@ -32,5 +36,12 @@ def direct_url() -> str:
 
 @pytest.fixture(scope="session")
 def pooled_url(bouncer: PgBouncer, direct_url: str) -> str:
-    """The suite's database through PgBouncer."""
-    return bouncer.url(POOLED_DATABASE)
+    """The suite's database through PgBouncer, migrated through it from empty by
+    `python -m backend migrate` (DATABASE_POOLER=transaction), as an operator would."""
+    url = bouncer.url(POOLED_DATABASE)
+    env = {**os.environ, "DATABASE_URL": url, "DATABASE_POOLER": "transaction", "LOG_LEVEL": "info"}
+    command = [sys.executable, "-m", "backend", "migrate"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Running upgrade  ->" in done.stderr, done.stderr
+    return url
