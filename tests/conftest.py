@@ -26,7 +26,7 @@ for _name, _value in NO_RATE_LIMITS.items():
 
 # `make test-fast` (pytest -m "not slow"): what a developer runs between edits. Slow is what
 # starts server processes, browsers, npm or fault injection; the rest runs in-process.
-SLOW_DIRS = {"e2e", "faults", "bench"}
+SLOW_DIRS = {"e2e", "faults", "bench", "scale"}
 SLOW_MODULES = {
     "test_browsers",
     "test_connection_limits",
