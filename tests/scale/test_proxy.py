@@ -265,6 +265,30 @@ async def test_sse_and_websocket_streams_and_a_last_event_id_resume_work_through
         assert resumed == missed
 
 
+async def test_a_body_over_the_limit_is_refused_by_nginx_with_the_servers_problem(
+    deployment: Deployment,
+) -> None:
+    """nginx's body limit is the server's (MAX_BODY_BYTES, 64 KiB), and its refusal the same
+    413 problem+json the server answers; a body at the limit passes through to the server."""
+    async with client_from("127.0.0.12", deployment.url) as http:
+        host = await new_room(http)
+        url = f"/v1/rooms/{host['room']['id']}/messages"
+        at_limit = b'{"text": "' + b"x" * (65536 - 12) + b'"}'
+        assert len(at_limit) == 65536
+        headers = {**auth(host), "Content-Type": "application/json"}
+        by_server = await http.post(url, content=at_limit, headers=headers)
+        assert by_server.status_code == 422, by_server.text  # the server read it (text too long)
+        by_nginx = await http.post(url, content=at_limit + b" ", headers=headers)
+        direct = await http.post(
+            f"{deployment.servers[0].url}{url}", content=at_limit + b" ", headers=headers
+        )
+    for refused in (by_nginx, direct):
+        assert refused.status_code == 413
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert by_nginx.json() == direct.json()
+    assert by_nginx.json()["code"] == "body_too_large"
+
+
 async def test_the_joins_limit_counts_each_client_behind_nginx_not_the_proxy(deployment: Deployment) -> None:
     """Two clients behind the proxy, each with an allowance of its own: one exhausts its
     joins (429) while the other is still let in; the servers log the clients' addresses."""
