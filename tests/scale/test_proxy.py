@@ -263,6 +263,9 @@ async def test_sse_and_websocket_streams_and_a_last_event_id_resume_work_through
                 if payload["seq"] == missed[-1]:
                     break
         assert resumed == missed
+    # The WebSocket handshake's client address is the client's too.
+    logs = "".join(server.log.read_text() for server in deployment.servers)
+    assert re.search(rf'127\.0\.0\.10:\d+ - "WebSocket /v1/rooms/{room_id}/ws"', logs), logs[-2000:]
 
 
 async def test_a_body_over_the_limit_is_refused_by_nginx_with_the_servers_problem(
