@@ -388,23 +388,24 @@ async def test_a_server_killed_mid_stream_its_client_resumes_through_nginx_on_th
                     pass  # the server died under the stream: resume where it stopped
                 reconnects += 1
 
-        async def holder() -> Server:
-            for server in deployment.servers:
-                page = (await http.get(f"{server.url}/metrics")).text
-                if metric(page, "roundtable_open_streams", 'transport="sse"') >= 1:
-                    return server
-            raise AssertionError("no server holds the stream")
+        async def open_sse_streams() -> list[float]:
+            pages = [(await http.get(f"{server.url}/metrics")).text for server in deployment.servers]
+            return [metric(page, "roundtable_open_streams", 'transport="sse"') for page in pages]
 
+        before = await open_sse_streams()
         sent: list[int] = []
         follower = asyncio.create_task(follow())
         await asyncio.wait_for(streaming.wait(), 10)
-        killed = await holder()
+        # The server holding the stream: the one with one more open SSE stream than before.
+        after = await open_sse_streams()
+        holders = [s for s, was, now in zip(deployment.servers, before, after, strict=True) if now > was]
+        assert len(holders) == 1, (before, after)
+        killed = holders[0]
         survivor = next(s for s in deployment.servers if s is not killed)
         for i in range(60):
             if i == 20:
                 killed.kill()  # between two messages: no command is lost in flight
             sent.append(await chat(http, host, f"message {i}"))
-            await asyncio.sleep(0.005)
         sent.append(await chat(http, host, END))
         await asyncio.wait_for(follower, 20)
     assert reconnects >= 1, "the stream never broke: the killed server did not hold it"
