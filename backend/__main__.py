@@ -62,6 +62,13 @@ def serve() -> int:
         ws_per_message_deflate=settings.ws_per_message_deflate,
         # On SIGTERM, in-flight commands and streams' last writes get this long, then are cut.
         timeout_graceful_shutdown=settings.shutdown_drain_seconds,
+        # The client address (rate limits per address, access logs) is the connection's peer,
+        # unless the peer is a configured proxy: then it is the rightmost X-Forwarded-For entry
+        # that is not one (uvicorn's ProxyHeadersMiddleware). With none configured, forwarded
+        # headers are ignored: uvicorn would otherwise believe them from 127.0.0.1, and its
+        # FORWARDED_ALLOW_IPS is overridden here (TRUSTED_PROXIES is the setting).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     return 0
 

@@ -101,8 +101,9 @@ async def command_actor(actor: CurrentActor, realtime: RealtimeDep) -> Actor:
 
 
 def client_address(request: Request) -> str:
-    """Return the address the connection came from, as the server saw it (uvicorn takes it from
-    X-Forwarded-For only for the proxies its own settings trust)."""
+    """Return the client's address: the connection's peer, or, when the peer is one of
+    TRUSTED_PROXIES, the address that proxy forwarded (uvicorn's proxy headers handling,
+    configured in backend/__main__.py)."""
     return request.client.host if request.client else ""
 
 

@@ -284,6 +284,17 @@ async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.02)
         await asyncio.sleep(interval)
 
 
+def require_binary(name: str, why: str, *extra_dirs: str) -> str:
+    """Return the path of the program `name` (on PATH or in `extra_dirs`); without it skip,
+    but fail in CI, where .ci/run installs it."""
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(extra_dirs))
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return found
+
+
 def require_node() -> str:
     """Return npm's path; without Node (a machine with only Python, make and git) skip, but fail in CI."""
     npm = shutil.which("npm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +21,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Reverse proxies (deploy/): the peers whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed, as addresses or networks (a JSON list or comma-separated; "*" any peer).
+    # Empty (the default), nobody's are: the client address is the connection's peer.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     workers: int = Field(default=1, ge=1)
     database_url: str | None = None
     redis_url: str | None = None
@@ -112,6 +117,26 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [o.strip().rstrip("/") if isinstance(o, str) else o for o in value if o != ""]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _address_list(cls, value: object) -> object:
+        """Read addresses and networks from a JSON list or a comma-separated string; refuse
+        anything else (uvicorn would silently treat a typo as a name no peer has)."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list):
+            return value
+        entries = [str(entry).strip() for entry in value if str(entry).strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ip_network(entry, strict=False) if "/" in entry else ip_address(entry)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return entries
 
     @property
     def websocket_origins(self) -> list[str]:
