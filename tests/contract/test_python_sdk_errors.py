@@ -4,9 +4,11 @@ in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from typing import TypeVar
 
 import pytest
@@ -130,3 +132,25 @@ def test_the_bots_cli_says_in_one_line_that_the_server_is_unreachable() -> None:
     assert len(lines) == 1, result.stderr
     assert dead in lines[0]
     assert "refused" in lines[0]
+
+
+async def test_a_proxys_bad_gateway_is_no_answer_from_the_server_not_a_refusal() -> None:
+    """A reverse proxy answers 502 (its own HTML page) when the server behind it died with the
+    request: the SDK raises ServerUnreachable, which the bots and streams retry (an action under
+    its Idempotency-Key), not a RoundtableError of status 502 that ends them."""
+
+    async def bad_gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+        head = f"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {len(page)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n" + page)
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(bad_gateway, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    async with proxy:
+        with pytest.raises(ServerUnreachable) as gone:
+            await RoomSession.join(url, nickname="Ada", room_id=uuid.uuid4())
+    assert gone.value.url == url
+    assert "502" in gone.value.reason

@@ -10,6 +10,7 @@ to its stderr, into a file the test opens. Missing, the tests that need it skip,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,8 @@ from sqlalchemy.engine import make_url
 from tests.support import free_port
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
+# What a statement prepared on one server connection and run on another says (issue 18).
+PREPARED = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
 
 def require_pgbouncer() -> None:
@@ -120,3 +123,9 @@ def pgbouncer(server_url: str, log: Path, pool_size: int = 5) -> Iterator[PgBoun
                 process.kill()
                 process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def assert_bouncer_clean(bouncer: PgBouncer) -> None:
+    found = bouncer.log_text()
+    assert not PREPARED.search(found), found[-5000:]
+    assert not re.search(r"\b(ERROR|WARNING|FATAL)\b", found), found[-5000:]

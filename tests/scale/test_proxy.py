@@ -1,5 +1,6 @@
 """Two Roundtable servers behind Debian's nginx, configured by deploy/nginx.conf as
-docs/deploy.md tells operators to: streams, client addresses and a server killed mid-stream.
+docs/deploy.md tells operators to, their database behind the suite's PgBouncer in transaction
+mode: bot games, streams, client addresses, and a server killed mid-stream and mid-game.
 
 The servers are separate processes on separate ports (as two hosts would be), sharing a
 database of their own on the test PostgreSQL and a Redis the fixture starts; each trusts the
@@ -17,22 +18,26 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from roundtable.contract import events
+from roundtable.session import RoomSession
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from backend.core.runtime import migrate, recreate_database
-from tests.conftest import TEST_DATABASE, postgres_server_url
+from tests.scale.bots import assert_clean, check_games, play_all
+from tests.scale.nginx import render_site, start_nginx
+from tests.scale.pgbouncer import PgBouncer, assert_bouncer_clean
 from tests.support import (
     END,
-    ROOT,
+    NO_RATE_LIMITS,
     Collector,
     Server,
     SseEvent,
@@ -40,16 +45,16 @@ from tests.support import (
     free_port,
     metric,
     redis_server,
-    require_binary,
     serve,
     sse_events,
+    wait_for,
 )
 
-NGINX_SITE = ROOT / "deploy" / "nginx.conf"
-# The names docs/deploy.md has envsubst fill in, and only those.
-SITE_VARIABLES = ("LISTEN", "SERVER_NAME", "UPSTREAMS")
 JOINS_BURST = 3
 SERVER_ENV = {
+    # Through the suite's PgBouncer in transaction mode (tests/scale/conftest.py), as
+    # docs/deploy.md sets a deployment up.
+    "DATABASE_POOLER": "transaction",
     "TRUSTED_PROXIES": "127.0.0.1",
     "JOINS_BURST": str(JOINS_BURST),
     "JOINS_PER_MINUTE": "1",
@@ -58,35 +63,6 @@ SERVER_ENV = {
     "CATCHUP_SECONDS": "0.3",
     "SSE_RETRY_MS": "100",
 }
-
-
-def render_site(values: dict[str, str]) -> str:
-    """deploy/nginx.conf with `${NAME}` filled in for the documented names, as
-    `envsubst '${LISTEN} ${SERVER_NAME} ${UPSTREAMS}'` does (nginx's own $variables stay)."""
-    text = NGINX_SITE.read_text()
-    for name in SITE_VARIABLES:
-        text = text.replace("${" + name + "}", values[name])
-    left = re.findall(r"\$\{[A-Z_]+\}", text)
-    assert not left, f"deploy/nginx.conf names variables docs/deploy.md does not: {left}"
-    return text
-
-
-def main_config(workdir: Path, site: Path) -> str:
-    """What Debian's /etc/nginx/nginx.conf provides around a conf.d site, with every path
-    in `workdir` so nginx runs without touching the system's."""
-    temp = "\n".join(
-        f"    {kind}_temp_path {workdir / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return f"""worker_processes 1;
-error_log {workdir / "error.log"} info;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {workdir / "access.log"};
-{temp}
-    include {site};
-}}
-"""
 
 
 @dataclass
@@ -99,28 +75,24 @@ class Deployment:
     nginx_log: Path
 
 
-def start_nginx(workdir: Path, site_text: str) -> subprocess.Popen[bytes]:
-    nginx = require_binary("nginx", "nginx is missing: apt-get install -y nginx (.ci/run does)", "/usr/sbin")
-    site = workdir / "roundtable.conf"
-    site.write_text(site_text)
-    conf = workdir / "nginx.conf"
-    conf.write_text(main_config(workdir, site))
-    command = [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf)]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    directives = f"daemon off; pid {workdir / 'nginx.pid'};"
-    return subprocess.Popen([*command, "-g", directives], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """nginx (deploy/nginx.conf) in front of two servers, one database, one Redis."""
-    database_url = recreate_database(postgres_server_url(), f"{TEST_DATABASE}_proxy")
-    migrate(database_url)
-    workdir = tmp_path_factory.mktemp("proxy")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, pooled_url: str, bouncer: PgBouncer
+) -> Iterator[Deployment]:
+    """The tests' deployment (see `deployed`), shared by the module."""
+    with deployed(tmp_path_factory.mktemp("proxy"), pooled_url, bouncer) as running:
+        yield running
+
+
+@contextmanager
+def deployed(
+    workdir: Path, database_url: str, bouncer: PgBouncer, settings: dict[str, str] = SERVER_ENV
+) -> Iterator[Deployment]:
+    """nginx (deploy/nginx.conf) in front of two servers, one database behind PgBouncer in
+    transaction mode, one Redis; no log shows a prepared-statement error, a traceback or a 500."""
     with ExitStack() as stack:
         redis = stack.enter_context(redis_server(workdir))
-        env = {**SERVER_ENV, "REDIS_URL": redis.url}
+        env = {**settings, "REDIS_URL": redis.url}
         servers = [stack.enter_context(serve(database_url, workdir / f"server{i}.log", env)) for i in (1, 2)]
         port = free_port()
         upstreams = " ".join(f"server {s.url.removeprefix('http://')};" for s in servers)
@@ -148,9 +120,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             except subprocess.TimeoutExpired:
                 nginx.kill()
                 nginx.wait()
-    for server in servers:
-        text = server.log.read_text()
-        assert "Traceback" not in text, text
+    assert_clean(*(server.log for server in servers))
+    assert_bouncer_clean(bouncer)
 
 
 @asynccontextmanager
@@ -350,6 +321,73 @@ async def test_the_default_trusts_no_proxy_not_even_a_local_one(
                 for i in range(JOINS_BURST + 1)
             ]
     assert codes == [201] * JOINS_BURST + [429], codes
+
+
+async def _watch(url: str, room_id: uuid.UUID, into: list[int]) -> None:
+    """Follow a room as a spectator over SSE until its game ends, resuming through the proxy
+    by Last-Event-ID whenever the stream breaks (the SDK does); collect the seqs received."""
+    session = await RoomSession.spectate(url, room_id)
+    try:
+        async for item in session.events():
+            if isinstance(item, events.Snapshot):
+                continue
+            into.append(item.seq)
+            if item.type == "game.finished":
+                return
+    finally:
+        await session.aclose()
+
+
+async def _public_log(url: str, room_id: uuid.UUID, start: int) -> list[int]:
+    """The seqs a spectator replaying the room after `start` receives, up to game.finished."""
+    session = await RoomSession.spectate(url, room_id)
+    seqs: list[int] = []
+    try:
+        async for item in session.events(after=start):
+            assert not isinstance(item, events.Snapshot), "a replay has no snapshot"
+            seqs.append(item.seq)
+            if isinstance(item, events.GameFinishedEvent):
+                return seqs
+    finally:
+        await session.aclose()
+    raise AssertionError("the replay ended")  # pragma: no cover
+
+
+async def test_bot_games_through_the_proxy_finish_when_a_server_is_killed_mid_game(
+    pooled_url: str, bouncer: PgBouncer, direct_url: str, tmp_path: Path
+) -> None:
+    """Five 4-bot games at once through nginx, three over SSE and two over WebSocket, on both
+    servers behind PgBouncer; once every game has started one server is killed: every game
+    finishes with the winner its log records, and a spectator of each room, resuming through
+    the proxy, received every public event once, in order (no gap, no duplicate)."""
+    # 20 bots and 5 spectators join from one address (nginx's): no joins limit here.
+    with deployed(tmp_path, pooled_url, bouncer, {**SERVER_ENV, **NO_RATE_LIMITS}) as deployment:
+        await _games_with_a_kill(deployment, direct_url)
+
+
+async def _games_with_a_kill(deployment: Deployment, direct_url: str) -> None:
+    url, watched = deployment.url, dict[uuid.UUID, list[int]]()
+    watchers: list[asyncio.Task[None]] = []
+
+    def started(room_id: uuid.UUID) -> None:
+        watched[room_id] = []
+        watchers.append(asyncio.create_task(_watch(url, room_id, watched[room_id])))
+
+    games = asyncio.create_task(play_all(url, [False, True, False, True, False], started))
+    await wait_for(lambda: games.done() or (len(watched) == 5 and all(watched.values())), 30)
+    assert not games.done(), games.result()  # a game that failed before the kill says why
+    killed = deployment.servers[0]
+    async with httpx.AsyncClient() as http:
+        page = (await http.get(f"{killed.url}/metrics")).text
+    # Round robin spread the streams: the server killed holds some of the games' clients.
+    assert metric(page, "roundtable_open_streams", 'transport="sse"') > 0, page
+    killed.kill()
+    played = await games
+    await asyncio.wait_for(asyncio.gather(*watchers), 30)
+    for room_id, seqs in watched.items():
+        assert seqs == sorted(set(seqs)), f"{room_id}: an event arrived twice or out of order"
+        assert seqs == await _public_log(url, room_id, seqs[0] - 1), f"{room_id}: an event is missing"
+    await asyncio.to_thread(check_games, direct_url, played)
 
 
 async def test_a_server_killed_mid_stream_its_client_resumes_through_nginx_on_the_other(

@@ -26,6 +26,7 @@ from roundtable.errors import (
     RoundtableError,
     ServerUnreachable,
     Spectating,
+    Unavailable,
     from_problem_body,
     from_socket_error,
     unreachable_reason,
@@ -54,12 +55,24 @@ class StreamGone(RoundtableError):
     """The server will not stream to this player any more (removed from the room, or the room is gone)."""
 
 
+# A reverse proxy's own answers that the server behind it went away (502: it died with the
+# request, say) or did not answer in time (504). Not the server's refusal: like no answer at
+# all, they raise ServerUnreachable, which callers retry (an action under its Idempotency-Key).
+GATEWAY_ERRORS = (502, 504)
+
+
+def _gateway(url: str, status: int) -> ServerUnreachable:
+    return ServerUnreachable(url, f"the proxy in front of it answered {status}: the server behind it is gone")
+
+
 async def _call(awaitable: Awaitable[T], url: str) -> T:
     """Run a generated client call to the server at `url`; turn a problem response, or no
-    response at all, into a typed RoundtableError."""
+    response at all (a proxy's 502 and 504 included), into a typed RoundtableError."""
     try:
         return await awaitable
     except APIStatusError as exc:
+        if exc.status_code in GATEWAY_ERRORS:
+            raise _gateway(url, exc.status_code) from exc
         raise from_problem_body(exc.status_code, exc.body) from exc
     except APIConnectionError as exc:
         raise ServerUnreachable(url, unreachable_reason(exc)) from exc
@@ -340,6 +353,8 @@ class RoomSession:
                     headers["Last-Event-ID"] = str(self.last_seq)
                 try:
                     async with http.stream("GET", url, headers=headers) as response:
+                        if response.status_code in GATEWAY_ERRORS:
+                            raise _gateway(self.base_url, response.status_code)
                         if response.status_code != 200:
                             body = json.loads(await response.aread() or b"{}")
                             raise _stream_refused(response.status_code, body)
@@ -347,7 +362,7 @@ class RoomSession:
                         async for item in _parse_sse(response.aiter_lines()):
                             self.saw(item)
                             yield item
-                except (httpx2.TransportError, APIConnectionError):
+                except (httpx2.TransportError, APIConnectionError, ServerUnreachable):
                     pass  # the server went away or restarts: resume where we stopped
                 except RoundtableError as refused:
                     if refused.status != 503:
@@ -439,6 +454,8 @@ class SocketSession:
         try:
             self._ws = await ws_connect(url, additional_headers={"Authorization": f"Bearer {s.token}"})
         except InvalidStatus as exc:
+            if exc.response.status_code in GATEWAY_ERRORS:
+                raise _gateway(s.base_url, exc.response.status_code) from exc
             raise _stream_refused(exc.response.status_code, {}) from exc
         except (OSError, TimeoutError) as exc:
             raise ServerUnreachable(s.base_url, unreachable_reason(exc)) from exc
@@ -479,8 +496,19 @@ class SocketSession:
                 raise StreamGone(status, f"closed_{code}", "The server ended this stream for good.")
             if code in (1003, 4422):  # refused as not valid: the same again would be refused again
                 raise Invalid(422, "validation_failed", item.rcvd.reason if item.rcvd else "")
-            await asyncio.sleep(jittered(self.session.reconnect_delay))
-            await self._connect()
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        """Open the socket again after it closed, backing off while the server (or the proxy
+        before it) cannot take it yet."""
+        delay = self.session.reconnect_delay
+        while True:
+            await asyncio.sleep(jittered(delay))
+            try:
+                await self._connect()
+                return
+            except (ServerUnreachable, Unavailable):
+                delay = min(self.session.max_reconnect_delay, delay * 2)
 
     async def command(self, message: dict[str, Any]) -> events.SocketAck:
         """Send a command and wait (at most 10 s) for its ack; an error reply raises the
