@@ -38,8 +38,11 @@ from tests.support import NO_RATE_LIMITS, ROOT, RedisServer, free_port, wait_unt
 
 
 @contextmanager
-def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[tuple[str, int]]:
-    """Run `python -m backend serve` (what `make run` runs); yield its URL and pid."""
+def server(
+    database_url: str, redis_url: str | None, workers: int, extra: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run `python -m backend serve` (what `make run` runs), with `extra` settings; yield its
+    URL and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WORKERS")}
     env |= {
@@ -52,6 +55,7 @@ def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[t
         # Thousands of streams on 20 players' tokens.
         "MAX_STREAMS_PER_PLAYER": "1000000",
         "DB_POOL_SIZE": "20",
+        **(extra or {}),
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -70,9 +74,43 @@ def server(database_url: str, redis_url: str | None, workers: int) -> Iterator[t
             process.wait()
 
 
-def loadgen(url: str, pid: int, *args: str) -> dict[str, Any]:
+# The rows served as operators deploy (issue 18): two servers, each its own process on its own
+# port as two hosts would be, behind nginx (deploy/nginx.conf) and PgBouncer in transaction mode.
+DEPLOYED = "pgbouncer+nginx 2 servers"
+
+
+@contextmanager
+def deployed(database_url: str, redis_url: str) -> Iterator[tuple[str, list[int]]]:
+    """Run PgBouncer (transaction mode) in front of `database_url`'s server, two servers on it
+    (DATABASE_POOLER=transaction) and nginx in front of them; yield nginx's URL and the
+    servers' pids."""
+    from tests.scale.nginx import render_site, start_nginx
+    from tests.scale.pgbouncer import pgbouncer
+
+    workdir = Path(tempfile.mkdtemp(prefix="roundtable-bench-deployed-"))
+    database = database_url.rsplit("/", 1)[1]
+    with ExitStack() as stack:
+        # 20 server connections for both servers' 2 x 20 pooled client connections.
+        bouncer = stack.enter_context(pgbouncer(database_url, workdir / "pgbouncer.log", pool_size=20))
+        env = {"DATABASE_POOLER": "transaction", "TRUSTED_PROXIES": "127.0.0.1"}
+        servers = [stack.enter_context(server(bouncer.url(database), redis_url, 1, env)) for _ in range(2)]
+        port = free_port()
+        upstreams = " ".join(f"server {url.removeprefix('http://')};" for url, _ in servers)
+        site = render_site(
+            {"LISTEN": f"127.0.0.1:{port}", "SERVER_NAME": "localhost", "UPSTREAMS": upstreams}
+        )
+        nginx = start_nginx(workdir, site, connections=8192)
+        stack.callback(nginx.wait)
+        stack.callback(nginx.terminate)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, nginx)
+        yield url, [pid for _, pid in servers]
+
+
+def loadgen(url: str, pid: int | list[int], *args: str) -> dict[str, Any]:
     """Run the load generator in its own process; return what it measured."""
-    command = [sys.executable, "-m", "tests.bench.loadgen", "--url", url, "--server-pids", str(pid), *args]
+    pids = [str(p) for p in (pid if isinstance(pid, list) else [pid])]
+    command = [sys.executable, "-m", "tests.bench.loadgen", "--url", url, "--server-pids", *pids, *args]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
@@ -96,6 +134,7 @@ def game_plans(quick: bool) -> list[tuple[str, bool, int, list[str]]]:
         if quick:
             plans.append((f"{game} memory 1w http, flat out", False, 1, http))
             plans.append((f"{game} memory 1w ws at 100/s", False, 1, [*ws, "--rate", "100"]))
+            plans.append((f"{game} {DEPLOYED} http, flat out", True, 2, http))
             continue
         plans.append((f"{game} memory 1w http, flat out", False, 1, http))
         plans.append((f"{game} memory 1w ws, flat out", False, 1, ws))
@@ -103,6 +142,8 @@ def game_plans(quick: bool) -> list[tuple[str, bool, int, list[str]]]:
             plans.append((f"{game} memory 1w http at {rate}/s", False, 1, [*http, "--rate", str(rate)]))
             plans.append((f"{game} memory 1w ws at {rate}/s", False, 1, [*ws, "--rate", str(rate)]))
         plans.append((f"{game} redis 2w http at 1000/s", True, 2, [*http, "--rate", "1000"]))
+        plans.append((f"{game} {DEPLOYED} http, flat out", True, 2, http))
+        plans.append((f"{game} {DEPLOYED} ws, flat out", True, 2, ws))
     # A streamer's room (issue 17): one room of 8 playing, thousands watching on SSE.
     watchers = os.environ.get("BENCH_SPECTATORS") or ("200" if quick else "5000")
     for game in ("mafia", "missions"):
@@ -196,7 +237,12 @@ def main() -> int:
             # marked connected, would be swept by this server while it is measured).
             database_url = recreate_database(base, scratch)
             migrate(database_url)
-            with server(database_url, url, workers) as (server_url, pid):
+            serving = (
+                deployed(database_url, url or redis_url)
+                if DEPLOYED in label
+                else server(database_url, url, workers)
+            )
+            with serving as (server_url, pid):
                 try:
                     rows.append((label, loadgen(server_url, pid, *args)))
                 except RuntimeError as exc:  # one row failing does not lose the others

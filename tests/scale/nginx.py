@@ -25,16 +25,18 @@ def render_site(values: dict[str, str]) -> str:
     return text
 
 
-def main_config(workdir: Path, site: Path) -> str:
+def main_config(workdir: Path, site: Path, connections: int = 1024) -> str:
     """What Debian's /etc/nginx/nginx.conf provides around a conf.d site, with every path
-    in `workdir` so nginx runs without touching the system's."""
+    in `workdir` so nginx runs without touching the system's; `connections` per worker (each
+    proxied request or stream holds two: the client's and the server's)."""
     temp = "\n".join(
         f"    {kind}_temp_path {workdir / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""worker_processes 1;
+worker_rlimit_nofile {connections + 64};
 error_log {workdir / "error.log"} info;
-events {{ worker_connections 1024; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log {workdir / "access.log"};
 {temp}
@@ -43,12 +45,13 @@ http {{
 """
 
 
-def start_nginx(workdir: Path, site_text: str) -> subprocess.Popen[bytes]:
+def start_nginx(workdir: Path, site_text: str, connections: int = 1024) -> subprocess.Popen[bytes]:
+    """Start nginx (in the foreground) with the rendered site, every path in `workdir`."""
     nginx = require_binary("nginx", "nginx is missing: apt-get install -y nginx (.ci/run does)", "/usr/sbin")
     site = workdir / "roundtable.conf"
     site.write_text(site_text)
     conf = workdir / "nginx.conf"
-    conf.write_text(main_config(workdir, site))
+    conf.write_text(main_config(workdir, site, connections))
     command = [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr

@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
+PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer.ini"
 # What a statement prepared on one server connection and run on another says (issue 18).
 PREPARED = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
@@ -59,30 +60,44 @@ class PgBouncer:
         return self.log.read_text(errors="replace")
 
 
+# The names deploy/pgbouncer.ini has envsubst fill in, and only those.
+INI_VARIABLES = (
+    "DATABASES",
+    "LISTEN_ADDR",
+    "LISTEN_PORT",
+    "UNIX_SOCKET_DIR",
+    "AUTH_TYPE",
+    "AUTH_FILE",
+    "LOGFILE",
+    "PIDFILE",
+    "POOL_SIZE",
+)
+
+
 def _config(server_url: str, port: int, workdir: Path, pool_size: int) -> tuple[str, str]:
-    """Return pgbouncer.ini and its auth file for a PgBouncer in front of `server_url`'s server."""
+    """Return deploy/pgbouncer.ini rendered for a PgBouncer in front of `server_url`'s server
+    (any database on it, trusted, on 127.0.0.1:`port`, logging to its stderr), and its auth file."""
     url = make_url(server_url)
     host = url.query.get("host", url.host) or "127.0.0.1"
     server = f"host={host} port={url.port or 5432} user={url.username or 'postgres'}"
     if url.password:
         server += f" password={url.password}"
-    ini = f"""\
-[databases]
-* = {server}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {workdir / "userlist.txt"}
-pool_mode = transaction
-max_client_conn = 2000
-default_pool_size = {pool_size}
-reserve_pool_size = 0
-logfile =
-pidfile =
-"""
+    values = {
+        "DATABASES": f"* = {server}",
+        "LISTEN_ADDR": "127.0.0.1",
+        "LISTEN_PORT": str(port),
+        "UNIX_SOCKET_DIR": "",
+        "AUTH_TYPE": "trust",
+        "AUTH_FILE": str(workdir / "userlist.txt"),
+        "LOGFILE": "",
+        "PIDFILE": "",
+        "POOL_SIZE": str(pool_size),
+    }
+    ini = PGBOUNCER_INI.read_text()
+    for name in INI_VARIABLES:
+        ini = ini.replace("${" + name + "}", values[name])
+    left = re.findall(r"\$\{[A-Z_]+\}", ini)
+    assert not left, f"deploy/pgbouncer.ini names variables the docs do not: {left}"
     users = f'"{url.username or "postgres"}" ""\n'
     return ini, users
 
