@@ -284,6 +284,18 @@ async def wait_for(predicate: Any, within: float = 10.0, interval: float = 0.02)
         await asyncio.sleep(interval)
 
 
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, within: float = 10.0) -> None:
+    """Wait until something listens on 127.0.0.1:`port`; fail if `process` exits first."""
+    deadline = time.monotonic() + within
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert process.poll() is None, f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.05)
+
+
 def require_binary(name: str, why: str, *extra_dirs: str) -> str:
     """Return the path of the program `name` (on PATH or in `extra_dirs`); without it skip,
     but fail in CI, where .ci/run installs it."""

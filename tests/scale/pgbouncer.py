@@ -12,19 +12,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, require_binary, wait_for_port
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer.ini"
@@ -32,14 +29,10 @@ PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer.ini"
 PREPARED = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
 
-def require_pgbouncer() -> None:
-    """Skip without PgBouncer on this machine; fail in CI, whose `.ci/run` installs it."""
-    if PGBOUNCER.exists():
-        return
-    message = f"{PGBOUNCER} is missing: apt-get install -y pgbouncer (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+def require_pgbouncer() -> str:
+    """Return PgBouncer's path; without it skip, but fail in CI, whose `.ci/run` installs it."""
+    why = f"{PGBOUNCER} is missing: apt-get install -y pgbouncer (.ci/run does)"
+    return require_binary(PGBOUNCER.name, why, str(PGBOUNCER.parent))
 
 
 @dataclass
@@ -106,28 +99,21 @@ def _config(server_url: str, port: int, workdir: Path, pool_size: int) -> tuple[
 def pgbouncer(server_url: str, log: Path, pool_size: int = 5) -> Iterator[PgBouncer]:
     """Run PgBouncer in transaction mode in front of the PostgreSQL server of `server_url`
     (any database on it, the client's user), `pool_size` server connections per database."""
-    require_pgbouncer()
+    binary = require_pgbouncer()
     workdir = Path(tempfile.mkdtemp(prefix="roundtable-pgbouncer-"))
     workdir.chmod(0o755)  # read by `nobody` when started as root
     port = free_port()
     ini, users = _config(server_url, port, workdir, pool_size)
     (workdir / "pgbouncer.ini").write_text(ini)
     (workdir / "userlist.txt").write_text(users)
-    command = [str(PGBOUNCER), str(workdir / "pgbouncer.ini")]
+    command = [binary, str(workdir / "pgbouncer.ini")]
     if os.geteuid() == 0:
         command[1:1] = ["-u", "nobody"]  # "PgBouncer should not run as root"
     with log.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     bouncer = PgBouncer(port, workdir, log, process, pool_size)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pgbouncer did not start\n{bouncer.log_text()}")
-            time.sleep(0.05)
+        wait_for_port(port, process, f"pgbouncer (log: {log})")
         yield bouncer
     finally:
         if process.poll() is None:

@@ -8,9 +8,7 @@ for `localhost` signed by a CA of the test's own (openssl).
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend.core.runtime import migrate, recreate_database
 from tests.conftest import TEST_DATABASE, postgres_server_url
-from tests.support import free_port, metric, require_binary, serve, sse_events, wait_for
+from tests.support import free_port, metric, require_binary, serve, sse_events, wait_for, wait_for_port
 
 
 def openssl(*args: str) -> None:
@@ -53,14 +51,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
             "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"]  # fmt: skip
     process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None, "redis-server (TLS) exited"
-            assert time.monotonic() < deadline, "redis-server (TLS) did not start"
-            time.sleep(0.05)
+        wait_for_port(port, process, "redis-server (TLS)")
         yield port, ca
     finally:
         process.kill()

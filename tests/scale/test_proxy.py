@@ -17,7 +17,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
@@ -48,6 +47,7 @@ from tests.support import (
     serve,
     sse_events,
     wait_for,
+    wait_until_up,
 )
 
 JOINS_BURST = 3
@@ -102,16 +102,7 @@ def deployed(
         nginx = start_nginx(workdir, site)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert nginx.poll() is None, (workdir / "error.log").read_text()
-                assert time.monotonic() < deadline, "nginx did not answer"
-                time.sleep(0.05)
+            wait_until_up(url, nginx, workdir / "error.log")
             yield Deployment(url, servers, database_url, workdir / "error.log")
         finally:
             nginx.send_signal(signal.SIGQUIT)  # graceful: finish and exit
