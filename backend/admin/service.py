@@ -16,7 +16,7 @@ from backend.admin import repository
 from backend.contract import api
 from backend.core.problems import RoomNotFound
 from backend.game import lifecycle
-from backend.game import repository as game_repository
+from backend.game import service as game_service
 from backend.games import replay
 from backend.games.errors import GameNotFound
 from backend.games.protocol import Visibility
@@ -172,12 +172,10 @@ async def replay_game(session: AsyncSession, room_id: uuid.UUID, game: int | Non
     room = await rooms_repository.get_room(session, room_id)
     if room is None:
         raise RoomNotFound("No room with this id.")
-    starts = await game_repository.game_starts(session, room_id)
-    number = game if game is not None else len(starts)
-    if not 1 <= number <= len(starts):
-        raise GameNotFound(f"Game {number} has not been played in this room (it has had {len(starts)}).")
-    start = starts[number - 1]
-    end = starts[number] if number < len(starts) else None
+    span = await game_service.game_span(session, room_id, game)
+    if span is None:
+        raise GameNotFound("This room has not played a game yet.")
+    number, start, end = span
     rows = await repository.game_log(session, room_id, start, end, replay.SEATING)
     seated = replay.replay(_event(r) for r in rows if r.seq < start)
     during = [r for r in rows if r.seq >= start]

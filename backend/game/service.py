@@ -503,6 +503,21 @@ async def close_overdue_phase(session: AsyncSession) -> Committed | None:
     return Committed(room.id, last_seq)
 
 
+async def game_span(
+    session: AsyncSession, room_id: uuid.UUID, game: int | None
+) -> tuple[int, int, int | None] | None:
+    """Return game number `game` of the room (the newest when None) as its number, the seq of
+    its `game.started` and that of the next game's (None for the newest): its events lie
+    between. None when the room has played no game yet; GameNotFound for a game not played."""
+    starts = await repository.game_starts(session, room_id)
+    if game is None and not starts:
+        return None
+    number = len(starts) if game is None else game
+    if not 1 <= number <= len(starts):
+        raise GameNotFound(f"Game {number} has not been played in this room (it has had {len(starts)}).")
+    return number, starts[number - 1], starts[number] if number < len(starts) else None
+
+
 async def list_rounds(
     session: AsyncSession, room_id: uuid.UUID, actor: Actor, game: int | None = None
 ) -> api.RoundList:
@@ -524,17 +539,11 @@ async def list_rounds(
         ):
             raise Unauthorized("This token's player is no longer in the room.")
         viewer = Viewer(str(me.id), me.team)
-    number = room.game_number if game is None else game
-    if number > room.game_number:
-        raise GameNotFound(f"Game {number} has not been played in this room (it has had {room.game_number}).")
-    if number == 0:
+    span = await game_span(session, room.id, game)
+    if span is None:
         return api.RoundList(game=0, rounds=[])
-    starts = await repository.game_starts(session, room.id)
-    if len(starts) < number:  # pragma: no cover - every dealt game began with its game.started
-        return api.RoundList(game=number, rounds=[])
-    after = starts[number - 1]
-    before = starts[number] if len(starts) > number else None
-    if number == room.game_number:
+    number, after, before = span
+    if before is None:  # the room's newest game: read as the room stands
         _, state = game_view(room, viewer.player_id)
         now = now_of(room, state)
     else:
